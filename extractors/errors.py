@@ -1,0 +1,5 @@
+"""Errors raised while turning a media file into features; messages are one line, for the user."""
+
+
+class ExtractionError(ValueError):
+    """The input cannot be turned into features (corrupt, truncated, wrong format, unreadable...)."""

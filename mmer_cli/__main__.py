@@ -1,0 +1,3 @@
+from mmer_cli.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per `mmer` sub-command; each parses options, calls one library function, renders."""

@@ -1,0 +1,8 @@
+"""Placeholder until the `analyze` command lands (being written now)."""
+
+from mmer_cli.commands.common import fail
+
+
+def analyze_command() -> None:
+    """Not available yet."""
+    raise fail("this command is not implemented yet")

@@ -1,0 +1,8 @@
+"""Placeholder until the `score` command lands (being written now)."""
+
+from mmer_cli.commands.common import fail
+
+
+def score_command() -> None:
+    """Not available yet."""
+    raise fail("this command is not implemented yet")

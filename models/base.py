@@ -1,0 +1,47 @@
+"""Base class of every registered network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
+
+
+class EmotionModel(nn.Module):
+    """A multimodal multi-label emotion network.
+
+    Subclasses are registered with `@register_model(name, ConfigClass)` and take their config
+    dataclass as the only constructor argument. The config holds `num_labels` and
+    `input_dims` ({"text": D_t, "audio": D_a, "visual": D_v}).
+    """
+
+    registry_name: str = ""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, batch: MultimodalBatch) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, output: ModelOutput, batch: MultimodalBatch) -> LossOutput:  # pragma: no cover
+        """Training objective for `output = self(batch)`; `batch.labels` is (B, q)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, batch: MultimodalBatch) -> Prediction:  # pragma: no cover - abstract
+        """Probabilities and per-label uncertainty in [0, 1], in eval mode."""
+        raise NotImplementedError
+
+    def prepare_training(self, num_train_samples: int) -> None:
+        """Called once before training with the size of the training split (sample indices
+        in `batch.index` run over 0..num_train_samples-1). Default: nothing to prepare."""
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """Tensors beyond parameters/buffers that a resumed run must restore (e.g. LDDU's
+        per-sample correctness history). Default: none."""
+        return {}
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of `training_state`."""

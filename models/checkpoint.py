@@ -1,0 +1,125 @@
+"""Checkpoints: one `.safetensors` file, tensors plus JSON metadata. Loading never unpickles.
+
+The metadata (safetensors header, key "mmer") holds everything needed to rebuild the model:
+format version, mmer version, model name, config, label names, feature spec, decision thresholds
+and free-form training info.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+
+from models.config import ConfigError, config_from_dict, config_to_dict
+from models.feature_spec import FeatureSpec, FeatureSpecMismatch
+from models.registry import build_model, get_entry
+
+CHECKPOINT_FORMAT = 1
+"""Bumped whenever the metadata layout changes incompatibly."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, or not an mmer checkpoint."""
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything a checkpoint says about its model besides the weights.
+
+    thresholds: per-label decision thresholds (probability), length q.
+    extra: training provenance and results (dataset, epochs, metrics, calibration, ...).
+    """
+
+    model_name: str
+    config: object
+    label_names: list[str]
+    feature_spec: FeatureSpec
+    thresholds: list[float]
+    mmer_version: str
+    extra: dict = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model,
+    label_names: list[str],
+    feature_spec: FeatureSpec,
+    thresholds: list[float] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write `model` and its metadata to `path` (a `.safetensors` file)."""
+    from mmer_cli import __version__
+
+    if len(label_names) != model.config.num_labels:
+        raise ValueError(f"{len(label_names)} label names for a model with {model.config.num_labels} labels")
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "mmer_version": __version__,
+        "model": model.registry_name,
+        "config": config_to_dict(model.config),
+        "label_names": list(label_names),
+        "feature_spec": feature_spec.to_dict(),
+        "thresholds": [float(t) for t in (thresholds or [0.5] * len(label_names))],
+        "extra": extra or {},
+    }
+    # safetensors refuses shared/non-contiguous storage: store independent contiguous copies.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"mmer": json.dumps(meta)})
+    return path
+
+
+def read_checkpoint_info(path: str | Path) -> tuple[CheckpointInfo, dict]:
+    """Parse the metadata of a checkpoint; returns (info, raw metadata dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorsError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({err})") from None
+    if "mmer" not in header:
+        raise CheckpointError(f"{path}: safetensors file without mmer metadata")
+    try:
+        meta = json.loads(header["mmer"])
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+        entry = get_entry(meta["model"])
+        info = CheckpointInfo(
+            model_name=meta["model"],
+            config=config_from_dict(entry.config_class, meta["config"]),
+            label_names=list(meta["label_names"]),
+            feature_spec=FeatureSpec.from_dict(meta["feature_spec"]),
+            thresholds=[float(t) for t in meta["thresholds"]],
+            mmer_version=str(meta.get("mmer_version", "")),
+            extra=dict(meta.get("extra", {})),
+        )
+    except CheckpointError:
+        raise
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError, FeatureSpecMismatch) as err:
+        raise CheckpointError(f"{path}: malformed mmer metadata ({err})") from None
+    if len(info.label_names) != info.config.num_labels or len(info.thresholds) != info.config.num_labels:
+        raise CheckpointError(f"{path}: label names/thresholds do not match num_labels")
+    return info, meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model from a checkpoint alone. Returns (model in eval mode, CheckpointInfo)."""
+    info, _ = read_checkpoint_info(path)
+    model = build_model(info.model_name, info.config)
+    try:
+        state = load_file(str(path), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except (SafetensorsError, RuntimeError, OSError) as err:
+        raise CheckpointError(f"{path}: weights do not fit the {info.model_name} config ({str(err).splitlines()[0]})") from None
+    model.to(device).eval()
+    return model, info

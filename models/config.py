@@ -1,0 +1,81 @@
+"""Dataclass configs: (de)serialisation and `key=value` overrides, shared by every model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the model's config dataclass."""
+
+
+def config_to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_class: type, data: dict):
+    """Build `config_class` from a dict; unknown keys are an error (a checkpoint from another model)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {config_class.__name__} keys: {', '.join(unknown)}")
+    return config_class(**data)
+
+
+def _parse_value(raw: str, annotation) -> object:
+    """Parse a command-line string into the field's type (JSON for lists/dicts/bools/None)."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected a boolean, got {raw!r}")
+    if annotation is int:
+        return int(raw)
+    if annotation is float:
+        return float(raw)
+    if annotation is str:
+        return raw
+    if origin in (list, tuple, dict) or origin is typing.Union or annotation is type(None):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if origin is tuple and isinstance(value, list):
+            value = tuple(value)
+        return value
+    return raw
+
+
+def apply_overrides(config, overrides: dict[str, object] | list[str]):
+    """Return a copy of `config` with overrides applied.
+
+    overrides: either {"key": value} or ["key=value", ...] strings as typed on the command line.
+    """
+    if isinstance(overrides, list):
+        parsed: dict[str, object] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            key, raw = item.split("=", 1)
+            parsed[key.strip()] = raw.strip()
+        overrides = parsed
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name for f in dataclasses.fields(config)}
+    values = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{type(config).__name__} has no option {key!r}; options: {', '.join(sorted(fields))}"
+            )
+        if isinstance(value, str):
+            try:
+                value = _parse_value(value, hints[key])
+            except ValueError as err:
+                raise ConfigError(f"bad value for {key}: {err}") from None
+        values[key] = value
+    return dataclasses.replace(config, **values)
