@@ -79,3 +79,23 @@ def apply_overrides(config, overrides: dict[str, object] | list[str]):
                 raise ConfigError(f"bad value for {key}: {err}") from None
         values[key] = value
     return dataclasses.replace(config, **values)
+
+
+@dataclasses.dataclass
+class OptimSettings:
+    """Training hyper-parameters; every model config inherits these and overrides the defaults
+    its paper states. The trainer reads them from the model's config, so a checkpoint records them.
+    """
+
+    lr: float = 1e-3  # initial learning rate
+    batch_size: int = 64  # samples per optimisation step (per process under DDP)
+    epochs: int = 30  # maximum number of epochs
+    optimizer: str = "adam"  # "adam" | "adamw"
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+    scheduler: str = "none"  # "none" | "cosine_warmup" | "plateau" (on validation metric)
+    warmup_ratio: float = 0.0  # fraction of total steps with linear warm-up (cosine_warmup)
+    plateau_factor: float = 0.5  # lr multiplier when the validation metric plateaus
+    plateau_patience: int = 3  # epochs without improvement before lowering lr
+    early_stop_patience: int = 0  # epochs without validation improvement before stopping; 0 = off
+    label_smoothing: float = 0.0  # targets become y*(1-eps) + eps/2 in the BCE loss
