@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError as SafetensorsError  # the class is spelled SafetensorError
 from safetensors.torch import load_file, save_file
 
 from models.config import ConfigError, config_from_dict, config_to_dict

@@ -1,8 +1,75 @@
-"""Placeholder until the `score` command lands (being written now)."""
+"""`mmer score`: metrics of a prediction CSV against a truth CSV (library: mmer_cli.scoring.score_files)."""
 
-from mmer_cli.commands.common import fail
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmer_cli.commands.common import user_errors
+from mmer_cli.scoring import ScoreReport, score_files
 
 
-def score_command() -> None:
-    """Not available yet."""
-    raise fail("this command is not implemented yet")
+class ScoreFormat(str, enum.Enum):
+    """How `mmer score` writes its result."""
+
+    table = "table"
+    json = "json"
+
+
+OVERALL_ROWS: tuple[tuple[str, str], ...] = (
+    ("acc", "Acc (Jaccard, empty/empty = 0; as published)"),
+    ("acc_empty_as_one", "Acc (Jaccard, empty/empty = 1)"),
+    ("precision", "Precision (micro)"),
+    ("recall", "Recall (micro)"),
+    ("micro_f1", "F1 (micro)"),
+    ("macro_f1", "F1 (macro)"),
+    ("hamming_loss", "Hamming loss"),
+)
+
+
+def render_score_table(report: ScoreReport, console: Console) -> None:
+    """Rich tables: overall metrics (plus calibration when present), then per-label P/R/F1/support."""
+    values = report.metrics.as_dict()
+    overall = Table(title=f"mmer score: {report.metrics.num_samples} samples, {len(report.label_names)} labels")
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    for key, title in OVERALL_ROWS:
+        overall.add_row(title, f"{values[key]:.4f}")
+    if report.threshold is not None:
+        overall.add_row("Decision threshold (p >= t)", f"{report.threshold:g}")
+    if report.calibration is not None:
+        overall.add_row(f"ECE ({report.calibration.n_bins} bins)", f"{report.calibration.ece:.4f}")
+        overall.add_row("Brier score", f"{report.calibration.brier:.4f}")
+    if report.pred_columns_reordered:
+        overall.caption = "prediction columns were matched to the truth's label order by name"
+    console.print(overall)
+
+    per_label = Table(title="per label")
+    per_label.add_column("label")
+    for column in ("precision", "recall", "F1", "support"):
+        per_label.add_column(column, justify="right")
+    for name, scores in report.metrics.per_label.items():
+        per_label.add_row(name, f"{scores.precision:.4f}", f"{scores.recall:.4f}", f"{scores.f1:.4f}", str(scores.support))
+    console.print(per_label)
+
+
+def score_command(
+    truth: Path = typer.Option(..., "--truth", help="CSV of true labels: header of label names, one 0/1 row per sample."),
+    pred: Path = typer.Option(..., "--pred", help="CSV of predictions with the same label names: 0/1, or probabilities with --threshold."),
+    output_format: ScoreFormat = typer.Option(ScoreFormat.table, "--format", help="table (human) or json (one object on stdout)."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Treat --pred as probabilities in [0, 1]; a label is predicted when p >= THRESHOLD. Adds ECE and Brier."),
+) -> None:
+    """Score predictions against truth: Acc (both empty-set conventions), micro P/R/F1, macro-F1, Hamming loss, per-label scores."""
+    with user_errors():
+        report = score_files(truth, pred, threshold=threshold)
+    if output_format is ScoreFormat.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        render_score_table(report, Console())
