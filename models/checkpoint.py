@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError as SafetensorsError  # the class is spelled SafetensorError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from models.config import ConfigError, config_from_dict, config_to_dict
@@ -85,7 +85,7 @@ def read_checkpoint_info(path: str | Path) -> tuple[CheckpointInfo, dict]:
 
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({err})") from None
     if "mmer" not in header:
         raise CheckpointError(f"{path}: safetensors file without mmer metadata")
@@ -119,7 +119,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     try:
         state = load_file(str(path), device="cpu")
         model.load_state_dict(state, strict=True)
-    except (SafetensorsError, RuntimeError, OSError) as err:
+    except (SafetensorError, RuntimeError, OSError) as err:
         raise CheckpointError(f"{path}: weights do not fit the {info.model_name} config ({str(err).splitlines()[0]})") from None
     model.to(device).eval()
     return model, info
