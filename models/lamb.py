@@ -219,9 +219,8 @@ class PerLabelLinear(nn.Module):
 
 def _encoder_block(config: LAMBConfig) -> AttentionBlock:
     """One layer of Eq. 3 / Eq. 4 (post-LN attention + MLP block of width d)."""
-    block = AttentionBlock(config.d_model, config.num_heads, config.encoder_mlp, config.dropout)
-    block.attn.dropout = config.attention_dropout  # nn.MultiheadAttention reads this at every forward
-    return block
+    return AttentionBlock(config.d_model, config.num_heads, config.encoder_mlp, config.dropout,
+                          config.attention_dropout)
 
 
 @register_model("lamb", LAMBConfig)
