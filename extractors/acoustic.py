@@ -1,0 +1,159 @@
+"""Acoustic features: frame-level descriptors of 16 kHz mono audio, pooled to `ACOUSTIC_RATE_HZ`.
+
+Sets (`ExtractionSettings.acoustic`):
+  "egemaps"  openSMILE eGeMAPSv02 low-level descriptors, 25 per frame (default)
+  "compare"  openSMILE ComParE_2016 low-level descriptors, 65 per frame
+  "librosa"  20 MFCC + 20 delta-MFCC + RMS, zero-crossing rate, spectral centroid, bandwidth,
+             roll-off and flatness, 46 per frame
+
+openSMILE emits one frame every 10 ms (100 Hz); we average each run of 4 frames into one 40 ms
+frame (25 Hz) so long clips stay tractable for the attention models. librosa features are computed
+directly with a 40 ms hop. Audio longer than 60 s is processed in 60 s pieces so memory stays
+bounded. openSMILE and librosa are imported only when their set is used
+(librosa compiles numba code on its first call).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+
+from extractors.errors import ExtractionError
+from extractors.media import AUDIO_RATE_HZ
+
+ACOUSTIC_RATE_HZ = 25.0
+"""Frames per second of every acoustic feature sequence."""
+_LLD_RATE_HZ = 100.0  # openSMILE low-level descriptor frames per second (10 ms hop)
+_POOL = int(_LLD_RATE_HZ / ACOUSTIC_RATE_HZ)  # LLD frames averaged into one output frame
+_HOP = int(AUDIO_RATE_HZ / ACOUSTIC_RATE_HZ)  # samples per output frame (640 = 40 ms)
+_LIBROSA_FFT = 1024  # librosa analysis window, samples (64 ms)
+_LIBROSA_MFCC = 20
+
+CHUNK_S = 60.0
+"""Long audio is processed in pieces of this many seconds (bounded memory however long the clip);
+clips up to this length are processed whole."""
+_CHUNK = int(CHUNK_S * AUDIO_RATE_HZ)  # samples per piece, a multiple of _HOP
+_CHUNK_OVERLAP = int(0.2 * AUDIO_RATE_HZ)  # extra samples after a piece so its last frames see whole windows
+
+VOICED_DBFS = -40.0
+"""A 10 ms step counts as voiced when the RMS of the 25 ms window starting there is at least this
+level (dB relative to full scale, i.e. an RMS amplitude of 0.01)."""
+_BLOCK = int(0.005 * AUDIO_RATE_HZ)  # 5 ms energy blocks: a step is 2 blocks, a window 5
+ACOUSTIC_LAYOUT_VERSION = "1"
+"""Bumped whenever pooling or the librosa set change."""
+
+
+@dataclass(frozen=True)
+class AcousticSet:
+    """extractor: name in the FeatureSpec; dim: values per frame; package: whose version is recorded."""
+
+    extractor: str
+    dim: int
+    package: str
+
+
+ACOUSTIC_SETS: dict[str, AcousticSet] = {
+    "egemaps": AcousticSet("egemaps-v02-lld", 25, "opensmile"),
+    "compare": AcousticSet("compare-2016-lld", 65, "opensmile"),
+    "librosa": AcousticSet("librosa-mfcc-spectral", 2 * _LIBROSA_MFCC + 6, "librosa"),
+}
+
+
+def acoustic_set(name: str) -> AcousticSet:
+    try:
+        return ACOUSTIC_SETS[name]
+    except KeyError:
+        raise ExtractionError(f"unknown acoustic feature set {name!r}; choose one of "
+                              + ", ".join(ACOUSTIC_SETS)) from None
+
+
+def acoustic_version(name: str) -> str:
+    """Version string recorded in the FeatureSpec, e.g. "opensmile-2.6.0/1"."""
+    package = acoustic_set(name).package
+    return f"{package}-{metadata.version(package)}/{ACOUSTIC_LAYOUT_VERSION}"
+
+
+def pool_frames(values: np.ndarray, factor: int) -> np.ndarray:
+    """Average each run of `factor` rows: (N, D) -> (ceil(N / factor), D); a short tail is averaged too."""
+    n, dim = values.shape
+    full = n // factor
+    pooled = values[:full * factor].reshape(full, factor, dim).mean(axis=1)
+    if n % factor:
+        pooled = np.concatenate([pooled, values[full * factor:].mean(axis=0, keepdims=True)])
+    return pooled
+
+
+def voiced_seconds(samples: np.ndarray) -> float:
+    """Seconds of audio whose short-time energy reaches `VOICED_DBFS`; samples (N,) float in [-1, 1]."""
+    blocks = [np.square(samples[i:i + _CHUNK][:(min(_CHUNK, samples.shape[0] - i) // _BLOCK) * _BLOCK],
+                        dtype=np.float64).reshape(-1, _BLOCK).sum(axis=1)
+              for i in range(0, samples.shape[0], _CHUNK)]  # (N / 80,) energy per 5 ms block
+    energy = np.concatenate(blocks) if blocks else np.zeros(0)
+    if energy.shape[0] < 5:
+        return 0.0
+    window_energy = np.convolve(energy, np.ones(5), mode="valid")[::2]  # 25 ms windows every 10 ms
+    rms = np.sqrt(window_energy / (5 * _BLOCK))
+    return float(np.count_nonzero(rms >= 10 ** (VOICED_DBFS / 20)) * 2 * _BLOCK / AUDIO_RATE_HZ)
+
+
+class AcousticExtractor:
+    """One feature set, set up once and applied to many clips."""
+
+    def __init__(self, name: str):
+        self.spec = acoustic_set(name)
+        self.name = name
+        self._smile = None
+        if self.spec.package == "opensmile":
+            import opensmile
+
+            feature_set = {"egemaps": opensmile.FeatureSet.eGeMAPSv02,
+                           "compare": opensmile.FeatureSet.ComParE_2016}[name]
+            self._smile = opensmile.Smile(feature_set=feature_set,
+                                          feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+
+    def __call__(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """samples (N,) float32 at 16 kHz -> features (T, D) float32 and times (T,) seconds from
+        samples[0], T = about N / 640 (25 Hz). Audio longer than `CHUNK_S` is processed piece by
+        piece (each piece sees 0.2 s beyond its end, whose frames belong to the next piece)."""
+        features, times = [np.zeros((0, self.spec.dim), np.float32)], [np.zeros(0, np.float64)]
+        for start in range(0, samples.shape[0], _CHUNK):
+            piece = samples[start:start + _CHUNK + _CHUNK_OVERLAP]
+            if piece.shape[0] < _HOP:
+                break
+            values = self._opensmile(piece) if self._smile is not None else self._librosa(piece)
+            if values.shape[1] != self.spec.dim:
+                raise ExtractionError(f"acoustic set {self.name!r} produced {values.shape[1]} values per frame, "
+                                      f"expected {self.spec.dim} (unsupported {self.spec.package} version?)")
+            if start + _CHUNK < samples.shape[0]:
+                values = values[:_CHUNK // _HOP]  # the overlap's frames come with the next piece
+            features.append(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32))
+            times.append(start / AUDIO_RATE_HZ + np.arange(values.shape[0], dtype=np.float64) / ACOUSTIC_RATE_HZ)
+        return np.concatenate(features), np.concatenate(times)
+
+    def _opensmile(self, samples: np.ndarray) -> np.ndarray:
+        lld = self._smile.process_signal(samples, AUDIO_RATE_HZ).to_numpy()  # (N_lld, D) at 100 Hz
+        return pool_frames(lld, _POOL)  # (T, D) at 25 Hz
+
+    @staticmethod
+    def _librosa(samples: np.ndarray) -> np.ndarray:
+        import librosa
+
+        kw = {"n_fft": _LIBROSA_FFT, "hop_length": _HOP}
+        power = np.abs(librosa.stft(samples, **kw)) ** 2  # (1 + n_fft / 2, T)
+        mel = librosa.feature.melspectrogram(S=power, sr=AUDIO_RATE_HZ)
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=_LIBROSA_MFCC)  # (20, T)
+        frames = mfcc.shape[1]
+        width = min(9, frames if frames % 2 else frames - 1)  # odd, at most the number of frames
+        delta = librosa.feature.delta(mfcc, width=width) if width >= 3 else np.zeros_like(mfcc)
+        magnitude = np.sqrt(power)
+        rows = [mfcc, delta,
+                librosa.feature.rms(S=magnitude, frame_length=_LIBROSA_FFT),
+                librosa.feature.zero_crossing_rate(samples, frame_length=_LIBROSA_FFT, hop_length=_HOP),
+                librosa.feature.spectral_centroid(S=magnitude, sr=AUDIO_RATE_HZ),
+                librosa.feature.spectral_bandwidth(S=magnitude, sr=AUDIO_RATE_HZ),
+                librosa.feature.spectral_rolloff(S=magnitude, sr=AUDIO_RATE_HZ),
+                librosa.feature.spectral_flatness(S=magnitude)]
+        frames = min(r.shape[1] for r in rows)
+        return np.concatenate([r[:, :frames] for r in rows]).T  # (T, 46)

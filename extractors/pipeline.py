@@ -1,0 +1,309 @@
+"""Media file -> `FeatureSet`: decode, face geometry, acoustic descriptors, speech to text, word-piece
+embeddings, with an on-disk cache. The public entry points of the `extractors` package.
+
+    extractor = FeatureExtractor(ExtractionSettings(device="cpu"))
+    for path in paths:
+        features = extractor.extract(path)   # ExtractionError (one line) for a bad file
+
+Each model is loaded once and reused for every later file; models load in a background thread, the
+audio and text ones while the video is decoded and searched for faces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version, voiced_seconds
+from extractors.cache import FeatureCache, file_sha256
+from extractors.errors import ExtractionError
+from extractors.featureset import FeatureSet, ModalityStats
+from extractors.media import (AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio, MediaInfo, MediaReader,
+                              check_readable, probe_media)
+from extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
+                               read_transcript)
+from extractors.text import TextEncoder, encoder_info
+from models.feature_spec import FeatureSpec, ModalitySpec
+
+__all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
+           "MEDIA_SUFFIXES", "VIDEO_SUFFIXES", "AUDIO_SUFFIXES", "ExtractionError"]
+
+FRAMES_PER_BATCH = 16
+"""Sampled video frames sent through the face detector together."""
+MIN_VOICED_S = 0.1
+"""Below this many voiced seconds (see acoustic.VOICED_DBFS) speech recognition is skipped."""
+VISUAL_EXTRACTOR = "mtcnn-face-geometry"
+TEXT_EXTRACTOR = "bert-wordpiece"
+
+
+@dataclass
+class ExtractionSettings:
+    """Everything that decides which features a file gives (and how fast)."""
+
+    fps: float = 5.0  # visual frames sampled per second
+    max_side_px: int = 320  # frames are downscaled so their longer side is at most this, before detection
+    acoustic: str = "egemaps"  # "egemaps" | "compare" | "librosa" (see extractors.acoustic)
+    text_encoder: str | None = None  # local HF BERT directory; None = packaged all-MiniLM-L6-v2
+    asr_model: str | None = None  # faster-whisper model directory; None = packaged tiny.en
+    transcript: str | None = None  # .txt/.srt/.vtt file used instead of speech recognition
+    language: str | None = None  # spoken language code for whisper (None = detect / English model)
+    device: str = "cpu"  # "cpu" | "cuda", already resolved by the caller
+    use_cache: bool = True
+    cache_dir: str | None = None  # default: $MMER_CACHE_DIR or ~/.cache/mmer/features
+
+
+def _check_settings(settings: ExtractionSettings) -> None:
+    if not settings.fps > 0:
+        raise ExtractionError(f"frame rate must be > 0 frames per second, got {settings.fps}")
+    if settings.max_side_px < 48:
+        raise ExtractionError(f"max_side_px must be at least 48 pixels, got {settings.max_side_px}")
+    if settings.device not in ("cpu", "cuda"):
+        raise ExtractionError(f"device must be 'cpu' or 'cuda', got {settings.device!r}")
+    acoustic_set(settings.acoustic)
+    if settings.transcript is not None:
+        path = Path(settings.transcript)
+        if path.suffix.lower() not in TRANSCRIPT_SUFFIXES:
+            raise ExtractionError(f"{path}: transcript must be one of {', '.join(TRANSCRIPT_SUFFIXES)}")
+        if not path.is_file():
+            raise ExtractionError(f"{path}: transcript file not found")
+
+
+def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
+    """The FeatureSpec files extracted with `settings` will carry; reads only the text encoder's
+    config.json. Raises ExtractionError for invalid settings."""
+    _check_settings(settings)
+    encoder = encoder_info(settings.text_encoder)
+    audio = acoustic_set(settings.acoustic)
+    from extractors.face import VISUAL_DIM, VISUAL_LAYOUT_VERSION
+
+    return FeatureSpec(
+        text=ModalitySpec(f"{TEXT_EXTRACTOR}:{encoder.name}", encoder.dim, None, encoder.config_hash),
+        audio=ModalitySpec(audio.extractor, audio.dim, ACOUSTIC_RATE_HZ, acoustic_version(settings.acoustic)),
+        visual=ModalitySpec(VISUAL_EXTRACTOR, VISUAL_DIM, float(settings.fps),
+                            f"facenet-pytorch-{metadata.version('facenet-pytorch')}/{VISUAL_LAYOUT_VERSION}"),
+    )
+
+
+STAGES = ("decode", "face", "acoustic", "asr", "text")
+"""Stages always present in `FeatureSet.timings_s` of an extraction (0.0 when skipped)."""
+
+
+class _Clock:
+    """Accumulates seconds per stage name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+class _Models:
+    """The extraction models, each built once, all in one background thread: ahead of need
+    (`prefetch`, so loading overlaps decoding and face detection) or when first needed (`get`).
+
+    Building them one after the other in a single thread also means facenet_pytorch's import, with
+    its temporary torchvision stand-ins (see extractors/face.py), never overlaps another import.
+    """
+
+    def __init__(self, builders: dict[str, Callable[[], object]]):
+        self._builders = builders
+        self._built: dict[str, object] = {}
+        self._pending: dict[str, Future] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    def prefetch(self, names: list[str]) -> None:
+        for name in names:
+            if name not in self._built and name not in self._pending:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmer-model-load")
+                self._pending[name] = self._executor.submit(self._builders[name])
+
+    def get(self, name: str, clock: _Clock):
+        """The model; seconds spent waiting for it to be built are added to the "load" stage."""
+        if name not in self._built:
+            start = time.perf_counter()
+            self.prefetch([name])
+            self._built[name] = self._pending.pop(name).result()
+            clock.add("load", time.perf_counter() - start)
+        return self._built[name]
+
+
+class FeatureExtractor:
+    """Turns media files into FeatureSets; models are loaded once and reused across files."""
+
+    def __init__(self, settings: ExtractionSettings):
+        self.settings = settings
+        self.spec = feature_spec_for(settings)
+        self._encoder_info = encoder_info(settings.text_encoder)
+        self._asr_dir = asr_model_dir(settings.asr_model) if settings.transcript is None else None
+        self._cache = FeatureCache(settings.cache_dir) if settings.use_cache else None
+        self._settings_digest = self._digest() if settings.use_cache else ""
+        device = settings.device
+        self._models = _Models({
+            "faces": lambda: _face_detector(device),
+            "acoustic": lambda: AcousticExtractor(settings.acoustic),
+            "asr": lambda: SpeechRecognizer(self._asr_dir, device, _torch_threads()),
+            "text": lambda: TextEncoder(self._encoder_info, device),
+        })
+
+    def _digest(self) -> str:
+        """Hash of every setting that changes the features (device and caching excluded)."""
+        s = self.settings
+        parts = {"spec": self.spec.to_dict(), "max_side_px": s.max_side_px,
+                 "transcript": file_sha256(s.transcript) if s.transcript else None,
+                 "asr": asr_identity(self._asr_dir) if self._asr_dir else None, "language": s.language}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def extract(self, path: str | Path) -> FeatureSet:
+        """One media file -> FeatureSet following `self.spec`. Raises ExtractionError for bad input.
+
+        timings_s: seconds per stage: decode, face, acoustic, asr (or transcript), text, plus load
+        (models loaded during this call), hash and cache (when the cache is on; a hit has only these).
+        """
+        clock = _Clock()
+        path = Path(path)
+        check_readable(path)
+        key = None
+        if self._cache is not None:
+            start = time.perf_counter()
+            key = self._cache.entry_key(file_sha256(path), self._settings_digest)
+            clock.add("hash", time.perf_counter() - start)
+            start = time.perf_counter()
+            hit = self._cache.load(key, self.spec)
+            clock.add("cache", time.perf_counter() - start)
+            if hit is not None:
+                hit.timings_s = clock.seconds
+                return hit
+        for stage in STAGES:
+            clock.add(stage, 0.0)
+        start = time.perf_counter()
+        info = probe_media(path)
+        clock.add("decode", time.perf_counter() - start)
+        transcript_file = self.settings.transcript is not None
+        self._models.prefetch((["faces"] if info.has_video else [])
+                              + (["acoustic"] if info.has_audio else [])
+                              + (["asr"] if info.has_audio and not transcript_file else [])
+                              + (["text"] if info.has_audio or transcript_file else []))
+
+        warnings: list[str] = []
+        reader, visual, visual_times, face_frames = self._read_visual(info, clock)
+        audio = reader.audio
+        acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
+        words = self._words(info, audio, voiced, clock, warnings)
+        text, text_times = np.zeros((0, self.spec.text.dim), np.float32), np.zeros(0)
+        if words:
+            encoder = self._models.get("text", clock)
+            start = time.perf_counter()
+            text, text_times = encoder.encode(words)
+            clock.add("text", time.perf_counter() - start)
+
+        if not info.has_video:
+            warnings.insert(0, "no video stream: visual features absent")
+        elif face_frames == 0:
+            warnings.insert(0, f"no face found in {reader.frames_sampled} sampled frames: visual features absent")
+        result = FeatureSet(
+            features={"text": text, "audio": acoustic, "visual": visual},
+            times={"text": text_times, "audio": acoustic_times, "visual": visual_times},
+            spec=self.spec, transcript=" ".join(w.text for w in words),
+            duration_s=info.duration_s or max(audio.seconds, float(visual_times[-1]) if len(visual_times) else 0.0),
+            stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames, seconds=audio.seconds,
+                                voiced=voiced, tokens=int(text.shape[0])),
+            timings_s=clock.seconds, warnings=warnings)
+        if self._cache is not None:
+            try:
+                self._cache.store(key, result)
+            except OSError as err:
+                result.warnings.append(f"feature cache not written ({' '.join(str(err).split())})")
+        return result
+
+    def _read_visual(self, info: MediaInfo, clock: _Clock):
+        """Decode the file once; detect and track faces batch by batch as frames arrive.
+        Returns the reader (with audio), visual (T, 22) float32, times (T,), frames with a face."""
+        from extractors.face import VISUAL_DIM, FaceTrack, face_vector
+
+        reader = MediaReader(info, self.settings.fps, self.settings.max_side_px, FRAMES_PER_BATCH,
+                             threads=_torch_threads())
+        rows, times = [], []
+        track = FaceTrack()
+        face_s = 0.0
+        start = time.perf_counter()
+        load_before = clock.seconds.get("load", 0.0)
+        for batch in reader.frame_batches():
+            face_start = time.perf_counter()
+            detector = self._models.get("faces", clock)
+            height, width = batch.frames.shape[1:3]
+            for faces, t in zip(detector.detect(batch.frames), batch.times):
+                pick = track.choose(faces)
+                if pick is not None:
+                    rows.append(face_vector(faces.boxes[pick], float(faces.probs[pick]), faces.landmarks[pick],
+                                            width, height))
+                    times.append(t)
+            face_s += time.perf_counter() - face_start
+        loading = clock.seconds.get("load", 0.0) - load_before
+        clock.add("decode", time.perf_counter() - start - face_s)
+        clock.add("face", face_s - loading)
+        visual = np.stack(rows) if rows else np.zeros((0, VISUAL_DIM), np.float32)
+        return reader, visual, np.asarray(times, dtype=np.float64), len(rows)
+
+    def _audio_features(self, audio: DecodedAudio, clock: _Clock):
+        """Acoustic features (T, D) float32, their media times (T,) and voiced seconds."""
+        if audio.samples.shape[0] == 0:
+            return np.zeros((0, self.spec.audio.dim), np.float32), np.zeros(0), 0.0
+        extractor = self._models.get("acoustic", clock)
+        start = time.perf_counter()
+        features, times = extractor(audio.samples)
+        voiced = voiced_seconds(audio.samples)
+        clock.add("acoustic", time.perf_counter() - start)
+        return features, times + audio.start_s, voiced
+
+    def _words(self, info: MediaInfo, audio: DecodedAudio, voiced: float, clock: _Clock,
+               warnings: list[str]) -> list[Word]:
+        """Words with media times: from the transcript file, else recognised from the audio."""
+        if self.settings.transcript is not None:
+            start = time.perf_counter()
+            words = read_transcript(self.settings.transcript, info.duration_s)
+            clock.add("transcript", time.perf_counter() - start)
+            if not info.has_audio:
+                warnings.append("no audio track: audio features absent")
+            return words
+        if not info.has_audio:
+            warnings.append("no audio track: audio and text features absent")
+            return []
+        if voiced < MIN_VOICED_S:
+            warnings.append("no speech in the audio (silence): text features absent")
+            return []
+        asr = self._models.get("asr", clock)
+        start = time.perf_counter()
+        words, notes = asr.transcribe(audio.samples, self.settings.language)
+        clock.add("asr", time.perf_counter() - start)
+        warnings.extend(notes)
+        if not words:
+            warnings.append("no words recognised in the audio: text features absent")
+        return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in words]
+
+
+def _face_detector(device: str):
+    from extractors.face import FaceDetector
+
+    return FaceDetector(device)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def extract_features(path: str | Path, settings: ExtractionSettings | None = None) -> FeatureSet:
+    """Convenience: build a FeatureExtractor for one file (models load every call; reuse an extractor
+    for many files)."""
+    return FeatureExtractor(settings or ExtractionSettings()).extract(path)

