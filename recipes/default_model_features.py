@@ -1,0 +1,290 @@
+"""Features of the default-model training data, computed with mmer's own extractors and the SAME
+settings `mmer analyze` uses (`ExtractionSettings()`), cached as compact arrays outside the repo.
+
+- GoEmotions-Ekman comments are the transcripts: each comment is split into words exactly as a
+  transcript file is (`extractors.speech.spread_words`) and embedded with the pipeline's text
+  encoder (`extractors.text.TextEncoder`, packaged all-MiniLM-L6-v2): one 384-d vector per
+  word-piece. Comments are batched (padding is masked by the encoder's attention mask), which gives
+  the same vectors as `TextEncoder.encode` on one comment (checked: max difference 0.0 on the
+  comments tried; `check_text_equivalence` re-checks a few on every run).
+- EmoDB utterances go through the pipeline's decoding (`extractors.media`: PyAV, resampled to
+  16 kHz mono float32) and acoustic path (`extractors.acoustic.AcousticExtractor("egemaps")`):
+  (T, 25) eGeMAPS low-level descriptors at 25 Hz.
+
+On disk (`<work>/features/`), one .npz per part, read with allow_pickle=False:
+    goemotions_<split>.npz  tokens (N_tok, 384) float16, offsets (N+1,) int64, labels (N, 7) uint8, ids (N,) str
+    emodb.npz               frames (N_frames, 25) float32, offsets (N+1,) int64, files, speakers, emotions
+Text vectors are stored as float16 (halves the disk size; the models see float32 again).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from extractors.pipeline import ExtractionSettings, feature_spec_for
+
+LABEL_NAMES: list[str] = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+"""mmer's default label order; GoEmotions-Ekman's label ids are already in this order."""
+GOEMOTIONS_SPLITS = {"train": "train.tsv", "valid": "dev.tsv", "test": "test.tsv"}
+EMODB_TO_LABEL = {"anger": "anger", "disgust": "disgust", "fear": "fear", "happiness": "happy",
+                  "neutral": "neutral", "sadness": "sad", "boredom": "neutral"}
+"""EmoDB class -> default label (boredom -> neutral, docs/corpora.md "Label mapping")."""
+TEXT_BATCH = 64  # comments per encoder forward pass
+
+
+@dataclass
+class TokenSequences:
+    """Variable-length sequences stored back to back: rows[offsets[i]:offsets[i+1]] is sample i."""
+
+    rows: np.ndarray  # (N_rows, D)
+    offsets: np.ndarray  # (N + 1,) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, i: int) -> np.ndarray:
+        """(T_i, D) float32 sequence of sample i."""
+        return np.asarray(self.rows[self.offsets[i]:self.offsets[i + 1]], dtype=np.float32)
+
+
+def _pack(seqs: list[np.ndarray], dim: int, dtype) -> TokenSequences:
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.concatenate(seqs).astype(dtype) if seqs else np.zeros((0, dim), dtype)
+    return TokenSequences(rows, offsets)
+
+
+def read_goemotions(data: Path, split: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """(texts, labels (N, 7) uint8 multi-hot, comment ids) of one official split."""
+    texts, labels, ids = [], [], []
+    with (data / GOEMOTIONS_SPLITS[split]).open(encoding="utf-8") as handle:
+        for line in handle:
+            text, label_ids, comment_id = line.rstrip("\n").split("\t")
+            row = np.zeros(len(LABEL_NAMES), np.uint8)
+            row[[int(k) for k in label_ids.split(",")]] = 1
+            texts.append(text)
+            labels.append(row)
+            ids.append(comment_id)
+    return texts, np.stack(labels), ids
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of about `size` rows keeping the share of every label SET (exact label
+    combination), by proportional seeded sampling within each combination (at least one each)."""
+    if size >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keys = np.array(["".join(map(str, row)) for row in labels])
+    chosen = []
+    for key in sorted(set(keys)):
+        members = np.flatnonzero(keys == key)
+        take = max(1, int(round(len(members) * size / len(labels))))
+        chosen.append(rng.permutation(members)[:take])
+    return np.sort(np.concatenate(chosen))
+
+
+class CommentEmbedder:
+    """The pipeline's text encoder applied to whole comments, many per forward pass."""
+
+    def __init__(self, settings: ExtractionSettings):
+        from extractors.text import TextEncoder, encoder_info
+
+        self.encoder = TextEncoder(encoder_info(settings.text_encoder), settings.device)
+
+    def _piece_ids(self, text: str) -> list[int]:
+        from extractors.speech import spread_words
+
+        words = spread_words(text, 0.0, 1.0)  # times are irrelevant for the features
+        if not words:
+            return []
+        pieces = self.encoder.tokenizer([w.text for w in words], add_special_tokens=False)["input_ids"]
+        return [i for word in pieces for i in word][: self.encoder.window]  # one window (<= 510 pieces)
+
+    def embed(self, texts: list[str]) -> list[np.ndarray]:
+        """Texts -> one (T_i, D) float32 array each (one vector per word-piece, [CLS]/[SEP] dropped)."""
+        import torch
+
+        tok = self.encoder.tokenizer
+        ids = [self._piece_ids(t) for t in texts]
+        out: list[np.ndarray | None] = [None] * len(texts)
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        with torch.inference_mode():
+            for b in range(0, len(order), TEXT_BATCH):
+                rows = order[b:b + TEXT_BATCH]
+                longest = max(len(ids[i]) for i in rows) + 2
+                input_ids = torch.full((len(rows), longest), tok.pad_token_id or 0, dtype=torch.long)
+                mask = torch.zeros((len(rows), longest), dtype=torch.long)
+                for r, i in enumerate(rows):
+                    input_ids[r, :len(ids[i]) + 2] = torch.tensor([tok.cls_token_id, *ids[i], tok.sep_token_id])
+                    mask[r, :len(ids[i]) + 2] = 1
+                hidden = self.encoder.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, L, D)
+                for r, i in enumerate(rows):
+                    out[i] = hidden[r, 1:len(ids[i]) + 1].float().numpy()
+        return out  # type: ignore[return-value]
+
+    def check_text_equivalence(self, texts: list[str], atol: float = 1e-4) -> float:
+        """Max |difference| between `embed` and the pipeline's own `TextEncoder.encode` on `texts`;
+        raises AssertionError above `atol`."""
+        from extractors.speech import spread_words
+
+        batched = self.embed(texts)
+        worst = 0.0
+        for text, mine in zip(texts, batched):
+            ref, _ = self.encoder.encode(spread_words(text, 0.0, 1.0))
+            if ref.shape != mine.shape:
+                raise AssertionError(f"token count differs for {text!r}: {ref.shape} vs {mine.shape}")
+            worst = max(worst, float(np.abs(ref - mine).max()) if len(ref) else 0.0)
+        if worst > atol:
+            raise AssertionError(f"batched text features differ from TextEncoder.encode by {worst}")
+        return worst
+
+
+def extract_goemotions(data: Path, split: str, out: Path, subset: np.ndarray | None,
+                       settings: ExtractionSettings) -> Path:
+    """Embed one split (or the rows `subset` of it) and write goemotions_<split>.npz."""
+    texts, labels, ids = read_goemotions(data, split)
+    rows = np.arange(len(texts)) if subset is None else subset
+    embedder = CommentEmbedder(settings)
+    embedder.check_text_equivalence([texts[i] for i in rows[:8]])
+    dim = embedder.encoder.info.dim
+    seqs = []
+    for b in range(0, len(rows), 2048):
+        seqs += embedder.embed([texts[i] for i in rows[b:b + 2048]])
+    packed = _pack(seqs, dim, np.float16)
+    path = out / f"goemotions_{split}.npz"
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tokens=packed.rows, offsets=packed.offsets, labels=labels[rows],
+             ids=np.array([ids[i] for i in rows]))
+    tmp.replace(path)
+    return path
+
+
+def emodb_audio(path: Path, acoustic) -> np.ndarray:
+    """(T, 25) acoustic features of one file, decoded and resampled exactly as the pipeline does."""
+    from extractors.media import MediaReader, probe_media
+    from extractors.pipeline import FRAMES_PER_BATCH
+
+    settings = ExtractionSettings()
+    info = probe_media(path)
+    reader = MediaReader(info, settings.fps, settings.max_side_px, FRAMES_PER_BATCH, threads=1)
+    for _ in reader.frame_batches():  # an audio file has no frames; this decodes the audio
+        pass
+    features, _ = acoustic(reader.audio.samples)
+    return features
+
+
+def extract_emodb(data: Path, out: Path, settings: ExtractionSettings) -> Path:
+    """Acoustic features of every EmoDB utterance -> emodb.npz."""
+    from extractors.acoustic import AcousticExtractor
+
+    with (data / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    acoustic = AcousticExtractor(settings.acoustic)
+    packed = _pack([emodb_audio(data / r["file"], acoustic) for r in rows], 25, np.float32)
+    path = out / "emodb.npz"
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, frames=packed.rows, offsets=packed.offsets, files=np.array([r["file"] for r in rows]),
+             speakers=np.array([int(r["speaker"]) for r in rows]), emotions=np.array([r["emotion"] for r in rows]))
+    tmp.replace(path)
+    return path
+
+
+def _run_job(job: tuple) -> tuple[str, float]:
+    """One extraction job in a worker process with one compute thread; returns (name, seconds)."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    kind, data, out, split, subset = job
+    started = time.perf_counter()
+    settings = ExtractionSettings()
+    if kind == "text":
+        extract_goemotions(data, split, out, subset, settings)
+    else:
+        extract_emodb(data, out, settings)
+    return f"{kind}:{split}", time.perf_counter() - started
+
+
+def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, workers: int = 2) -> dict:
+    """Extract every missing feature file into <work>/features with `workers` single-thread
+    processes; returns {"seconds": {job: s} extracted now, "recorded_seconds": {job: s} of the run
+    that extracted the cached files (<work>/features/extraction_seconds.json), "train_rows":
+    indices of the GoEmotions train subset}."""
+    from multiprocessing import get_context
+
+    out = work / "features"
+    out.mkdir(parents=True, exist_ok=True)
+    go = shared_data / "goemotions" / "ekman"
+    _, train_labels, _ = read_goemotions(go, "train")
+    subset = stratified_subset(train_labels, train_size, seed)
+    jobs = []
+    if not (out / "goemotions_train.npz").exists() or len(load_goemotions(out, "train")) != len(subset):
+        jobs.append(("text", go, out, "train", subset))
+    for split in ("valid", "test"):
+        if not (out / f"goemotions_{split}.npz").exists():
+            jobs.append(("text", go, out, split, None))
+    if not (out / "emodb.npz").exists():
+        jobs.append(("audio", shared_data / "emodb", out, "all", None))
+    seconds: dict[str, float] = {}
+    record = out / "extraction_seconds.json"
+    if jobs:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for name, s in pool.imap_unordered(_run_job, jobs):
+                seconds[name] = round(s, 1)
+        earlier = json.loads(record.read_text()) if record.exists() else {}
+        record.write_text(json.dumps({**earlier, **seconds, "workers": min(workers, len(jobs))}, indent=1))
+    recorded = json.loads(record.read_text()) if record.exists() else {}
+    return {"seconds": seconds, "recorded_seconds": recorded, "train_rows": subset}
+
+
+def load_goemotions(features: Path, split: str) -> "GoEmotionsPart":
+    with np.load(features / f"goemotions_{split}.npz", allow_pickle=False) as z:
+        return GoEmotionsPart(TokenSequences(z["tokens"], z["offsets"]), z["labels"].astype(np.float32),
+                              [str(i) for i in z["ids"]])
+
+
+def load_emodb(features: Path) -> "EmoDBPart":
+    with np.load(features / "emodb.npz", allow_pickle=False) as z:
+        emotions = [str(e) for e in z["emotions"]]
+        labels = np.zeros((len(emotions), len(LABEL_NAMES)), np.float32)
+        for i, e in enumerate(emotions):
+            labels[i, LABEL_NAMES.index(EMODB_TO_LABEL[e])] = 1.0
+        return EmoDBPart(TokenSequences(z["frames"], z["offsets"]), labels, [str(f) for f in z["files"]],
+                         z["speakers"].astype(np.int64), emotions)
+
+
+@dataclass
+class GoEmotionsPart:
+    """One GoEmotions split: text sequences, labels (N, 7) float32, comment ids."""
+
+    text: TokenSequences
+    labels: np.ndarray
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class EmoDBPart:
+    """All EmoDB utterances: audio sequences, labels (N, 7) float32 (boredom -> neutral), files,
+    speakers (N,), EmoDB emotion names."""
+
+    audio: TokenSequences
+    labels: np.ndarray
+    files: list[str]
+    speakers: np.ndarray
+    emotions: list[str]
+
+
+def default_feature_spec():
+    """The FeatureSpec `mmer analyze` extracts with by default (all three modalities)."""
+    return feature_spec_for(ExtractionSettings())

@@ -1,0 +1,274 @@
+"""Training samples and the training loop of the default checkpoints (docs/corpora.md, "Default
+model training data").
+
+Why a loop here rather than `mmer_cli.training.train`: the library trains on a fixed train split
+read from a registered dataset (one .npz per sample for `--dataset cache`); the agreed design draws
+a fresh mixture every epoch (text-only / audio-only / label-paired text+audio with modality
+dropout), which a static split cannot express. The loop below reuses the library's pieces
+(`collate`, `build_optimizer`, `LRSchedule`, `EarlyStopping`, `predict_probs`, threshold tuning,
+`save_checkpoint`) and the models' own `loss` / `predict`.
+
+Every epoch (`EpochMixture`) draws `epoch_samples` samples:
+- text-only  (share `mix_text`):  GoEmotions comments, without replacement across epochs;
+- audio-only (share `mix_audio`): EmoDB utterances of the training speakers, repeated as needed;
+- paired     (the rest): an EmoDB utterance with label e + a random comment whose label set is
+  exactly {e} or {neutral} (a neutral utterance: any comment); target = union of the two targets,
+  "neutral" removed when the other side carries a non-neutral label. Two different non-neutral
+  emotions are never paired. Modality dropout: each stream of a paired sample is dropped with
+  probability `modality_dropout`, never both; the target is then that of the remaining stream
+  (a neutral voice is never taught to say "anger" because the dropped words were angry).
+The visual stream is absent (length 0, fully masked) in every sample.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from default_model_features import LABEL_NAMES, EmoDBPart, GoEmotionsPart
+from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
+from mmer_cli.evaluation import predict_probs
+from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer_cli.thresholds import tune_label_thresholds
+from models.registry import build_model
+
+NEUTRAL = LABEL_NAMES.index("neutral")
+SURPRISE = LABEL_NAMES.index("surprise")
+EMODB_LABELS = [i for i in range(len(LABEL_NAMES)) if i != SURPRISE]
+"""The six labels that occur in EmoDB (arg-max for speech scoring is taken over these)."""
+
+
+@dataclass
+class MixtureSettings:
+    """How each epoch's training samples are drawn (recorded in the checkpoint's `extra`)."""
+
+    epoch_samples: int = 12000  # samples per epoch
+    mix_text: float = 0.5  # share of text-only samples
+    mix_audio: float = 0.25  # share of audio-only samples (the rest: label-paired text + audio)
+    modality_dropout: float = 0.3  # per-stream drop probability in paired samples (never both)
+    paired_neutral_text: float = 0.5  # chance that a non-neutral utterance gets a neutral comment
+
+
+def pair_target(text_target: np.ndarray, audio_target: np.ndarray) -> np.ndarray:
+    """(7,) union of two targets; neutral dropped when the union has a non-neutral label."""
+    union = np.maximum(text_target, audio_target)
+    if union[[i for i in range(len(union)) if i != NEUTRAL]].any():
+        union[NEUTRAL] = 0.0
+    return union
+
+
+class Pools:
+    """Text pool (GoEmotions part) and audio pool (EmoDB utterances `audio_rows`) of one split."""
+
+    def __init__(self, text: GoEmotionsPart, emodb: EmoDBPart, audio_rows: np.ndarray, visual_dim: int):
+        self.text, self.emodb, self.audio_rows = text, emodb, np.asarray(audio_rows)
+        self.visual_dim = visual_dim
+        keys = ["".join(str(int(v)) for v in row) for row in text.labels]
+        single = {}
+        for label in range(len(LABEL_NAMES)):
+            key = "".join("1" if j == label else "0" for j in range(len(LABEL_NAMES)))
+            single[label] = np.flatnonzero(np.array(keys) == key)
+        self.single_label = single  # label -> comments whose label set is exactly {label}
+
+    def features(self, text_i: int | None, audio_i: int | None) -> dict[str, np.ndarray]:
+        text_dim = self.text.text.rows.shape[1]
+        return {
+            "text": self.text.text.get(text_i) if text_i is not None else np.zeros((0, text_dim), np.float32),
+            "audio": self.emodb.audio.get(audio_i) if audio_i is not None else np.zeros((0, 25), np.float32),
+            "visual": np.zeros((0, self.visual_dim), np.float32),
+        }
+
+    def partner(self, audio_i: int, rng: np.random.Generator, neutral_share: float) -> int:
+        """A comment to pair with utterance `audio_i` (see the module docstring)."""
+        label = int(np.argmax(self.emodb.labels[audio_i]))
+        if label == NEUTRAL:
+            return int(rng.integers(len(self.text)))
+        pool = self.single_label[NEUTRAL] if rng.random() < neutral_share else self.single_label[label]
+        return int(rng.choice(pool))
+
+
+def draw_paired(pools: Pools, audio_i: int, rng: np.random.Generator, settings: MixtureSettings,
+                dropout: bool) -> tuple[int | None, int | None, np.ndarray]:
+    """(text index or None, audio index or None, target (7,)) of one paired sample."""
+    text_i = pools.partner(audio_i, rng, settings.paired_neutral_text)
+    keep_text = keep_audio = True
+    if dropout:
+        keep_text = rng.random() >= settings.modality_dropout
+        keep_audio = rng.random() >= settings.modality_dropout
+        if not keep_text and not keep_audio:
+            keep_text, keep_audio = (True, False) if rng.random() < 0.5 else (False, True)
+    t_target, a_target = pools.text.labels[text_i], pools.emodb.labels[audio_i]
+    if keep_text and keep_audio:
+        return text_i, audio_i, pair_target(t_target, a_target)
+    return (text_i, None, t_target.copy()) if keep_text else (None, audio_i, a_target.copy())
+
+
+class EpochMixture:
+    """Draws each epoch's list of samples; `index` ids are stable per source sample (LDDU's
+    correctness tracker): comment i -> i, utterance j -> N_text + j, pair with utterance j ->
+    N_text + N_audio + j."""
+
+    def __init__(self, pools: Pools, settings: MixtureSettings, seed: int):
+        self.pools, self.settings, self.seed = pools, settings, seed
+        self._text_order = np.random.default_rng(seed).permutation(len(pools.text))
+        self._text_pos = 0
+        self.num_ids = len(pools.text) + 2 * len(pools.emodb.labels)
+
+    def _next_texts(self, n: int) -> np.ndarray:
+        out = []
+        while n > 0:
+            take = self._text_order[self._text_pos:self._text_pos + n]
+            out.append(take)
+            n -= len(take)
+            self._text_pos += len(take)
+            if self._text_pos >= len(self._text_order):
+                self._text_pos = 0
+        return np.concatenate(out)
+
+    def epoch(self, epoch: int) -> list[Sample]:
+        rng = np.random.default_rng(self.seed * 1009 + epoch)
+        s, p = self.settings, self.pools
+        n_text = int(round(s.epoch_samples * s.mix_text))
+        n_audio = int(round(s.epoch_samples * s.mix_audio))
+        n_pair = s.epoch_samples - n_text - n_audio
+        n_t, n_a = len(p.text), len(p.emodb.labels)
+        samples = [Sample(p.features(int(i), None), p.text.labels[i], int(i)) for i in self._next_texts(n_text)]
+        for j in rng.choice(p.audio_rows, n_audio):
+            samples.append(Sample(p.features(None, int(j)), p.emodb.labels[j], n_t + int(j)))
+        for j in rng.choice(p.audio_rows, n_pair):
+            t, a, target = draw_paired(p, int(j), rng, s, dropout=True)
+            samples.append(Sample(p.features(t, a), target, n_t + n_a + int(j)))
+        order = rng.permutation(len(samples))
+        return [samples[k] for k in order]
+
+
+@dataclass
+class EvalSet:
+    """A fixed evaluation set: (text index | None, audio index | None) per sample and targets (N, 7)."""
+
+    name: str
+    pools: Pools
+    items: list[tuple[int | None, int | None]]
+    labels: np.ndarray
+
+    def dataset(self) -> MultimodalDataset:
+        return MultimodalDataset(lambda i: self.pools.features(*self.items[i]), self.labels)
+
+
+def text_only_set(pools: Pools, name: str, rows: np.ndarray | None = None) -> EvalSet:
+    """Text-only samples of the comments `rows` (default: all) of the pool's GoEmotions split."""
+    rows = np.arange(len(pools.text)) if rows is None else np.asarray(rows)
+    return EvalSet(name, pools, [(int(i), None) for i in rows], pools.text.labels[rows].copy())
+
+
+def audio_only_set(pools: Pools, name: str) -> EvalSet:
+    rows = [int(j) for j in pools.audio_rows]
+    return EvalSet(name, pools, [(None, j) for j in rows], pools.emodb.labels[rows].copy())
+
+
+def paired_set(pools: Pools, name: str, per_utterance: int, seed: int) -> EvalSet:
+    """Fixed synthetic pairs (no modality dropout): `per_utterance` comments per utterance."""
+    rng = np.random.default_rng(seed)
+    items, labels = [], []
+    settings = MixtureSettings()
+    for j in pools.audio_rows:
+        for _ in range(per_utterance):
+            t, a, target = draw_paired(pools, int(j), rng, settings, dropout=False)
+            items.append((t, a))
+            labels.append(target)
+    return EvalSet(name, pools, items, np.stack(labels))
+
+
+def speech_scores(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Single-label speech scores: arg-max over the six EmoDB labels; UA (mean per-class recall),
+    WA (accuracy), macro-F1 over those six classes."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    pred = np.asarray(EMODB_LABELS)[np.argmax(probs[:, EMODB_LABELS], axis=1)]
+    truth = np.argmax(labels, axis=1)
+    classes = sorted(set(truth.tolist()))
+    return {"unweighted_accuracy": float(balanced_accuracy_score(truth, pred)),
+            "weighted_accuracy": float(accuracy_score(truth, pred)),
+            "macro_f1": float(f1_score(truth, pred, labels=classes, average="macro", zero_division=0)),
+            "num_samples": int(len(truth))}
+
+
+@dataclass
+class TrainOutcome:
+    model: torch.nn.Module
+    thresholds: list[float]
+    best_epoch: int
+    epochs_run: int
+    history: list[dict]
+    seconds: float
+
+
+def _macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> float:
+    from mmer_cli.metrics import multilabel_metrics
+
+    pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
+    return multilabel_metrics(labels.astype(np.int64), pred, LABEL_NAMES).macro_f1
+
+
+def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSet, valid_audio: EvalSet,
+              valid_paired: EvalSet, seed: int, log=print) -> TrainOutcome:
+    """Train with early stopping on the validation score = mean of (text-only macro-F1 at
+    per-label thresholds tuned on the validation text+paired+audio sets) and (speech macro-F1 of
+    the arg-max over the six EmoDB labels on the validation speakers). Returns the best epoch's
+    model and its thresholds (tuned on all three validation sets together)."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    model = build_model(model_name, config)
+    model.prepare_training(mixture.num_ids)
+    optimizer = build_optimizer(model, config)
+    steps = int(np.ceil(mixture.settings.epoch_samples / config.batch_size))
+    schedule = LRSchedule(optimizer, config, steps, maximize=True)
+    stopper = EarlyStopping(config.early_stop_patience, maximize=True)
+    best_state, best_thresholds, history = None, None, []
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        samples = mixture.epoch(epoch)
+        model.train()
+        total, count = 0.0, 0
+        for b in range(0, len(samples), config.batch_size):
+            batch = collate(samples[b:b + config.batch_size])
+            loss = model.loss(model(batch), batch)
+            if not torch.isfinite(loss.total).item():
+                raise RuntimeError(f"{model_name}: non-finite loss at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            schedule.after_step()
+            total += float(loss.total.detach()) * batch.batch_size
+            count += batch.batch_size
+        device = torch.device("cpu")
+        probs = {s.name: predict_probs(model, s.dataset(), 256, device)[0]
+                 for s in (valid_text, valid_audio, valid_paired)}
+        all_probs = np.concatenate([probs[s.name] for s in (valid_text, valid_audio, valid_paired)])
+        all_labels = np.concatenate([s.labels for s in (valid_text, valid_audio, valid_paired)])
+        thresholds = tune_label_thresholds(all_probs, all_labels.astype(np.int64))
+        text_f1 = _macro_f1_at(probs[valid_text.name], valid_text.labels, thresholds)
+        speech = speech_scores(probs[valid_audio.name], valid_audio.labels)
+        value = 0.5 * text_f1 + 0.5 * speech["macro_f1"]
+        improved = stopper.update(value, epoch)
+        schedule.after_epoch(value)
+        if improved:
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_thresholds = thresholds
+        record = {"epoch": epoch, "train_loss": total / max(count, 1), "valid_text_macro_f1": text_f1,
+                  "valid_speech_macro_f1": speech["macro_f1"], "valid_speech_ua": speech["unweighted_accuracy"],
+                  "select_value": value, "improved": improved, "seconds": round(time.perf_counter() - t0, 1)}
+        history.append(record)
+        log(f"  {model_name} epoch {epoch}: loss {record['train_loss']:.4f} text F1 {text_f1:.3f} "
+            f"speech F1 {speech['macro_f1']:.3f} ({record['seconds']} s){' *' if improved else ''}")
+        if stopper.should_stop:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainOutcome(model, best_thresholds, stopper.best_epoch, len(history), history,
+                        time.perf_counter() - started)
