@@ -1,8 +1,122 @@
-"""Placeholder until the `analyze` command lands (being written now)."""
+"""`mmer analyze`: emotions of media files (library: mmer_cli.analysis.analyze; renderers: mmer_cli.writers)."""
 
-from mmer_cli.commands.common import fail
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze
+from mmer_cli.commands.common import fail, user_errors
+from mmer_cli.errors import UserError
+from mmer_cli.runtime import DEVICE_CHOICES
+from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
+
+TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
 
 
-def analyze_command() -> None:
-    """Not available yet."""
-    raise fail("this command is not implemented yet")
+class AnalyzeFormat(str, enum.Enum):
+    """How `mmer analyze` writes its results."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class _StderrProgress:
+    """A Rich progress bar on stderr while several files are analysed (only on a terminal)."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, done: int, total: int, file: str) -> None:
+        if total < 2 or not self.console.is_terminal:
+            return
+        if self.bar is None:
+            self.bar = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("{task.description}"), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, description=Path(file).name if file else "")
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _write(text: str, output: Optional[Path]) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
+
+
+def analyze_command(
+    inputs: list[Path] = typer.Argument(..., metavar="CLIP|DIR...", help="Media files, or folders of media files.", show_default=False),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|CHECKPOINT",
+                              help="A model name (its shipped default checkpoint) or a .safetensors checkpoint from `mmer train`."),
+    output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input) or csv (one row per clip)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout."),
+    device: str = typer.Option("auto", "--device", help=f"Where the networks run: {' | '.join(DEVICE_CHOICES)}."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads for torch (default: torch's choice)."),
+    fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the rate the model was trained with)."),
+    transcript: Optional[Path] = typer.Option(None, "--transcript", metavar="FILE", help="Use this transcript (.txt, .srt or .vtt) instead of speech recognition (single clip only)."),
+    window: Optional[float] = typer.Option(None, "--window", metavar="SECONDS", help="Also report results for consecutive windows of this length."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="Draw a timeline of per-window probabilities (needs --window)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+) -> None:
+    """Recognise the emotions in media files: probability, decision and uncertainty per emotion.
+
+    Exit code 0 when every input was analysed, 1 when at least one failed (the others are still
+    reported), 2 for a usage error (bad option, missing or incompatible checkpoint).
+    """
+    if plot is not None and window is None:
+        raise fail("--plot needs per-window results: pass --window SECONDS too")
+    options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
+                             window_s=window, use_cache=not no_cache)
+    progress = _StderrProgress()
+    try:
+        with user_errors():
+            outcomes = analyze(inputs, options, progress=progress)
+    finally:
+        progress.close()
+
+    with user_errors():
+        if output_format is AnalyzeFormat.json:
+            _write(to_json(outcomes), output)
+        elif output_format is AnalyzeFormat.csv:
+            _write(to_csv(outcomes), output)
+        elif output is None:
+            render_tables(outcomes, Console())
+        else:
+            try:
+                with open(output, "w", encoding="utf-8") as handle:
+                    render_tables(outcomes, Console(file=handle, width=TABLE_WIDTH, color_system=None))
+            except OSError as err:
+                raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
+        if plot is not None:
+            from mmer_cli.timeline_plot import plot_paths, plot_timeline
+
+            for result, path in plot_paths(plot, [o for o in outcomes if isinstance(o, ClipResult)]):
+                plot_timeline(result, path)
+
+    failures = failure_lines(outcomes)
+    for line in failures:
+        print(f"mmer: error: {line}", file=sys.stderr)
+    if failures:
+        print(f"mmer: {len(failures)} of {len(outcomes)} inputs failed", file=sys.stderr)
+        raise typer.Exit(1)

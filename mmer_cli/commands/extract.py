@@ -1,8 +1,114 @@
-"""Placeholder until the `extract` command lands (being written now)."""
+"""`mmer extract`: labelled media -> a feature cache for `mmer train --dataset cache`
+(library: mmer_cli.extraction_jobs)."""
 
-from mmer_cli.commands.common import fail
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mmer_cli.commands.common import fail, user_errors
+from mmer_cli.corpora import corpus_names
+from mmer_cli.errors import UserError
+from mmer_cli.runtime import DEVICE_CHOICES, resolve_device
+
+MAX_FAILURES_SHOWN = 20  # failure lines printed on stderr; all of them are in the report file
 
 
-def extract_command() -> None:
-    """Not available yet."""
-    raise fail("this command is not implemented yet")
+def _corpus_options(items: list[str]) -> dict[str, str]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option {item!r} is not of the form KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
+class _StderrProgress:
+    """A Rich progress bar on stderr (only on a terminal)."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, done: int, total: int, file: str) -> None:
+        if not self.console.is_terminal:
+            return
+        if self.bar is None:
+            self.bar = Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("{task.description}"), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, description=Path(file).name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def extract_command(
+    media_dir: Optional[Path] = typer.Argument(None, metavar="[DIR]", help="Folder of media files named in --labels.", show_default=False),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="Labels CSV: file, split, and one 0/1 column per emotion or a 'labels' column of names."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="CORPUS", help=f"A corpus recipe instead of --labels: {' | '.join(corpus_names())} (see docs/corpora.md)."),
+    media: Optional[Path] = typer.Option(None, "--media", metavar="DIR", help="The corpus's media folder (with --dataset)."),
+    corpus_option: list[str] = typer.Option([], "--option", metavar="KEY=VALUE", help="A corpus recipe option (repeatable)."),
+    out: Path = typer.Option(..., "--out", metavar="CACHE_DIR", help="Cache folder to create or continue."),
+    workers: int = typer.Option(1, "--workers", metavar="N", help="Parallel extraction processes."),
+    device: str = typer.Option("cpu", "--device", help=f"Where the extractor networks run: {' | '.join(DEVICE_CHOICES)}."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="torch CPU threads per worker (default 1)."),
+    fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the extractor's)."),
+    language: Optional[str] = typer.Option(None, "--language", metavar="CODE", help="Spoken language code for speech recognition (default: detected; the packaged model is English-only)."),
+) -> None:
+    """Extract face, voice and text features of labelled media into a cache folder (resumable).
+
+    Files already in the cache are skipped, so re-running after an interruption continues.
+    Exit code 0 when every file was extracted, 1 when some failed (listed, and in
+    CACHE_DIR/extract_report.json), 2 for a usage error.
+    """
+    from extractors.pipeline import ExtractionSettings
+    from mmer_cli.extraction_jobs import REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, run_extraction
+
+    if (dataset is None) == (labels is None):
+        raise fail("give either DIR --labels CSV, or --dataset CORPUS --media DIR")
+    if labels is not None and (media_dir is None or media is not None or corpus_option):
+        raise fail("--labels needs the media folder as DIR (and no --media/--option)")
+    if dataset is not None and (media is None or media_dir is not None):
+        raise fail("--dataset needs --media DIR (and no positional DIR)")
+    if threads is not None and threads < 1:
+        raise fail(f"--threads must be >= 1, got {threads}")
+    if fps is not None and fps <= 0:
+        raise fail(f"--fps must be > 0, got {fps:g}")
+
+    progress = _StderrProgress()
+    try:
+        with user_errors():
+            resolved = resolve_device(device)
+            if dataset is not None:
+                job_list = jobs_from_corpus(dataset, media, _corpus_options(corpus_option))
+            else:
+                job_list = jobs_from_labels_csv(media_dir, labels)
+            values = dict(device=resolved.type, use_cache=False, language=language)
+            if fps is not None:
+                values["fps"] = fps
+            report = run_extraction(job_list, out, ExtractionSettings(**values), workers=workers,
+                                    threads=threads, progress=progress)
+    finally:
+        progress.close()
+
+    print(f"mmer extract: {report.written} written, {report.already_cached} already cached, "
+          f"{len(report.failures)} failed, {len(report.skipped)} skipped by the listing "
+          f"({report.total} listed) in {report.seconds:.1f} s -> {out}")
+    for failure in report.failures[:MAX_FAILURES_SHOWN]:
+        print(f"mmer: error: {failure.file}: {failure.error}", file=sys.stderr)
+    if len(report.failures) > MAX_FAILURES_SHOWN:
+        print(f"mmer: ... and {len(report.failures) - MAX_FAILURES_SHOWN} more", file=sys.stderr)
+    if report.failures:
+        print(f"mmer: {len(report.failures)} of {report.total} files failed; see {out / REPORT_NAME}", file=sys.stderr)
+        raise typer.Exit(1)

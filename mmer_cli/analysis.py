@@ -1,0 +1,340 @@
+"""`mmer analyze` as a library: media files in, per-clip emotion results out.
+
+    outcomes = analyze([Path("clip.mp4"), Path("clips/")], AnalyzeOptions(model="lddu"))
+    # one per media file: ClipResult (.predicted, .emotions, .segments, ...) or ClipFailure (.error)
+
+The checkpoint is loaded once, its feature spec is checked against the extractor's before any
+media is touched, and one `FeatureExtractor` serves every file. A file that cannot be analysed
+becomes a `ClipFailure`; the other files still run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from extractors.errors import ExtractionError
+from extractors.featureset import FeatureSet, ModalityStats
+from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer_cli.datasets.base import Sample, collate
+from mmer_cli.errors import UserError
+from mmer_cli.runtime import resolve_device, set_threads
+from models.checkpoint import CheckpointInfo, load_checkpoint
+from models.registry import model_names
+
+DEFAULT_MODEL = "lddu"
+"""The network `mmer analyze` uses when --model is not given."""
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
+"""Where the shipped default checkpoints live: <name>_default.safetensors."""
+MAX_SPAN_S = 45.0
+"""Longest stretch of media (seconds) the network sees in one pass. Its attention costs memory and
+time with the square of the number of frames, so a longer clip (or window) is analysed in pieces of
+about CHUNK_S seconds and gets the duration-weighted mean of their results."""
+CHUNK_S = 30.0
+MEDIA_S_PER_BATCH = 120.0
+"""Seconds of media (summed over pieces or windows) sent through the network in one batch."""
+
+
+@dataclass
+class AnalyzeOptions:
+    """Everything `analyze` needs besides the inputs.
+
+    model: a registered model name (uses its shipped default checkpoint) or a checkpoint path.
+    device: "auto" | "cpu" | "cuda".  threads: torch CPU threads (None: torch's default).
+    fps: video frames sampled per second (None: the rate the checkpoint's features were made at).
+    transcript: a transcript file used instead of speech recognition (only with a single clip).
+    window_s: when set, also analyse consecutive windows of this many seconds (ClipResult.segments).
+    use_cache: reuse/stash extracted features in the extractor cache.  cache_dir: its folder.
+    """
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    threads: int | None = None
+    fps: float | None = None
+    transcript: Path | None = None
+    window_s: float | None = None
+    use_cache: bool = True
+    cache_dir: Path | None = None
+
+
+@dataclass
+class EmotionScore:
+    """One label of one clip or window. probability and uncertainty in [0, 1];
+    present = probability >= the checkpoint's threshold for that label."""
+
+    label: str
+    probability: float
+    present: bool
+    uncertainty: float
+
+
+@dataclass
+class Segment:
+    """Result for the window [start_s, end_s) of a clip (seconds)."""
+
+    start_s: float
+    end_s: float
+    emotions: list[EmotionScore]
+
+    @property
+    def predicted(self) -> list[str]:
+        return [e.label for e in self.emotions if e.present]
+
+
+@dataclass
+class ClipResult:
+    """Result for one media file.
+
+    duration_s: media duration (s). transcript: the words the text features came from ("" if none).
+    modalities: frames/face frames, seconds/voiced seconds, tokens the extractors saw.
+    timings_s: stage -> seconds (extraction stages, then "model"). warnings: one line each.
+    segments: per-window results when a window length was asked for, else None.
+    """
+
+    file: str
+    model: str
+    duration_s: float
+    emotions: list[EmotionScore]
+    transcript: str
+    modalities: ModalityStats
+    timings_s: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    segments: list[Segment] | None = None
+
+    @property
+    def predicted(self) -> list[str]:
+        return [e.label for e in self.emotions if e.present]
+
+
+@dataclass
+class ClipFailure:
+    """An input that could not be analysed, with a one-line reason."""
+
+    file: str
+    error: str
+
+
+AnalyzeOutcome = ClipResult | ClipFailure
+ProgressCallback = Callable[[int, int, str], None]
+"""progress(done, total, file): called before each file (done = files finished so far) and once at the end."""
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """A registered model name -> its shipped default checkpoint; anything else is a path.
+
+    Raises UserError when a name's default checkpoint is not installed, or when `model` is neither
+    a model name nor an existing file.
+    """
+    names = model_names()
+    if model in names:
+        path = WEIGHTS_DIR / f"{model}_default.safetensors"
+        if not path.is_file():
+            raise UserError(f"the shipped default {model!r} model is not installed ({path} is missing); "
+                            "pass --model PATH with a checkpoint trained by `mmer train`")
+        return path
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise UserError(f"--model {model}: neither a model name ({', '.join(names)}) nor an existing checkpoint file")
+    if path.is_dir():
+        raise UserError(f"--model {model}: is a folder, not a checkpoint file")
+    return path
+
+
+def expand_inputs(paths: Sequence[Path]) -> list[Path | ClipFailure]:
+    """Files stay as given; folders become the media files inside them (recursively, sorted,
+    hidden entries skipped). A missing path or a folder without media is a `ClipFailure`."""
+    out: list[Path | ClipFailure] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                out.append(ClipFailure(str(path), f"folder contains no media files ({', '.join(sorted(MEDIA_SUFFIXES))})"))
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            out.append(ClipFailure(str(path), "no such file or folder"))
+    return out
+
+
+def _scores(label_names: list[str], thresholds: list[float], probs: np.ndarray, uncertainty: np.ndarray) -> list[EmotionScore]:
+    """probs, uncertainty: (q,) -> one EmotionScore per label."""
+    return [
+        EmotionScore(label=name, probability=float(p), present=bool(p >= t), uncertainty=float(u))
+        for name, t, p, u in zip(label_names, thresholds, probs, uncertainty)
+    ]
+
+
+class Analyzer:
+    """A loaded checkpoint plus one feature extractor; `analyze_file` handles one media file.
+
+    Construction loads the checkpoint and refuses (UserError/CheckpointError, exit 2) when the
+    checkpoint's feature spec differs from what the extractor settings produce.
+    """
+
+    def __init__(self, options: AnalyzeOptions) -> None:
+        if options.window_s is not None and options.window_s <= 0:
+            raise UserError(f"--window must be > 0 seconds, got {options.window_s:g}")
+        if options.fps is not None and options.fps <= 0:
+            raise UserError(f"--fps must be > 0, got {options.fps:g}")
+        if options.transcript is not None and not Path(options.transcript).is_file():
+            raise UserError(f"--transcript {options.transcript}: file not found")
+        set_threads(options.threads)
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.checkpoint = resolve_checkpoint(options.model)
+        self.model, self.info = load_checkpoint(self.checkpoint, self.device)
+        self.settings = self._settings_for(self.info)
+        expected = self.info.feature_spec
+        problems = expected.mismatches(feature_spec_for(self.settings))
+        if problems:
+            raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
+                            "settings produce: " + "; ".join(problems))
+        self.extractor = FeatureExtractor(self.settings)
+
+    def _settings_for(self, info: CheckpointInfo) -> ExtractionSettings:
+        """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
+        fps = self.options.fps if self.options.fps is not None else info.feature_spec.visual.frame_rate_hz
+        values = dict(device=self.device.type, use_cache=self.options.use_cache, cache_dir=self.options.cache_dir,
+                      transcript=None if self.options.transcript is None else str(self.options.transcript))
+        if fps is not None:
+            values["fps"] = float(fps)
+        return ExtractionSettings(**values)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.info.label_names)
+
+    def analyze_file(self, path: Path) -> ClipResult:
+        """Extract and predict one file; ExtractionError (one line) when the file cannot be read."""
+        if not os.access(path, os.R_OK):
+            raise ExtractionError(f"{path}: permission denied (file is not readable)")
+        features = self.extractor.extract(path)
+        started = time.perf_counter()
+        duration = max(float(features.duration_s), 0.0)
+        # The whole clip on its own, so its result does not depend on windowing (padding, MC-dropout masks).
+        probs, uncertainty = self._predict_spans(features, [(0.0, duration)])  # (1, q) each
+        names, thresholds = self.info.label_names, self.info.thresholds
+        segments = None
+        if self.options.window_s is not None:
+            spans = tile(0.0, duration, self.options.window_s) if duration > 0 else [(0.0, self.options.window_s)]
+            w_probs, w_uncertainty = self._predict_spans(features, spans)  # (W, q) each
+            segments = [Segment(start_s=a, end_s=b, emotions=_scores(names, thresholds, w_probs[i], w_uncertainty[i]))
+                        for i, (a, b) in enumerate(spans)]
+        model_s = time.perf_counter() - started
+        return ClipResult(
+            file=str(path),
+            model=self.info.model_name,
+            duration_s=float(features.duration_s),
+            emotions=_scores(names, thresholds, probs[0], uncertainty[0]),
+            transcript=features.transcript,
+            modalities=features.stats,
+            timings_s={**features.timings_s, "model": model_s},
+            warnings=list(features.warnings),
+            segments=segments,
+        )
+
+    def _predict_spans(self, features: FeatureSet, spans: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """probs (S, q) and uncertainty (S, q) of each span [a, b) seconds of the clip.
+
+        A span longer than MAX_SPAN_S is cut into pieces of about CHUNK_S (`tile`) and gets the
+        duration-weighted mean of its pieces' probabilities and uncertainties. The span that ends
+        at the clip's end also takes every frame/token starting after it. Pieces are batched up to
+        MEDIA_S_PER_BATCH seconds of media per forward pass.
+        """
+        clip_end = spans[-1][1]
+        pieces: list[tuple[int, float, float]] = []  # (span index, start s, end s)
+        for i, (a, b) in enumerate(spans):
+            parts = [(a, b)] if b - a <= MAX_SPAN_S else tile(a, b, CHUNK_S)
+            pieces += [(i, pa, pb) for pa, pb in parts]
+
+        def piece_features(a: float, b: float) -> FeatureSet:
+            if a <= 0.0 and b >= clip_end and len(spans) == 1:
+                return features  # the whole clip, as extracted
+            return features.window(a, math.inf if b >= clip_end else b)
+
+        results: list[tuple[np.ndarray, np.ndarray]] = []  # per piece: (q,), (q,)
+        batch: list[FeatureSet] = []
+        batch_s = 0.0
+        for n, (_, a, b) in enumerate(pieces):
+            batch.append(piece_features(a, b))
+            batch_s += b - a
+            if batch_s >= MEDIA_S_PER_BATCH or n == len(pieces) - 1:
+                p, u = self._predict(batch)
+                results += list(zip(p, u))
+                batch, batch_s = [], 0.0
+
+        q = len(self.info.label_names)
+        probs, uncertainty, weight = np.zeros((len(spans), q)), np.zeros((len(spans), q)), np.zeros(len(spans))
+        for (i, a, b), (p, u) in zip(pieces, results):
+            w = max(b - a, 1e-6)
+            probs[i] += w * p
+            uncertainty[i] += w * u
+            weight[i] += w
+        return probs / weight[:, None], uncertainty / weight[:, None]
+
+    @torch.no_grad()
+    def _predict(self, feature_sets: list[FeatureSet]) -> tuple[np.ndarray, np.ndarray]:
+        """Batch the feature sets (absent modalities masked) -> probs (N, q), uncertainty (N, q)."""
+        q = len(self.info.label_names)
+        samples = [Sample(features=fs.features, labels=np.zeros(q, dtype=np.float32), index=i)
+                   for i, fs in enumerate(feature_sets)]
+        batch = collate(samples)
+        batch.labels = None
+        prediction = self.model.predict(batch.to(self.device))
+        return prediction.probs.float().cpu().numpy(), prediction.uncertainty.float().cpu().numpy()
+
+
+def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:
+    """[start, end) seconds cut into round((end - start) / length) consecutive pieces (at least one)
+    of `length` seconds; the last piece runs to `end`, so a short tail joins the piece before it."""
+    count = max(1, math.floor((end - start) / length + 0.5))
+    return [(start + k * length, end if k == count - 1 else start + (k + 1) * length) for k in range(count)]
+
+
+def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCallback | None = None) -> list[AnalyzeOutcome]:
+    """Analyse media files and folders; one outcome per file, in input order.
+
+    Raises UserError/CheckpointError (exit 2) for problems that concern every input: bad options,
+    missing or corrupt checkpoint, feature-spec mismatch. Per-file problems become ClipFailure.
+    """
+    if not paths:
+        raise UserError("no input given: pass one or more media files or folders")
+    inputs = expand_inputs(paths)
+    files = [p for p in inputs if isinstance(p, Path)]
+    if options.transcript is not None and len(files) > 1:
+        raise UserError(f"--transcript applies to a single clip, but {len(files)} media files were given")
+    analyzer = Analyzer(options)
+    outcomes: list[AnalyzeOutcome] = []
+    done = 0
+    for item in inputs:
+        if isinstance(item, ClipFailure):
+            outcomes.append(item)
+            continue
+        if progress is not None:
+            progress(done, len(files), str(item))
+        try:
+            outcomes.append(analyzer.analyze_file(item))
+        except ExtractionError as err:
+            message = str(err)
+            prefix = f"{item}: "
+            outcomes.append(ClipFailure(str(item), message[len(prefix):] if message.startswith(prefix) else message))
+        except Exception as err:  # noqa: BLE001 - one broken file must not stop the others
+            first_line = (str(err).splitlines() or [""])[0]
+            outcomes.append(ClipFailure(str(item), f"unexpected {type(err).__name__} while analysing: {first_line}"))
+        done += 1
+    if progress is not None:
+        progress(done, len(files), "")
+    return outcomes
