@@ -27,6 +27,7 @@ from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import resolve_device, set_threads
 from models.checkpoint import CheckpointInfo, load_checkpoint
+from models.feature_spec import MODALITIES
 from models.registry import model_names
 
 DEFAULT_MODEL = "lddu"
@@ -203,6 +204,10 @@ class Analyzer:
             raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
                             "settings produce: " + "; ".join(problems))
         self.extractor = FeatureExtractor(self.settings)
+        # A checkpoint trained without some modality (e.g. the shipped defaults: no face data)
+        # must not see that stream: untrained encoder weights would only add noise.
+        trained = self.info.extra.get("trained_modalities", list(MODALITIES))
+        self.ignored_modalities = [m for m in MODALITIES if m not in trained]
 
     def _settings_for(self, info: CheckpointInfo) -> ExtractionSettings:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
@@ -242,7 +247,9 @@ class Analyzer:
             transcript=features.transcript,
             modalities=features.stats,
             timings_s={**features.timings_s, "model": model_s},
-            warnings=list(features.warnings),
+            warnings=list(features.warnings) + [
+                f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities
+            ],
             segments=segments,
         )
 
@@ -289,8 +296,11 @@ class Analyzer:
     def _predict(self, feature_sets: list[FeatureSet]) -> tuple[np.ndarray, np.ndarray]:
         """Batch the feature sets (absent modalities masked) -> probs (N, q), uncertainty (N, q)."""
         q = len(self.info.label_names)
-        samples = [Sample(features=fs.features, labels=np.zeros(q, dtype=np.float32), index=i)
-                   for i, fs in enumerate(feature_sets)]
+        samples = [
+            Sample(features={m: x[:0] if m in self.ignored_modalities else x for m, x in fs.features.items()},
+                   labels=np.zeros(q, dtype=np.float32), index=i)
+            for i, fs in enumerate(feature_sets)
+        ]
         batch = collate(samples)
         batch.labels = None
         prediction = self.model.predict(batch.to(self.device))

@@ -298,3 +298,32 @@ def test_cli_fps_other_than_the_checkpoint_is_a_spec_mismatch(checkpoint):
     assert result.exit_code == 2
     assert "visual frame_rate_hz: model expects 5.0, features have 10.0" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_modalities_a_checkpoint_was_not_trained_on_are_ignored(workdir, feature_cache, sample_result):
+    """A checkpoint recording trained_modalities without "visual" (like the shipped defaults)
+    predicts exactly as if no face had been found, and says so in the warnings."""
+    import torch
+
+    spec = feature_spec_for(ExtractionSettings())
+    torch.manual_seed(3)
+    network = build_model("lddu", get_entry("lddu").config_class.tiny(len(LABELS), spec.dims))
+    no_face = save_checkpoint(workdir / "no_face.safetensors", network, LABELS, spec, THRESHOLDS,
+                              extra={"trained_modalities": ["text", "audio"]})
+    all_three = save_checkpoint(workdir / "all_three.safetensors", network, LABELS, spec, THRESHOLDS)
+    ignoring = Analyzer(AnalyzeOptions(model=str(no_face), device="cpu", threads=1, cache_dir=feature_cache))
+    using = Analyzer(AnalyzeOptions(model=str(all_three), device="cpu", threads=1, cache_dir=feature_cache))
+    assert ignoring.ignored_modalities == ["visual"] and using.ignored_modalities == []
+    features = ignoring.extractor.extract(SAMPLE)
+    assert features.present("visual")
+    without_face = type(features)(
+        features={**features.features, "visual": features.features["visual"][:0]},
+        times={**features.times, "visual": features.times["visual"][:0]}, spec=features.spec)
+    p_ignoring, _ = ignoring._predict([features])
+    p_no_face, _ = using._predict([without_face])
+    p_using, _ = using._predict([features])
+    np.testing.assert_allclose(p_ignoring, p_no_face, rtol=0, atol=1e-6)
+    assert not np.allclose(p_ignoring, p_using)
+    result = ignoring.analyze_file(SAMPLE)
+    assert any("visual stream not used" in w for w in result.warnings)
+    assert result.modalities.face_frames > 0  # still reported, just not fed to the network
