@@ -1,8 +1,68 @@
-"""Placeholder until the `evaluate` command lands (being written now)."""
+"""`mmer eval`: metrics of a trained checkpoint on a benchmark split (library: mmer_cli.evaluation.evaluate)."""
 
-from mmer_cli.commands.common import fail
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmer_cli.commands.common import user_errors
+from mmer_cli.commands.score import OVERALL_ROWS
+from mmer_cli.datasets import dataset_names
+from mmer_cli.evaluation import EvalReport, evaluate
 
 
-def eval_command() -> None:
-    """Not available yet."""
-    raise fail("this command is not implemented yet")
+class EvalFormat(str, enum.Enum):
+    """How `mmer eval` writes its result."""
+
+    table = "table"
+    json = "json"
+
+
+def render_eval_table(report: EvalReport, console: Console) -> None:
+    """Overall metrics + calibration + thresholds, then per-label P/R/F1/support and threshold."""
+    values = report.metrics.as_dict()
+    overall = Table(title=f"{report.model} on {report.dataset} {report.split}: {report.metrics.num_samples} samples")
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    for key, title in OVERALL_ROWS:
+        overall.add_row(title, f"{values[key]:.4f}")
+    overall.add_row("ECE (15 bins)", f"{report.ece:.4f}")
+    overall.add_row("Brier score", f"{report.brier:.4f}")
+    overall.add_row("Mean uncertainty", f"{report.mean_uncertainty:.4f}")
+    overall.caption = ("per-label thresholds tuned on validation (from the checkpoint)" if report.threshold_mode == "per_label"
+                       else f"one threshold for every label: {report.thresholds[0]:g}")
+    console.print(overall)
+    per_label = Table(title="per label")
+    for column in ("label", "precision", "recall", "F1", "support", "threshold"):
+        per_label.add_column(column, justify="left" if column == "label" else "right")
+    for (name, scores), t in zip(report.metrics.per_label.items(), report.thresholds):
+        per_label.add_row(name, f"{scores.precision:.4f}", f"{scores.recall:.4f}", f"{scores.f1:.4f}",
+                          str(scores.support), f"{t:g}")
+    console.print(per_label)
+
+
+def eval_command(
+    dataset: str = typer.Option(..., "--dataset", help=f"Format of --data: {', '.join(dataset_names())}."),
+    data: Path = typer.Option(..., "--data", help="Benchmark feature file (or cache)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Separate label file, for formats that need one."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint (.safetensors) written by `mmer train`."),
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    output_format: EvalFormat = typer.Option(EvalFormat.table, "--format", help="table (human) or json (one object on stdout)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="One decision threshold for all labels instead of the checkpoint's tuned per-label thresholds."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Evaluate a checkpoint: Acc (both conventions), P, R, micro/macro-F1, Hamming loss, per-label F1, ECE, Brier."""
+    with user_errors():
+        report = evaluate(checkpoint, dataset, data, labels=labels, split=split, threshold=threshold,
+                          device=device, threads=threads)
+    if output_format is EvalFormat.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        render_eval_table(report, Console())
