@@ -153,7 +153,7 @@ def test_interrupted_run_resumes_where_it_stopped(quiet_media, tmp_path, monkeyp
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(extract_command_module._StderrProgress, "__call__", interrupt_after_first)
+        patch.setattr(extract_command_module.FileProgress, "__call__", interrupt_after_first)
         stopped = extract(*args)
     assert stopped.exit_code == 130
     assert stopped.stderr.strip() == "mmer: error: interrupted"

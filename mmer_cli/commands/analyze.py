@@ -9,10 +9,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze
-from mmer_cli.commands.common import fail, user_errors
+from mmer_cli.commands.common import FileProgress, fail, user_errors
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import DEVICE_CHOICES
 from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
@@ -26,32 +25,6 @@ class AnalyzeFormat(str, enum.Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-class _StderrProgress:
-    """A Rich progress bar on stderr while several files are analysed (only on a terminal)."""
-
-    def __init__(self) -> None:
-        self.console = Console(stderr=True)
-        self.bar: Progress | None = None
-        self.task = None
-
-    def __call__(self, done: int, total: int, file: str) -> None:
-        if total < 2 or not self.console.is_terminal:
-            return
-        if self.bar is None:
-            self.bar = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("{task.description}"), console=self.console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=Path(file).name if file else "")
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
 
 
 def _write(text: str, output: Optional[Path]) -> None:
@@ -88,7 +61,7 @@ def analyze_command(
         raise fail("--plot needs per-window results: pass --window SECONDS too")
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
                              window_s=window, use_cache=not no_cache)
-    progress = _StderrProgress()
+    progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():
             outcomes = analyze(inputs, options, progress=progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import typer
@@ -27,3 +28,39 @@ def user_errors() -> Iterator[None]:
         raise fail(str(err), getattr(err, "exit_code", 2)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+
+
+class FileProgress:
+    """A Rich progress bar on stderr over files (only on a terminal; transient).
+
+    Called as progress(done, total, file) before each file and once at the end; `min_total`
+    files are needed before a bar is shown.
+    """
+
+    def __init__(self, verb: str, min_total: int = 1) -> None:
+        from rich.console import Console
+
+        self.verb = verb
+        self.min_total = min_total
+        self.console = Console(stderr=True)
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int, file: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if total < self.min_total or not self.console.is_terminal:
+            return
+        if self.bar is None:
+            self.bar = Progress(TextColumn(self.verb), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("{task.description}"), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, description=Path(file).name if file else "")
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

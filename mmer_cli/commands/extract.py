@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mmer_cli.commands.common import fail, user_errors
+from mmer_cli.commands.common import FileProgress, fail, user_errors
 from mmer_cli.corpora import corpus_names
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import DEVICE_CHOICES, resolve_device
@@ -27,30 +25,6 @@ def _corpus_options(items: list[str]) -> dict[str, str]:
             raise UserError(f"--option {item!r} is not of the form KEY=VALUE")
         options[key.strip()] = value.strip()
     return options
-
-
-class _StderrProgress:
-    """A Rich progress bar on stderr (only on a terminal)."""
-
-    def __init__(self) -> None:
-        self.console = Console(stderr=True)
-        self.bar: Progress | None = None
-        self.task = None
-
-    def __call__(self, done: int, total: int, file: str) -> None:
-        if not self.console.is_terminal:
-            return
-        if self.bar is None:
-            self.bar = Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("{task.description}"), console=self.console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=Path(file).name)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
 
 
 def extract_command(
@@ -86,7 +60,7 @@ def extract_command(
     if fps is not None and fps <= 0:
         raise fail(f"--fps must be > 0, got {fps:g}")
 
-    progress = _StderrProgress()
+    progress = FileProgress("extracting")
     try:
         with user_errors():
             resolved = resolve_device(device)
