@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
+from models.input_standardization import InputStandardizer
 
 
 class EmotionModel(nn.Module):
@@ -14,6 +15,8 @@ class EmotionModel(nn.Module):
     Subclasses are registered with `@register_model(name, ConfigClass)` and take their config
     dataclass as the only constructor argument. The config holds `num_labels` and
     `input_dims` ({"text": D_t, "audio": D_a, "visual": D_v}).
+    Every forward starts with `self.standardize(batch)`: per-feature standardisation with
+    training-set statistics (fitted by the trainer through `fit_input_statistics`).
     """
 
     registry_name: str = ""
@@ -21,6 +24,12 @@ class EmotionModel(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
         self.config = config
+        self.standardize = InputStandardizer(config.input_dims)
+
+    def fit_input_statistics(self, samples) -> None:
+        """Fit the input standardisation on the training split: `samples` iterates over
+        per-sample feature dicts {m: (T_m, D_m) array} of valid frames (e.g. `Sample.features`)."""
+        self.standardize.fit(samples)
 
     def forward(self, batch: MultimodalBatch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError

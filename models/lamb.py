@@ -324,6 +324,7 @@ class LAMB(EmotionModel):
         return labels
 
     def forward(self, batch: MultimodalBatch) -> ModelOutput:
+        batch = self.standardize(batch)
         if self.config.use_decoder:
             tokens, valid = self.blend(batch)
             reps = self.label_representations(tokens, valid)  # (B, q, d)

@@ -308,6 +308,7 @@ class LDDU(EmotionModel):
         """probs (B, q) = gated fusion of y_mu and y_sigma. aux holds, for the loss and for analysis:
         dir_logits / y_dir (B, q) info classifier, y_mu / y_sigma / gate (B, q),
         mu / sigma (B, 3, q, latent_dim) in MODALITIES order, present (B, 3) bool."""
+        batch = self.standardize(batch)
         zs, present = [], []
         for m in MODALITIES:
             x, valid = batch.features[m], batch.masks[m].bool()

@@ -146,8 +146,8 @@ class CommentEmbedder:
 
 
 def extract_goemotions(data: Path, split: str, out: Path, subset: np.ndarray | None,
-                       settings: ExtractionSettings) -> Path:
-    """Embed one split (or the rows `subset` of it) and write goemotions_<split>.npz."""
+                       settings: ExtractionSettings, name: str | None = None) -> Path:
+    """Embed one split (or the rows `subset` of it) and write <name or goemotions_<split>>.npz."""
     texts, labels, ids = read_goemotions(data, split)
     rows = np.arange(len(texts)) if subset is None else subset
     embedder = CommentEmbedder(settings)
@@ -157,11 +157,28 @@ def extract_goemotions(data: Path, split: str, out: Path, subset: np.ndarray | N
     for b in range(0, len(rows), 2048):
         seqs += embedder.embed([texts[i] for i in rows[b:b + 2048]])
     packed = _pack(seqs, dim, np.float16)
-    path = out / f"goemotions_{split}.npz"
+    path = out / f"{name or 'goemotions_' + split}.npz"
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, tokens=packed.rows, offsets=packed.offsets, labels=labels[rows],
              ids=np.array([ids[i] for i in rows]))
     tmp.replace(path)
+    return path
+
+
+def merge_goemotions_chunks(out: Path, split: str, chunks: list[str]) -> Path:
+    """Concatenate the chunk files <out>/<chunk>.npz (in order) into goemotions_<split>.npz and
+    delete the chunks."""
+    parts = [load_goemotions(out, c) for c in chunks]
+    lengths = np.concatenate([np.diff(p.text.offsets) for p in parts])
+    path = out / f"goemotions_{split}.npz"
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tokens=np.concatenate([p.text.rows for p in parts]),
+             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+             labels=np.concatenate([p.labels for p in parts]).astype(np.uint8),
+             ids=np.array([i for p in parts for i in p.ids]))
+    tmp.replace(path)
+    for c in chunks:
+        (out / f"{c}.npz").unlink()
     return path
 
 
@@ -202,14 +219,14 @@ def _run_job(job: tuple) -> tuple[str, float]:
     import torch
 
     torch.set_num_threads(1)
-    kind, data, out, split, subset = job
+    kind, data, out, split, subset, name = job
     started = time.perf_counter()
     settings = ExtractionSettings()
     if kind == "text":
-        extract_goemotions(data, split, out, subset, settings)
+        extract_goemotions(data, split, out, subset, settings, name)
     else:
         extract_emodb(data, out, settings)
-    return f"{kind}:{split}", time.perf_counter() - started
+    return f"{kind}:{name or split}", time.perf_counter() - started
 
 
 def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, workers: int = 2) -> dict:
@@ -225,13 +242,17 @@ def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, 
     _, train_labels, _ = read_goemotions(go, "train")
     subset = stratified_subset(train_labels, train_size, seed)
     jobs = []
+    train_chunks: list[str] = []
     if not (out / "goemotions_train.npz").exists() or len(load_goemotions(out, "train")) != len(subset):
-        jobs.append(("text", go, out, "train", subset))
+        # The train comments are split into `workers` chunks (one job each), merged afterwards.
+        for k, rows in enumerate(np.array_split(subset, workers)):
+            train_chunks.append(f"goemotions_train_chunk{k}")
+            jobs.append(("text", go, out, "train", rows, train_chunks[-1]))
     for split in ("valid", "test"):
         if not (out / f"goemotions_{split}.npz").exists():
-            jobs.append(("text", go, out, split, None))
+            jobs.append(("text", go, out, split, None, None))
     if not (out / "emodb.npz").exists():
-        jobs.append(("audio", shared_data / "emodb", out, "all", None))
+        jobs.append(("audio", shared_data / "emodb", out, "all", None, None))
     seconds: dict[str, float] = {}
     record = out / "extraction_seconds.json"
     if jobs:
@@ -239,14 +260,20 @@ def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, 
         with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
             for name, s in pool.imap_unordered(_run_job, jobs):
                 seconds[name] = round(s, 1)
+        if train_chunks:
+            merge_goemotions_chunks(out, "train", train_chunks)
         earlier = json.loads(record.read_text()) if record.exists() else {}
+        if train_chunks:  # the train timings of an earlier (smaller) extraction no longer apply
+            earlier = {k: v for k, v in earlier.items() if not k.startswith("text:") or "train" not in k}
         record.write_text(json.dumps({**earlier, **seconds, "workers": min(workers, len(jobs))}, indent=1))
     recorded = json.loads(record.read_text()) if record.exists() else {}
     return {"seconds": seconds, "recorded_seconds": recorded, "train_rows": subset}
 
 
 def load_goemotions(features: Path, split: str) -> "GoEmotionsPart":
-    with np.load(features / f"goemotions_{split}.npz", allow_pickle=False) as z:
+    """goemotions_<split>.npz, or <split>.npz when `split` is a chunk name (goemotions_...)."""
+    name = split if split.startswith("goemotions_") else f"goemotions_{split}"
+    with np.load(features / f"{name}.npz", allow_pickle=False) as z:
         return GoEmotionsPart(TokenSequences(z["tokens"], z["offsets"]), z["labels"].astype(np.float32),
                               [str(i) for i in z["ids"]])
 

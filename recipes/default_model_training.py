@@ -81,6 +81,14 @@ class Pools:
             "visual": np.zeros((0, self.visual_dim), np.float32),
         }
 
+    def input_samples(self):
+        """Per-sample feature dicts of the pool's own data: every comment text-only, then every
+        utterance of `audio_rows` audio-only (what `EmotionModel.fit_input_statistics` takes)."""
+        for i in range(len(self.text)):
+            yield self.features(i, None)
+        for j in self.audio_rows:
+            yield self.features(None, int(j))
+
     def partner(self, audio_i: int, rng: np.random.Generator, neutral_share: float) -> int:
         """A comment to pair with utterance `audio_i` (see the module docstring)."""
         label = int(np.argmax(self.emodb.labels[audio_i]))
@@ -215,13 +223,16 @@ def _macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds: list[float])
 
 def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSet, valid_audio: EvalSet,
               valid_paired: EvalSet, seed: int, log=print) -> TrainOutcome:
-    """Train with early stopping on the validation score = mean of (text-only macro-F1 at
+    """Fit the model's input standardisation on the training pools (`mixture.pools`: the training
+    comments and the training speakers' utterances, never validation/test data), then train with
+    early stopping on the validation score = mean of (text-only macro-F1 at
     per-label thresholds tuned on the validation text+paired+audio sets) and (speech macro-F1 of
     the arg-max over the six EmoDB labels on the validation speakers). Returns the best epoch's
     model and its thresholds (tuned on all three validation sets together)."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     model = build_model(model_name, config)
+    model.fit_input_statistics(mixture.pools.input_samples())  # training split only (text + audio pools)
     model.prepare_training(mixture.num_ids)
     optimizer = build_optimizer(model, config)
     steps = int(np.ceil(mixture.settings.epoch_samples / config.batch_size))

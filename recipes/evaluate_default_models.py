@@ -5,8 +5,8 @@
   thresholds stored in each checkpoint (tuned on validation data only); macro-/micro-F1 from
   `mmer_cli.metrics`, next to the TF-IDF + LR baseline (recipes/results/baseline_goemotions.json)
   and the external fine-tuned bert-base-cased (0.624 macro-F1, not measured here).
-- Speech: the LDDU fold models (<work>/folds/lddu_fold<k>.safetensors, written by
-  recipes/train_default_models.py) on the EmoDB test speakers of their fold
+- Speech: the LDDU and (where trained) LAMB fold models (<work>/folds/<model>_fold<k>.safetensors,
+  written by recipes/train_default_models.py) on the EmoDB test speakers of their fold
   (recipes/emodb_folds.json), audio-only input; arg-max over the six labels EmoDB has; unweighted
   accuracy and macro-F1 pooled over the folds, for boredom -> neutral and boredom excluded, next to
   the eGeMAPS + SVM baseline (recipes/results/baseline_emodb.json) on the same folds.
@@ -73,14 +73,15 @@ def text_test(name: str, test_part, emodb) -> dict:
     return result
 
 
-def speech_folds(test_part, emodb, work: Path) -> dict:
-    """Pooled held-out EmoDB scores (audio-only) and synthetic-pair scores of the LDDU fold models."""
+def speech_folds(name: str, test_part, emodb, work: Path) -> dict:
+    """Pooled held-out EmoDB scores (audio-only) and synthetic-pair scores of the fold models of
+    model `name` (<work>/folds/<name>_fold<k>.safetensors)."""
     folds = json.loads(FOLDS_FILE.read_text())["folds"]
     visual_dim = default_feature_spec().visual.dim
     rows_all, probs_all, pair_probs, pair_unc, pair_truth, per_fold, missing = [], [], [], [], [], [], []
     audio_unc = []
     for fold in folds:
-        path = work / "folds" / f"lddu_fold{fold['fold']}.safetensors"
+        path = work / "folds" / f"{name}_fold{fold['fold']}.safetensors"
         if not path.exists():
             missing.append(fold["fold"])
             continue
@@ -151,7 +152,7 @@ def main() -> None:
     baseline_text = json.loads((RESULTS_DIR / "baseline_goemotions.json").read_text())
     baseline_speech = json.loads((RESULTS_DIR / "baseline_emodb.json").read_text())
     text = {name: text_test(name, test_part, emodb) for name in ("lddu", "lamb")}
-    speech = {"lddu_folds": speech_folds(test_part, emodb, args.work)}
+    speech = {f"{name}_folds": speech_folds(name, test_part, emodb, args.work) for name in ("lddu", "lamb")}
     result = {
         "recipe": "recipes/evaluate_default_models.py",
         "checkpoints": {n: f"models/weights/{n}_default.safetensors" for n in ("lddu", "lamb")},
@@ -184,10 +185,10 @@ def main() -> None:
         m = r["tuned_thresholds"]
         print(f"{name} GoEmotions test: macro-F1 {m['macro_f1']:.3f} micro-F1 {m['micro_f1']:.3f} "
               f"ECE {r['calibration']['ece_15_bins']:.3f}")
-    folds = speech["lddu_folds"]
-    if "pooled" in folds:
-        for v, s in folds["pooled"].items():
-            print(f"lddu EmoDB {v}: UA {s['unweighted_accuracy']:.3f} macro-F1 {s['macro_f1']:.3f} "
+    for name in ("lddu", "lamb"):
+        folds = speech[f"{name}_folds"]
+        for v, s in folds.get("pooled", {}).items():
+            print(f"{name} EmoDB {v}: UA {s['unweighted_accuracy']:.3f} macro-F1 {s['macro_f1']:.3f} "
                   f"(folds {folds['folds_scored']})")
     print(f"wrote {path} ({result['wall_time_s']} s)")
 

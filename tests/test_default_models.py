@@ -48,6 +48,19 @@ def test_metadata_matches_default_extraction(name):
     assert len(info.thresholds) == len(LABELS) and all(0.0 < t < 1.0 for t in info.thresholds)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_input_standardisation_fitted_on_text_and_audio_only(name):
+    """The recipe fits the input statistics on the training comments and utterances: text and audio
+    buffers differ from the identity; visual (never in training) keeps it."""
+    model, _ = load_checkpoint(_path(name))
+    s = model.standardize
+    for m in ("text", "audio"):
+        assert not np.allclose(getattr(s, f"mean_{m}").numpy(), 0.0), m
+        assert not np.allclose(getattr(s, f"std_{m}").numpy(), 1.0), m
+        assert (getattr(s, f"std_{m}").numpy() > 0).all(), m
+    assert np.allclose(s.mean_visual.numpy(), 0.0) and np.allclose(s.std_visual.numpy(), 1.0)
+
+
 @pytest.fixture(scope="module")
 def encoder():
     from extractors.text import TextEncoder, encoder_info

@@ -291,5 +291,5 @@ def test_wrong_feature_dim_is_a_clear_error():
     model = build(tiny())
     batch = make_batch()
     batch.features["visual"] = torch.randn(4, LENGTHS["visual"], 7)
-    with pytest.raises(ValueError, match="visual features have dim 7"):
+    with pytest.raises(ValueError, match="visual features have dimension 7"):
         model(batch)
