@@ -35,6 +35,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from mmer_cli.provenance import cpu_model, git_description, logical_cpus, memory_gb, peak_rss_mib  # noqa: E402
+
 SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
 SAMPLE = REPO_ROOT / "samples" / "sample_joy.mp4"
 LONG_SOURCE = "WolfgangLanger_Pexels.mp4"
@@ -43,17 +47,6 @@ LABELS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 TARGET_RTF = 0.5  # warm, on the 20 s 640x360 clip
 TARGET_COLD_S = 10.0  # fresh process: imports + model load + first clip
 TARGET_PEAK_RSS_MB = 1536.0  # 1.5 GB
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (Linux VmHWM); 0.0 where unavailable."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 # ----------------------------------------------------------------------------- children
@@ -78,7 +71,7 @@ def child_cold(args) -> dict:
     done = time.perf_counter()
     return {"import_s": imported - started,
             "checkpoint_load_s": built - imported, "first_clip_s": done - built,
-            "duration_s": result.duration_s, "timings_s": result.timings_s, "peak_rss_mb": peak_rss_mb(),
+            "duration_s": result.duration_s, "timings_s": result.timings_s, "peak_rss_mb": peak_rss_mib(),
             "torch_threads": _torch_threads(),
             "transcript": result.transcript, "warnings": result.warnings}
 
@@ -104,7 +97,7 @@ def child_warm(args) -> dict:
         out[clip.name] = {"duration_s": result.duration_s, "wall_s": wall, "rtf": wall / result.duration_s,
                           "stages_s": stages, "frames": result.modalities.frames,
                           "face_frames": result.modalities.face_frames, "tokens": result.modalities.tokens}
-    return {"clips": out, "peak_rss_mb": peak_rss_mb(), "torch_threads": _torch_threads()}
+    return {"clips": out, "peak_rss_mb": peak_rss_mib(), "torch_threads": _torch_threads()}
 
 
 def child_rss_path(args) -> dict:
@@ -134,7 +127,7 @@ def child_rss_path(args) -> dict:
             pass
         AcousticExtractor("egemaps")(reader.audio.samples)
         SpeechRecognizer(asr_model_dir(None), args.device, torch.get_num_threads()).transcribe(reader.audio.samples)
-    return {"duration_s": info.duration_s, "peak_rss_mb": peak_rss_mb()}
+    return {"duration_s": info.duration_s, "peak_rss_mb": peak_rss_mib()}
 
 
 def child_network(args) -> dict:
@@ -154,10 +147,10 @@ def child_network(args) -> dict:
     features = FeatureSet(features={m: rng.standard_normal((n, spec.dims[m])).astype(np.float32) for m, n in count.items()},
                           times={m: np.arange(n) / rates[m] for m, n in count.items()}, spec=spec,
                           duration_s=args.seconds)
-    before = peak_rss_mb()
+    before = peak_rss_mib()
     start = time.perf_counter()
     analyzer._predict_spans(features, [(0.0, args.seconds)])
-    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before}
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mib(), "rss_before_mb": before}
 
 
 def registry_checkpoints(workdir: Path) -> dict[str, Path]:
@@ -251,30 +244,9 @@ def run_child(mode: str, extra: list[str], args) -> tuple[dict, float]:
 def hardware() -> dict:
     import torch
 
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem_gb = 0.0
-    try:
-        mem_gb = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines()
-                          if l.startswith("MemTotal"))) / 1024 ** 2
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "memory_gb": round(mem_gb, 1),
+    return {"cpu": cpu_model(), "logical_cpus": logical_cpus(), "memory_gb": round(memory_gb(), 1),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        return sha + (" (working tree has uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def dominant(stages: dict[str, float]) -> str:
@@ -439,7 +411,7 @@ def main() -> None:
         "the 19.7 s clip's.",
     ]
     data = {"device": args.device, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": git_commit(), "hardware": hardware(), "threads": args.threads, "repeats": args.repeats,
+            "commit": git_description(), "hardware": hardware(), "threads": args.threads, "repeats": args.repeats,
             "load_before": load_before, "load_after": load_after, "model": model_note, "stage_order": stage_order,
             "targets": targets, "warm": warm, "cold": cold, "rss_by_path": by_path, "network": network, "notes": notes}
     args.out_dir.mkdir(parents=True, exist_ok=True)

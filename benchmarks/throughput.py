@@ -41,6 +41,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from mmer_cli.provenance import cpu_model, git_description, peak_rss_mib, rss_mib  # noqa: E402
+
 MOSEI_TRAIN_SAMPLES = 16_326
 MOSEI_VALID_SAMPLES = 1_871
 NUM_LABELS = 6
@@ -52,23 +54,6 @@ SHAPES: dict[str, dict[str, tuple[int, int]]] = {
     "unaligned": {"text": (50, 300), "audio": (500, 74), "visual": (500, 35)},
 }
 """shape name -> modality -> (frames T, feature dim D)."""
-
-
-def _rss_mib() -> float:
-    """Current resident set size of this process in MiB (Linux /proc; 0 where unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 PROFILE_PHASES = ("data", "forward", "loss", "backward", "optimizer")
@@ -137,7 +122,7 @@ def run_case(model_name: str, shape: str, threads: int, device_choice: str, warm
     features = {m: rng.standard_normal((n, t, d), dtype=np.float32) for m, (t, d) in SHAPES[shape].items()}
     labels = (rng.random((n, NUM_LABELS)) < LABEL_DENSITY).astype(np.float32)
     dataset = MultimodalDataset(lambda i: {m: x[i] for m, x in features.items()}, labels)
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
 
     torch.manual_seed(seed)
     model = build_model(model_name, config)
@@ -201,31 +186,10 @@ def run_case(model_name: str, shape: str, threads: int, device_choice: str, warm
         "epoch_with_validation_min": (train_epoch_s + valid_s) / 60.0,
         "epoch_with_validation_cpu_min": cpu_epoch_s / 60.0,
         "rss_before_model_mib": rss_before,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "cuda_peak_allocated_mib": (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
         "profile": profiled,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
-        return commit + (" (working tree with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def environment(device: str) -> dict:
@@ -233,10 +197,10 @@ def environment(device: str) -> dict:
 
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_description(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "platform": platform.platform(),
         "device": device,

@@ -7,36 +7,18 @@ date, library versions and the wall time of the run.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from mmer_cli.provenance import cpu_model, git_state, utc_now  # noqa: E402
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    """The `model name` line of /proc/cpuinfo, or platform.processor() where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def provenance(threads: int) -> dict:
@@ -47,7 +29,6 @@ def provenance(threads: int) -> dict:
     import numpy
     import sklearn
 
-    status = _git("status", "--porcelain")
     return {
         "hardware": {
             "cpu_model": cpu_model(),
@@ -56,8 +37,8 @@ def provenance(threads: int) -> dict:
             "machine": platform.machine(),
             "gpu": None,
         },
-        "git": {"commit": _git("rev-parse", "HEAD"), "uncommitted_changes": bool(status) if status is not None else None},
-        "date_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "git": git_state(),
+        "date_utc": utc_now(),
         "software": {
             "python": sys.version.split()[0],
             "numpy": numpy.__version__,
