@@ -21,6 +21,29 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine_warmup", "plateau")
 
 
+class NonFiniteLoss(ArithmeticError):
+    """The training loss became NaN or infinite; the weights were left untouched."""
+
+
+def optimization_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      schedule: "LRSchedule", grad_clip: float) -> float:
+    """Back-propagate the scalar `loss`, clip the global gradient norm to `grad_clip` (0 = off),
+    step the optimiser and the per-step schedule. Returns the learning rate the step used.
+
+    Raises NonFiniteLoss, before any update, when `loss` is NaN or infinite.
+    """
+    if not torch.isfinite(loss).item():
+        raise NonFiniteLoss("non-finite training loss (try a lower lr or grad_clip)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    lr = float(optimizer.param_groups[0]["lr"])
+    optimizer.step()
+    schedule.after_step()
+    return lr
+
+
 def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
     """Adam or AdamW over every trainable parameter, with config.lr and config.weight_decay."""
     params = [p for p in model.parameters() if p.requires_grad]

@@ -43,7 +43,7 @@ from mmer_cli.distributed import (
 )
 from mmer_cli.errors import UserError
 from mmer_cli.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
-from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer_cli.optimization import EarlyStopping, LRSchedule, NonFiniteLoss, build_optimizer, optimization_step
 from mmer_cli.run_dir import RunDir
 from mmer_cli.runtime import set_threads
 from mmer_cli.thresholds import tune_global_threshold, tune_label_thresholds
@@ -534,15 +534,10 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
             batch = batch.to(ctx.device)
             output = forward(batch)
             loss = model.loss(output, batch)
-            if not torch.isfinite(loss.total).item():
-                raise TrainingFailed(f"non-finite training loss at epoch {epoch}, step {step} (try a lower lr or grad_clip)")
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            lr = float(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            schedule.after_step()
+            try:
+                lr = optimization_step(model, loss.total, optimizer, schedule, config.grad_clip)
+            except NonFiniteLoss as err:
+                raise TrainingFailed(f"epoch {epoch}, step {step}: {err}") from None
             size = batch.batch_size
             count += size
             parts = {"total": float(loss.total.detach()), **{k: float(v) for k, v in loss.parts.items()}}

@@ -31,7 +31,7 @@ import torch
 from default_model_features import LABEL_NAMES, EmoDBPart, GoEmotionsPart
 from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
 from mmer_cli.evaluation import predict_probs
-from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer, optimization_step
 from mmer_cli.thresholds import tune_label_thresholds
 from models.registry import build_model
 
@@ -247,14 +247,7 @@ def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSe
         for b in range(0, len(samples), config.batch_size):
             batch = collate(samples[b:b + config.batch_size])
             loss = model.loss(model(batch), batch)
-            if not torch.isfinite(loss.total).item():
-                raise RuntimeError(f"{model_name}: non-finite loss at epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            schedule.after_step()
+            optimization_step(model, loss.total, optimizer, schedule, config.grad_clip)
             total += float(loss.total.detach()) * batch.batch_size
             count += batch.batch_size
         device = torch.device("cpu")
