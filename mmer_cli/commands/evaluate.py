@@ -9,10 +9,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from mmer_cli.commands.common import user_errors
-from mmer_cli.commands.score import OVERALL_ROWS
+from mmer_cli.commands.metric_tables import overall_table, per_label_table
 from mmer_cli.datasets import dataset_names
 from mmer_cli.evaluation import EvalReport, evaluate
 
@@ -26,26 +25,15 @@ class EvalFormat(str, enum.Enum):
 
 def render_eval_table(report: EvalReport, console: Console) -> None:
     """Overall metrics + calibration + thresholds, then per-label P/R/F1/support and threshold."""
-    values = report.metrics.as_dict()
-    overall = Table(title=f"{report.model} on {report.dataset} {report.split}: {report.metrics.num_samples} samples")
-    overall.add_column("metric")
-    overall.add_column("value", justify="right")
-    for key, title in OVERALL_ROWS:
-        overall.add_row(title, f"{values[key]:.4f}")
-    overall.add_row("ECE (15 bins)", f"{report.ece:.4f}")
-    overall.add_row("Brier score", f"{report.brier:.4f}")
-    overall.add_row("Mean uncertainty", f"{report.mean_uncertainty:.4f}")
+    overall = overall_table(
+        f"{report.model} on {report.dataset} {report.split}: {report.metrics.num_samples} samples", report.metrics,
+        [("ECE (15 bins)", f"{report.ece:.4f}"), ("Brier score", f"{report.brier:.4f}"),
+         ("Mean uncertainty", f"{report.mean_uncertainty:.4f}")],
+    )
     overall.caption = ("per-label thresholds tuned on validation (from the checkpoint)" if report.threshold_mode == "per_label"
                        else f"one threshold for every label: {report.thresholds[0]:g}")
     console.print(overall)
-    per_label = Table(title="per label")
-    for column in ("label", "precision", "recall", "F1", "support", "threshold"):
-        per_label.add_column(column, justify="left" if column == "label" else "right")
-    for (name, scores), t in zip(report.metrics.per_label.items(), report.thresholds):
-        per_label.add_row(name, f"{scores.precision:.4f}", f"{scores.recall:.4f}", f"{scores.f1:.4f}",
-                          str(scores.support), f"{t:g}")
-    console.print(per_label)
-
+    console.print(per_label_table(report.metrics, report.thresholds))
 
 def eval_command(
     dataset: str = typer.Option(..., "--dataset", help=f"Format of --data: {', '.join(dataset_names())}."),

@@ -9,9 +9,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from mmer_cli.commands.common import user_errors
+from mmer_cli.commands.metric_tables import overall_table, per_label_table
 from mmer_cli.scoring import ScoreReport, score_files
 
 
@@ -22,42 +22,20 @@ class ScoreFormat(str, enum.Enum):
     json = "json"
 
 
-OVERALL_ROWS: tuple[tuple[str, str], ...] = (
-    ("acc", "Acc (Jaccard, empty/empty = 0; as published)"),
-    ("acc_empty_as_one", "Acc (Jaccard, empty/empty = 1)"),
-    ("precision", "Precision (micro)"),
-    ("recall", "Recall (micro)"),
-    ("micro_f1", "F1 (micro)"),
-    ("macro_f1", "F1 (macro)"),
-    ("hamming_loss", "Hamming loss"),
-)
-
-
 def render_score_table(report: ScoreReport, console: Console) -> None:
     """Rich tables: overall metrics (plus calibration when present), then per-label P/R/F1/support."""
-    values = report.metrics.as_dict()
-    overall = Table(title=f"mmer score: {report.metrics.num_samples} samples, {len(report.label_names)} labels")
-    overall.add_column("metric")
-    overall.add_column("value", justify="right")
-    for key, title in OVERALL_ROWS:
-        overall.add_row(title, f"{values[key]:.4f}")
+    extra = []
     if report.threshold is not None:
-        overall.add_row("Decision threshold (p >= t)", f"{report.threshold:g}")
+        extra.append(("Decision threshold (p >= t)", f"{report.threshold:g}"))
     if report.calibration is not None:
-        overall.add_row(f"ECE ({report.calibration.n_bins} bins)", f"{report.calibration.ece:.4f}")
-        overall.add_row("Brier score", f"{report.calibration.brier:.4f}")
+        extra.append((f"ECE ({report.calibration.n_bins} bins)", f"{report.calibration.ece:.4f}"))
+        extra.append(("Brier score", f"{report.calibration.brier:.4f}"))
+    overall = overall_table(f"mmer score: {report.metrics.num_samples} samples, {len(report.label_names)} labels",
+                            report.metrics, extra)
     if report.pred_columns_reordered:
         overall.caption = "prediction columns were matched to the truth's label order by name"
     console.print(overall)
-
-    per_label = Table(title="per label")
-    per_label.add_column("label")
-    for column in ("precision", "recall", "F1", "support"):
-        per_label.add_column(column, justify="right")
-    for name, scores in report.metrics.per_label.items():
-        per_label.add_row(name, f"{scores.precision:.4f}", f"{scores.recall:.4f}", f"{scores.f1:.4f}", str(scores.support))
-    console.print(per_label)
-
+    console.print(per_label_table(report.metrics))
 
 def score_command(
     truth: Path = typer.Option(..., "--truth", help="CSV of true labels: header of label names, one 0/1 row per sample."),
