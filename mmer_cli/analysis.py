@@ -77,6 +77,11 @@ class EmotionScore:
     uncertainty: float
 
 
+ModalityEvidence = dict[str, "dict[str, float] | None"]
+"""What each stream alone says: {"visual"|"audio"|"text": {label: probability} or None when that
+stream is absent (or not readable by the model)}. See `Analyzer._by_modality`."""
+
+
 @dataclass
 class Segment:
     """Result for the window [start_s, end_s) of a clip (seconds)."""
@@ -84,6 +89,7 @@ class Segment:
     start_s: float
     end_s: float
     emotions: list[EmotionScore]
+    by_modality: ModalityEvidence = field(default_factory=dict)
 
     @property
     def predicted(self) -> list[str]:
@@ -98,6 +104,7 @@ class ClipResult:
     modalities: frames/face frames, seconds/voiced seconds, tokens the extractors saw.
     timings_s: stage -> seconds (extraction stages, then "model"). warnings: one line each.
     segments: per-window results when a window length was asked for, else None.
+    by_modality: what the face, the voice and the words each say on their own (`ModalityEvidence`).
     """
 
     file: str
@@ -109,6 +116,7 @@ class ClipResult:
     timings_s: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     segments: list[Segment] | None = None
+    by_modality: ModalityEvidence = field(default_factory=dict)
 
     @property
     def predicted(self) -> list[str]:
@@ -232,11 +240,14 @@ class Analyzer:
         # The whole clip on its own, so its result does not depend on windowing (padding, MC-dropout masks).
         probs, uncertainty = self._predict_spans(features, [(0.0, duration)])  # (1, q) each
         names, thresholds = self.info.label_names, self.info.thresholds
+        clip_evidence = self._by_modality(features, [(0.0, duration)])[0]
         segments = None
         if self.options.window_s is not None:
             spans = tile(0.0, duration, self.options.window_s) if duration > 0 else [(0.0, self.options.window_s)]
             w_probs, w_uncertainty = self._predict_spans(features, spans)  # (W, q) each
-            segments = [Segment(start_s=a, end_s=b, emotions=_scores(names, thresholds, w_probs[i], w_uncertainty[i]))
+            w_evidence = self._by_modality(features, spans)
+            segments = [Segment(start_s=a, end_s=b, emotions=_scores(names, thresholds, w_probs[i], w_uncertainty[i]),
+                                by_modality=w_evidence[i])
                         for i, (a, b) in enumerate(spans)]
         model_s = time.perf_counter() - started
         return ClipResult(
@@ -251,10 +262,30 @@ class Analyzer:
                 f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities
             ],
             segments=segments,
+            by_modality=clip_evidence,
         )
 
-    def _predict_spans(self, features: FeatureSet, spans: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-        """probs (S, q) and uncertainty (S, q) of each span [a, b) seconds of the clip.
+    def _by_modality(self, features: FeatureSet, spans: list[tuple[float, float]]) -> list[ModalityEvidence]:
+        """For each span, what each stream alone says: the network run with only that stream
+        present (both registered networks accept any subset of streams). A stream absent from the
+        span, or one the checkpoint was not trained on, gets None."""
+        clip_end = spans[-1][1]
+        evidence: list[ModalityEvidence] = [{} for _ in spans]
+        for m in MODALITIES:
+            present = [features.window(a, math.inf if b >= clip_end else b).present(m) for a, b in spans]
+            if m in self.ignored_modalities or not any(present):
+                for e in evidence:
+                    e[m] = None
+                continue
+            probs, _ = self._predict_spans(features, spans, only=m)  # (S, q)
+            for i, e in enumerate(evidence):
+                e[m] = dict(zip(self.info.label_names, map(float, probs[i]))) if present[i] else None
+        return evidence
+
+    def _predict_spans(self, features: FeatureSet, spans: list[tuple[float, float]],
+                       only: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """probs (S, q) and uncertainty (S, q) of each span [a, b) seconds of the clip
+        (with `only` set, every other stream is masked).
 
         A span longer than MAX_SPAN_S is cut into pieces of about CHUNK_S (`tile`) and gets the
         duration-weighted mean of its pieces' probabilities and uncertainties. The span that ends
@@ -279,7 +310,7 @@ class Analyzer:
             batch.append(piece_features(a, b))
             batch_s += b - a
             if batch_s >= MEDIA_S_PER_BATCH or n == len(pieces) - 1:
-                p, u = self._predict(batch)
+                p, u = self._predict(batch, only)
                 results += list(zip(p, u))
                 batch, batch_s = [], 0.0
 
@@ -293,11 +324,13 @@ class Analyzer:
         return probs / weight[:, None], uncertainty / weight[:, None]
 
     @torch.no_grad()
-    def _predict(self, feature_sets: list[FeatureSet]) -> tuple[np.ndarray, np.ndarray]:
-        """Batch the feature sets (absent modalities masked) -> probs (N, q), uncertainty (N, q)."""
+    def _predict(self, feature_sets: list[FeatureSet], only: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Batch the feature sets (absent modalities masked; with `only`, every other one too)
+        -> probs (N, q), uncertainty (N, q)."""
         q = len(self.info.label_names)
+        masked = set(self.ignored_modalities) | ({m for m in MODALITIES if m != only} if only else set())
         samples = [
-            Sample(features={m: x[:0] if m in self.ignored_modalities else x for m, x in fs.features.items()},
+            Sample(features={m: x[:0] if m in masked else x for m, x in fs.features.items()},
                    labels=np.zeros(q, dtype=np.float32), index=i)
             for i, fs in enumerate(feature_sets)
         ]

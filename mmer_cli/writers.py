@@ -15,8 +15,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from mmer_cli.analysis import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, Segment
+from mmer_cli.analysis import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
 
+EVIDENCE_STREAMS = ("visual", "audio", "text")
+"""Order of the per-modality evidence in JSON objects and CSV columns."""
+STREAM_HEADINGS = {"visual": "face", "audio": "voice", "text": "words"}
+"""Table column headings of the per-modality evidence."""
 BAR_WIDTH = 20  # characters of a full probability bar
 PROB_DECIMALS = 4  # rounding of probabilities/uncertainties in JSON
 TIME_DECIMALS = 3  # rounding of seconds in JSON
@@ -27,9 +31,16 @@ def _emotion_dict(e: EmotionScore) -> dict:
             "uncertainty": round(e.uncertainty, PROB_DECIMALS)}
 
 
+def _evidence_dict(evidence: ModalityEvidence) -> dict:
+    """{"visual"|"audio"|"text": {label: probability} | None}, every stream named."""
+    return {m: None if evidence.get(m) is None else {label: round(p, PROB_DECIMALS) for label, p in evidence[m].items()}
+            for m in EVIDENCE_STREAMS}
+
+
 def _segment_dict(s: Segment) -> dict:
     return {"start_s": round(s.start_s, TIME_DECIMALS), "end_s": round(s.end_s, TIME_DECIMALS),
-            "emotions": [_emotion_dict(e) for e in s.emotions], "predicted": s.predicted}
+            "emotions": [_emotion_dict(e) for e in s.emotions], "predicted": s.predicted,
+            "by_modality": _evidence_dict(s.by_modality)}
 
 
 def outcome_to_dict(outcome: AnalyzeOutcome) -> dict:
@@ -43,6 +54,7 @@ def outcome_to_dict(outcome: AnalyzeOutcome) -> dict:
         "duration_s": round(outcome.duration_s, TIME_DECIMALS),
         "predicted": outcome.predicted,
         "emotions": [_emotion_dict(e) for e in outcome.emotions],
+        "by_modality": _evidence_dict(outcome.by_modality),
         "transcript": outcome.transcript,
         "modalities": {
             "visual": {"frames": stats.frames, "face_frames": stats.face_frames},
@@ -64,15 +76,20 @@ def to_json(outcomes: Sequence[AnalyzeOutcome]) -> str:
 
 def to_csv(outcomes: Sequence[AnalyzeOutcome]) -> str:
     """One row per analysed clip: file, one probability column per emotion, predicted (';'-joined),
-    transcript. Failures have no row (the caller lists them on stderr)."""
+    transcript, then `<stream>_<label>` columns with what each stream alone says (empty when that
+    stream is absent). Failures have no row (the caller lists them on stderr)."""
     results = [o for o in outcomes if isinstance(o, ClipResult)]
     labels = [e.label for e in results[0].emotions] if results else []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", *labels, "predicted", "transcript"])
+    evidence_columns = [(m, name) for m in EVIDENCE_STREAMS for name in labels]
+    writer.writerow(["file", *labels, "predicted", "transcript", *(f"{m}_{name}" for m, name in evidence_columns)])
     for r in results:
         probs = {e.label: f"{e.probability:.{PROB_DECIMALS}f}" for e in r.emotions}
-        writer.writerow([r.file, *(probs.get(name, "") for name in labels), ";".join(r.predicted), r.transcript])
+        evidence = [("" if r.by_modality.get(m) is None else f"{r.by_modality[m][name]:.{PROB_DECIMALS}f}")
+                    for m, name in evidence_columns]
+        writer.writerow([r.file, *(probs.get(name, "") for name in labels), ";".join(r.predicted), r.transcript,
+                         *evidence])
     return buffer.getvalue()
 
 
@@ -88,8 +105,12 @@ def clip_table(result: ClipResult) -> Group:
     table.add_column("probability")
     table.add_column("present", justify="center")
     table.add_column("uncertainty", justify="right")
+    for m in EVIDENCE_STREAMS:
+        table.add_column(STREAM_HEADINGS[m], justify="right")
     for e in result.emotions:
-        table.add_row(e.label, _bar(e.probability), "yes" if e.present else "", f"{e.uncertainty:.2f}")
+        alone = [("-" if result.by_modality.get(m) is None else f"{result.by_modality[m][e.label]:.0%}")
+                 for m in EVIDENCE_STREAMS]
+        table.add_row(e.label, _bar(e.probability), "yes" if e.present else "", f"{e.uncertainty:.2f}", *alone)
     parts: list = [table]
     if result.segments:
         windows = Table(title="windows", title_justify="left")

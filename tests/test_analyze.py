@@ -32,7 +32,7 @@ LABELS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 # Extreme thresholds make the decisions independent of the random weights: p >= 0 is always
 # present, p >= 1.01 never; the middle ones exercise real comparisons.
 THRESHOLDS = [0.0, 0.0, 0.3, 0.5, 0.7, 1.01, 1.01]
-JSON_KEYS = {"file", "model", "duration_s", "predicted", "emotions", "transcript", "modalities",
+JSON_KEYS = {"file", "model", "duration_s", "predicted", "emotions", "by_modality", "transcript", "modalities",
              "timings_s", "warnings"}
 
 runner = CliRunner()
@@ -133,9 +133,9 @@ def test_long_clips_reach_the_network_in_bounded_pieces(analyzer, sample_result,
     seen = []
     original = Analyzer._predict
 
-    def spy(self, feature_sets):
+    def spy(self, feature_sets, only=None):
         seen.append([fs.features["visual"].shape[0] for fs in feature_sets])
-        return original(self, feature_sets)
+        return original(self, feature_sets, only)
 
     monkeypatch.setattr(Analyzer, "_predict", spy)
     chunked = analyzer.analyze_file(SAMPLE)  # features come from the module's cache
@@ -240,7 +240,14 @@ def test_cli_json_follows_the_contract(checkpoint, sample_result, tmp_path):
     assert set(clip["modalities"]["audio"]) == {"seconds", "voiced"}
     assert set(clip["modalities"]["text"]) == {"tokens"}
     assert "model" in clip["timings_s"]
-    assert [set(s) for s in clip["segments"]] == [{"start_s", "end_s", "emotions", "predicted"}] * 3
+    assert [set(s) for s in clip["segments"]] == [{"start_s", "end_s", "emotions", "predicted", "by_modality"}] * 3
+    for evidence in [clip["by_modality"], *(s["by_modality"] for s in clip["segments"])]:
+        assert set(evidence) == {"visual", "audio", "text"}
+        for probs in evidence.values():
+            assert probs is None or (set(probs) == set(LABELS) and all(0 <= p <= 1 for p in probs.values()))
+    # the sample has a face, a voice and words: each stream alone gives its own reading
+    assert all(clip["by_modality"][m] is not None for m in ("visual", "audio", "text"))
+    assert clip["by_modality"]["text"] != clip["by_modality"]["audio"]
     assert failure == {"file": str(tmp_path / "missing.mp4"), "error": "no such file or folder"}
     assert result.stderr.strip().splitlines()[0] == f"mmer: error: {tmp_path / 'missing.mp4'}: no such file or folder"
 
@@ -262,7 +269,9 @@ def test_cli_csv_has_one_probability_column_per_emotion(checkpoint, sample_resul
     assert result.stdout == ""
     assert "gone.wav: no such file" in result.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert list(rows[0]) == ["file", *LABELS, "predicted", "transcript"]
+    assert list(rows[0]) == ["file", *LABELS, "predicted", "transcript",
+                             *(f"{m}_{label}" for m in ("visual", "audio", "text") for label in LABELS)]
+    assert float(rows[0]["text_joy"]) == pytest.approx(sample_result.by_modality["text"]["joy"], abs=1e-4)
     assert len(rows) == 1
     assert float(rows[0]["joy"]) == pytest.approx(sample_result.emotions[3].probability, abs=1e-4)
     assert rows[0]["predicted"] == ";".join(sample_result.predicted)
