@@ -112,10 +112,10 @@ class LDDUConfig(OptimSettings):
     PRESETS: ClassVar[dict[str, dict[str, object]]] = {
         "paper": {},
         "authors": {
-            "lr": 2e-4, "batch_size": 64, "epochs": 30, "latent_dim": 128,
+            "lr": 2e-4, "batch_size": 64, "latent_dim": 128,
             "optimizer": "adamw", "weight_decay": 0.01, "grad_clip": 1.0,
             "gamma_dir": 0.3, "beta_scl": 1.0, "lambda_ocl": 0.3,
-            "encoder_per_label": False, "scl_absent_labels": True, "scl_renormalise": True, "scl_reduction": "mean",
+            "encoder_per_label": False, "scl_absent_labels": True, "scl_renormalise": True,
             "threshold_mode": "fixed", "threshold": 0.21,
         },
     }
@@ -124,7 +124,6 @@ class LDDUConfig(OptimSettings):
     PRESET_SOURCES: ClassVar[dict[str, str]] = {
         "lr": "train.sh (--lr 0.0002)",
         "batch_size": "train.sh (--batch_size 64)",
-        "epochs": "train.sh (--epochs 30)",
         "latent_dim": "train.py (--latent_size 128)",
         "optimizer": "train.py prep_optimizer (BertAdam: decoupled weight decay)",
         "weight_decay": "train.py prep_optimizer (weight_decay=0.01)",
@@ -135,7 +134,6 @@ class LDDUConfig(OptimSettings):
         "encoder_per_label": "src/models/myModels.py (one LatentEncoder per modality)",
         "scl_absent_labels": "src/models/myModels.py get_cl_labels (a class per label, present and absent)",
         "scl_renormalise": "src/models/myModels.py SupConLoss (similarity / 2.0)",
-        "scl_reduction": "src/models/myModels.py SupConLoss (loss.mean())",
         "threshold_mode": "train.py (getBinaryTensor with args.threshold at test time, no tuning)",
         "threshold": "train.py (--threshold 0.21)",
     }
