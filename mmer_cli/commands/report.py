@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmer_cli.commands.common import fail
 from mmer_cli.comparison import BENCHMARKS, REPORT_METRICS, ComparisonReport, RunMetric, compare_runs
 
 HEADERS: dict[str, str] = {
@@ -65,12 +64,32 @@ def render_markdown(report: ComparisonReport) -> str:
 
 
 def render_table(report: ComparisonReport, console: Console) -> None:
-    table = Table(title="test-split results next to the published ones (P and R in the right order)")
-    for i, column in enumerate(_columns()):
-        table.add_column(column, justify="right" if 2 <= i < 2 + len(REPORT_METRICS) else "left")
-    for row in comparison_rows(report):
-        table.add_row(*row)
-    console.print(table)
+    """One table per benchmark; each row's protocol as a numbered note below the tables (so the
+    numbers stay readable in a narrow terminal)."""
+    notes: list[str] = []
+    current, table = None, None
+    for benchmark, row, *cells, protocol in comparison_rows(report):
+        if benchmark != current:
+            if table is not None:
+                console.print(table)
+            current = benchmark
+            table = Table(title=f"{benchmark} (P and R in the right order)",
+                          caption="'paper' rows: as published; others: test split of the run")
+            table.add_column("row", no_wrap=True)
+            for key in REPORT_METRICS:  # terse headers: six numbers and a note fit 80 columns
+                table.add_column(HEADERS[key].replace("micro-", "mi").replace("macro-", "ma"), justify="right",
+                                 min_width=6)
+            table.add_column("note", no_wrap=True)
+        name, _, path = row.partition(": ")  # a run's row: "model: path" -> note carries the path
+        note = f"{path}: {protocol}" if path else protocol
+        if note not in notes:
+            notes.append(note)
+        label = f"{name} {Path(path).name}" if path else name.replace(" (published)", " paper")
+        table.add_row(label, *cells, f"[{notes.index(note) + 1}]")
+    if table is not None:
+        console.print(table)
+    for number, protocol in enumerate(notes, 1):
+        console.print(f"[{number}] {protocol}", markup=False, highlight=False, soft_wrap=True)
 
 
 def report_command(
@@ -85,7 +104,7 @@ def report_command(
     for problem in report.problems:
         print(f"mmer: error: {problem}", file=sys.stderr)
     if not report.runs:
-        raise fail("no readable run to report")
+        raise typer.Exit(2)
     if output_format is ReportFormat.json:
         print(json.dumps(report.as_dict()))
     elif output_format is ReportFormat.markdown:
