@@ -229,3 +229,12 @@ def test_models_lists_both_presets():
     ok(result)
     assert "paper" in result.stdout and "authors" in result.stdout
     assert "0.0002" in result.stdout and "train.sh" in result.stdout
+
+
+def test_one_seed_and_bad_seed_counts(bench, tmp_path):
+    out = tmp_path / "one"
+    ok(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--epochs", "1", "--seeds", "1", "--out", out))
+    summary = json.loads((out / "seeds_summary.json").read_text())
+    assert summary["runs"] == ["seed-0"] and summary["metrics"]["micro_f1"]["std"] == 0.0
+    one_line_error(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--seeds", "0",
+                       "--out", tmp_path / "none"), "--seeds")

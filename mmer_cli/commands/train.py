@@ -159,20 +159,21 @@ def train_command(
     threshold_mode: Optional[str] = typer.Option(
         None, "--threshold-mode", help=f"Decision thresholds: {' or '.join(THRESHOLD_MODES)} (tuned per label on validation, or one fixed value)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="The fixed decision threshold (implies --threshold-mode fixed)."),
-    seeds: int = typer.Option(1, "--seeds", help="Train N runs (seeds --seed, --seed+1, ...) into OUT/seed-<k>/ and summarise them."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", help="Train N runs (seeds --seed, --seed+1, ...) into OUT/seed-<seed>/ and summarise them in OUT/seeds_summary.json."),
 ) -> None:
     """Train on a benchmark: select the best epoch and tune thresholds on validation, then test once."""
     options = TrainOptions(
         model=model, dataset=dataset, data=data, labels=labels, config_file=config, overrides=list(overrides),
         epochs=epochs, batch_size=batch_size, device=device, threads=threads, seed=seed, out=out, resume=resume,
         select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
-        threshold=threshold, seeds=seeds,
+        threshold=threshold, seeds=1 if seeds is None else seeds,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)
     try:
         with user_errors():
-            result = train(options, reporter) if seeds == 1 else train_seeds(options, reporter)
+            result = train(options, reporter) if seeds is None else train_seeds(options, reporter)
     finally:
         if isinstance(reporter, ProgressReporter):
             reporter.close()
