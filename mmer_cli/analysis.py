@@ -366,7 +366,8 @@ class Analyzer:
     @torch.no_grad()
     def _predict(self, feature_sets: list[FeatureSet], only: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batch the feature sets (absent modalities masked; with `only`, every other one too)
-        -> probs (N, q), uncertainty (N, q)."""
+        -> probs (N, q), uncertainty (N, q). A single-stream pass (`only`) needs no uncertainty
+        (zeros; LAMB then skips its Monte-Carlo passes)."""
         q = len(self.info.label_names)
         masked = set(self.ignored_modalities) | ({m for m in MODALITIES if m != only} if only else set())
         samples = [
@@ -376,8 +377,11 @@ class Analyzer:
         ]
         batch = collate(samples)
         batch.labels = None
-        prediction = self.model.predict(batch.to(self.device))
-        return prediction.probs.float().cpu().numpy(), prediction.uncertainty.float().cpu().numpy()
+        prediction = self.model.predict(batch.to(self.device), with_uncertainty=only is None)
+        probs = prediction.probs.float().cpu().numpy()
+        if prediction.uncertainty is None:
+            return probs, np.zeros_like(probs)
+        return probs, prediction.uncertainty.float().cpu().numpy()
 
 
 def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:

@@ -282,8 +282,8 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
     the six labels EmoDB has), the face by `FACE_PRIOR_BASIS`; per-label thresholds tuned on the
     calibrated single-stream readings of both sets. Returns the fusion and its measurements."""
     device = torch.device("cpu")
-    text_probs = predict_probs(model, valid_text.dataset(), 256, device)[0]
-    audio_probs = predict_probs(model, valid_audio.dataset(), 256, device)[0]
+    text_probs = predict_probs(model, valid_text.dataset(), 256, device, with_uncertainty=False)[0]
+    audio_probs = predict_probs(model, valid_audio.dataset(), 256, device, with_uncertainty=False)[0]
     text = StreamCalibration(fit_temperature(text_probs, valid_text.labels),
                              discrimination(text_probs, valid_text.labels),
                              f"{valid_text.name}: {len(valid_text.labels)} GoEmotions dev comments, text only")
