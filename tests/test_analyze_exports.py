@@ -19,39 +19,19 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from extractors.featureset import ModalityStats, Word
 from mmer_cli.analysis import (AnalyzeOptions, Analyzer, ClipFailure, ClipResult, EmotionScore, Segment,
                                auto_window_s)
-from mmer_cli.cli import app
 from mmer_cli.errors import UserError
 from mmer_cli.export_paths import export_paths
 from mmer_cli.export_vtt import cue_text, to_vtt
 from mmer_cli.report_html import to_html
-from tests.test_analyze import LABELS, SAMPLE, tiny_checkpoint
+# The sample clip, its labels and test_analyze's fixtures (tiny random-weight checkpoint, private feature cache)
+from tests.test_analyze import LABELS, SAMPLE, checkpoint, cli, feature_cache, workdir  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK_SCRIPT = REPO / "tools" / "check_html_report.py"
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("exports")
-
-
-@pytest.fixture(scope="module")
-def feature_cache(workdir):
-    directory = workdir / "feature-cache"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MMER_CACHE_DIR", str(directory))
-        yield directory
-
-
-@pytest.fixture(scope="module")
-def checkpoint(workdir):
-    return tiny_checkpoint(workdir / "tiny_lddu.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +40,6 @@ def result(checkpoint, feature_cache) -> ClipResult:
     analyzer = Analyzer(AnalyzeOptions(model=str(checkpoint), device="cpu", threads=1, auto_window=True,
                                        cache_dir=feature_cache))
     return analyzer.analyze_file(SAMPLE)
-
-
-def cli(*args: str):
-    return runner.invoke(app, ["analyze", *args])
 
 
 def toy_result(labels=("happy", "sad"), file="clip.mp4") -> ClipResult:
