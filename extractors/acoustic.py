@@ -37,10 +37,6 @@ clips up to this length are processed whole."""
 _CHUNK = int(CHUNK_S * AUDIO_RATE_HZ)  # samples per piece, a multiple of _HOP
 _CHUNK_OVERLAP = int(0.2 * AUDIO_RATE_HZ)  # extra samples after a piece so its last frames see whole windows
 
-VOICED_DBFS = -40.0
-"""A 10 ms step counts as voiced when the RMS of the 25 ms window starting there is at least this
-level (dB relative to full scale, i.e. an RMS amplitude of 0.01)."""
-_BLOCK = int(0.005 * AUDIO_RATE_HZ)  # 5 ms energy blocks: a step is 2 blocks, a window 5
 ACOUSTIC_LAYOUT_VERSION = "1"
 """Bumped whenever pooling or the librosa set change."""
 
@@ -83,19 +79,6 @@ def pool_frames(values: np.ndarray, factor: int) -> np.ndarray:
     if n % factor:
         pooled = np.concatenate([pooled, values[full * factor:].mean(axis=0, keepdims=True)])
     return pooled
-
-
-def voiced_seconds(samples: np.ndarray) -> float:
-    """Seconds of audio whose short-time energy reaches `VOICED_DBFS`; samples (N,) float in [-1, 1]."""
-    blocks = [np.square(samples[i:i + _CHUNK][:(min(_CHUNK, samples.shape[0] - i) // _BLOCK) * _BLOCK],
-                        dtype=np.float64).reshape(-1, _BLOCK).sum(axis=1)
-              for i in range(0, samples.shape[0], _CHUNK)]  # (N / 80,) energy per 5 ms block
-    energy = np.concatenate(blocks) if blocks else np.zeros(0)
-    if energy.shape[0] < 5:
-        return 0.0
-    window_energy = np.convolve(energy, np.ones(5), mode="valid")[::2]  # 25 ms windows every 10 ms
-    rms = np.sqrt(window_energy / (5 * _BLOCK))
-    return float(np.count_nonzero(rms >= 10 ** (VOICED_DBFS / 20)) * 2 * _BLOCK / AUDIO_RATE_HZ)
 
 
 class AcousticExtractor:

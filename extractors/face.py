@@ -1,8 +1,10 @@
-"""Visual features: MTCNN face detection (facenet-pytorch weights) -> one geometry vector per frame.
+"""Visual features: MTCNN face detection (facenet-pytorch weights) -> one vector per frame.
 
 Per sampled frame we keep one face (see `FaceTrack`) and describe it by `VISUAL_FEATURE_NAMES`
-(22 values): detection probability, the box normalised by the frame size, the five MTCNN landmarks
-normalised to the box, and seven derived geometry values.
+(29 values): 22 of geometry (detection probability, the box normalised by the frame size, the
+five MTCNN landmarks normalised to the box, seven derived geometry values; `face_vector`) and the
+7 expression probabilities the FER2013 mini-Xception reads from the face crop
+(`extractors.expression`; `EXPRESSION_FEATURE_NAMES`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from extractors.expression import EXPRESSION_LABELS
 from extractors.nms import batched_nms, box_overlap
 
 MIN_FACE_PX = 20
@@ -33,7 +36,7 @@ RNET_CROPS_PER_PASS, ONET_CROPS_PER_PASS = 128, 32
 _PIXEL_CENTRE, _PIXEL_SCALE = 127.5, 1.0 / 128.0  # MTCNN input normalisation of 0..255 pixels
 _EPS = 1e-6
 
-VISUAL_FEATURE_NAMES: tuple[str, ...] = (
+GEOMETRY_FEATURE_NAMES: tuple[str, ...] = (
     "face_prob",
     "box_x", "box_y", "box_w", "box_h",  # box / frame width or height
     # landmarks relative to the box: (x - box_x1) / box_w, (y - box_y1) / box_h
@@ -47,8 +50,11 @@ VISUAL_FEATURE_NAMES: tuple[str, ...] = (
     "eye_mouth_over_eye_distance",  # mouth-midpoint depth below the eye line / eye distance
     "mouth_width_over_eye_distance",  # mouth width / eye distance (smile cue)
 )
+EXPRESSION_FEATURE_NAMES: tuple[str, ...] = tuple(f"expr_{label}" for label in EXPRESSION_LABELS)
+"""Probabilities of the FER2013 classes (angry, disgust, fear, happy, sad, surprise, neutral)."""
+VISUAL_FEATURE_NAMES = GEOMETRY_FEATURE_NAMES + EXPRESSION_FEATURE_NAMES
 VISUAL_DIM = len(VISUAL_FEATURE_NAMES)
-VISUAL_LAYOUT_VERSION = "1"
+VISUAL_LAYOUT_VERSION = "2"
 """Bumped whenever the meaning of the visual vector or the detector settings above change."""
 
 
@@ -252,7 +258,7 @@ class FaceTrack:
 
 
 def face_vector(box: np.ndarray, prob: float, landmarks: np.ndarray, frame_w: int, frame_h: int) -> np.ndarray:
-    """One face -> (VISUAL_DIM,) float32 following `VISUAL_FEATURE_NAMES`.
+    """One face -> its geometry, (len(GEOMETRY_FEATURE_NAMES),) float32 following `GEOMETRY_FEATURE_NAMES`.
 
     box (4,) x1 y1 x2 y2 and landmarks (5, 2) in pixels of a frame of frame_w x frame_h pixels.
     """

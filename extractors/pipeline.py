@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version, voiced_seconds
+from extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
 from extractors.cache import FeatureCache, file_sha256
 from extractors.errors import ExtractionError
 from extractors.featureset import FeatureSet, ModalityStats
@@ -31,6 +31,7 @@ from extractors.media import (AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, De
 from extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
                                read_transcript)
 from extractors.text import TextEncoder, encoder_info
+from extractors.voice_activity import VAD_VERSION, inside, speech_spans, spoken_seconds
 from models.feature_spec import FeatureSpec, ModalitySpec
 
 __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
@@ -38,9 +39,10 @@ __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "featur
 
 FRAMES_PER_BATCH = 16
 """Sampled video frames sent through the face detector together."""
-MIN_VOICED_S = 0.1
-"""Below this many voiced seconds (see acoustic.VOICED_DBFS) speech recognition is skipped."""
-VISUAL_EXTRACTOR = "mtcnn-face-geometry"
+MIN_VOICED_S = 0.25
+"""Below this many seconds of speech (extractors.voice_activity) the audio has no voice: the audio
+stream is absent and speech recognition is skipped."""
+VISUAL_EXTRACTOR = "mtcnn-face-geometry+fer2013-expression"
 TEXT_EXTRACTOR = "bert-wordpiece"
 
 
@@ -82,13 +84,16 @@ def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     _check_settings(settings)
     encoder = encoder_info(settings.text_encoder)
     audio = acoustic_set(settings.acoustic)
+    from extractors.expression import weights_metadata
     from extractors.face import VISUAL_DIM, VISUAL_LAYOUT_VERSION
 
+    expression = weights_metadata()["source"]["sha256"][:12]  # which expression weights read the faces
     return FeatureSpec(
         text=ModalitySpec(f"{TEXT_EXTRACTOR}:{encoder.name}", encoder.dim, None, encoder.config_hash),
-        audio=ModalitySpec(audio.extractor, audio.dim, ACOUSTIC_RATE_HZ, acoustic_version(settings.acoustic)),
+        audio=ModalitySpec(audio.extractor, audio.dim, ACOUSTIC_RATE_HZ,
+                           f"{acoustic_version(settings.acoustic)}/speech-only-{VAD_VERSION}"),
         visual=ModalitySpec(VISUAL_EXTRACTOR, VISUAL_DIM, float(settings.fps),
-                            f"facenet-pytorch-{metadata.version('facenet-pytorch')}/{VISUAL_LAYOUT_VERSION}"),
+                            f"facenet-pytorch-{metadata.version('facenet-pytorch')}/fer2013-{expression}/{VISUAL_LAYOUT_VERSION}"),
     )
 
 
@@ -150,6 +155,7 @@ class FeatureExtractor:
         device = settings.device
         self._models = _Models({
             "faces": lambda: _face_detector(device),
+            "expression": lambda: _expression_reader(device),
             "acoustic": lambda: AcousticExtractor(settings.acoustic),
             "asr": lambda: SpeechRecognizer(self._asr_dir, device, _torch_threads()),
             "text": lambda: TextEncoder(self._encoder_info, device),
@@ -189,7 +195,7 @@ class FeatureExtractor:
         info = probe_media(path)
         clock.add("decode", time.perf_counter() - start)
         transcript_file = self.settings.transcript is not None
-        self._models.prefetch((["faces"] if info.has_video else [])
+        self._models.prefetch((["faces", "expression"] if info.has_video else [])
                               + (["acoustic"] if info.has_audio else [])
                               + (["asr"] if info.has_audio and not transcript_file else [])
                               + (["text"] if info.has_audio or transcript_file else []))
@@ -226,8 +232,9 @@ class FeatureExtractor:
         return result
 
     def _read_visual(self, info: MediaInfo, clock: _Clock):
-        """Decode the file once; detect and track faces batch by batch as frames arrive.
-        Returns the reader (with audio), visual (T, 22) float32, times (T,), frames with a face."""
+        """Decode the file once; detect and track faces batch by batch as frames arrive, and read
+        the tracked face's expression (one network pass per batch).
+        Returns the reader (with audio), visual (T, VISUAL_DIM) float32, times (T,), frames with a face."""
         from extractors.face import VISUAL_DIM, FaceTrack, face_vector
 
         reader = MediaReader(info, self.settings.fps, self.settings.max_side_px, FRAMES_PER_BATCH,
@@ -241,12 +248,18 @@ class FeatureExtractor:
             face_start = time.perf_counter()
             detector = self._models.get("faces", clock)
             height, width = batch.frames.shape[1:3]
-            for faces, t in zip(detector.detect(batch.frames), batch.times):
+            geometry, crops_of, boxes = [], [], []
+            for frame, faces, t in zip(batch.frames, detector.detect(batch.frames), batch.times):
                 pick = track.choose(faces)
                 if pick is not None:
-                    rows.append(face_vector(faces.boxes[pick], float(faces.probs[pick]), faces.landmarks[pick],
-                                            width, height))
+                    geometry.append(face_vector(faces.boxes[pick], float(faces.probs[pick]), faces.landmarks[pick],
+                                                width, height))
+                    crops_of.append(frame)
+                    boxes.append(faces.boxes[pick])
                     times.append(t)
+            if geometry:
+                expression = self._models.get("expression", clock)(crops_of, boxes)  # (N, 7)
+                rows.extend(np.concatenate([np.stack(geometry), expression], axis=1).astype(np.float32))
             face_s += time.perf_counter() - face_start
         loading = clock.seconds.get("load", 0.0) - load_before
         clock.add("decode", time.perf_counter() - start - face_s)
@@ -255,13 +268,13 @@ class FeatureExtractor:
         return reader, visual, np.asarray(times, dtype=np.float64), len(rows)
 
     def _audio_features(self, audio: DecodedAudio, clock: _Clock):
-        """Acoustic features (T, D) float32, their media times (T,) and voiced seconds."""
+        """Acoustic features (T, D) float32 of the frames inside speech, their media times (T,) and
+        the seconds of speech (`speech_features`)."""
         if audio.samples.shape[0] == 0:
             return np.zeros((0, self.spec.audio.dim), np.float32), np.zeros(0), 0.0
         extractor = self._models.get("acoustic", clock)
         start = time.perf_counter()
-        features, times = extractor(audio.samples)
-        voiced = voiced_seconds(audio.samples)
+        features, times, voiced = speech_features(extractor, audio.samples)
         clock.add("acoustic", time.perf_counter() - start)
         return features, times + audio.start_s, voiced
 
@@ -274,12 +287,14 @@ class FeatureExtractor:
             clock.add("transcript", time.perf_counter() - start)
             if not info.has_audio:
                 warnings.append("no audio track: audio features absent")
+            elif voiced < MIN_VOICED_S:
+                warnings.append("no speech in the audio (silence or noise): audio features absent")
             return words
         if not info.has_audio:
             warnings.append("no audio track: audio and text features absent")
             return []
         if voiced < MIN_VOICED_S:
-            warnings.append("no speech in the audio (silence): text features absent")
+            warnings.append("no speech in the audio (silence or noise): audio and text features absent")
             return []
         asr = self._models.get("asr", clock)
         start = time.perf_counter()
@@ -291,10 +306,30 @@ class FeatureExtractor:
         return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in words]
 
 
+def speech_features(acoustic: AcousticExtractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The audio stream of 16 kHz mono `samples` (N,): acoustic features (T, D) float32 of the
+    frames inside speech (extractors.voice_activity), their times (T,) in seconds from samples[0],
+    and the seconds of speech. Below MIN_VOICED_S of speech there are no frames: silence and noise
+    are not a voice."""
+    spans = speech_spans(samples)
+    voiced = spoken_seconds(spans)
+    if voiced < MIN_VOICED_S:
+        return np.zeros((0, acoustic.spec.dim), np.float32), np.zeros(0), voiced
+    features, times = acoustic(samples)
+    keep = inside(times, spans)
+    return features[keep], times[keep], voiced
+
+
 def _face_detector(device: str):
     from extractors.face import FaceDetector
 
     return FaceDetector(device)
+
+
+def _expression_reader(device: str):
+    from extractors.expression import ExpressionReader
+
+    return ExpressionReader(device)
 
 
 def _torch_threads() -> int:

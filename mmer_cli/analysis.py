@@ -26,7 +26,8 @@ from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtra
 from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import resolve_device, set_threads
-from models.checkpoint import CheckpointInfo, load_checkpoint
+from mmer_cli.stream_fusion import LateFusion
+from models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
 from models.feature_spec import MODALITIES
 from models.registry import model_names
 
@@ -202,6 +203,11 @@ def _scores(label_names: list[str], thresholds: list[float], probs: np.ndarray, 
     ]
 
 
+def _no_signal_scores(label_names: list[str]) -> list[EmotionScore]:
+    """Nothing to read: every label absent, probability 0, uncertainty 1."""
+    return [EmotionScore(label=name, probability=0.0, present=False, uncertainty=1.0) for name in label_names]
+
+
 class Analyzer:
     """A loaded checkpoint plus one feature extractor; `analyze_file` handles one media file.
 
@@ -228,10 +234,21 @@ class Analyzer:
             raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
                             "settings produce: " + "; ".join(problems))
         self.extractor = FeatureExtractor(self.settings)
-        # A checkpoint trained without some modality (e.g. the shipped defaults: no face data)
-        # must not see that stream: untrained encoder weights would only add noise.
+        # A checkpoint trained without some modality must not see that stream: untrained encoder
+        # weights would only add noise.
         trained = self.info.extra.get("trained_modalities", list(MODALITIES))
         self.ignored_modalities = [m for m in MODALITIES if m not in trained]
+        # A checkpoint trained on separate single-modality corpora (the shipped defaults) combines
+        # its single-stream readings by reliability-weighted late fusion (mmer_cli/stream_fusion.py).
+        self.fusion: LateFusion | None = None
+        if "fusion" in self.info.extra:
+            try:
+                self.fusion = LateFusion.from_dict(self.info.extra["fusion"])
+            except ValueError as err:
+                raise CheckpointError(f"{self.checkpoint}: {err}") from None
+            if len(self.fusion.thresholds) != len(self.info.label_names):
+                raise CheckpointError(f"{self.checkpoint}: fusion has {len(self.fusion.thresholds)} thresholds "
+                                      f"for {len(self.info.label_names)} labels")
 
     def _settings_for(self, info: CheckpointInfo) -> ExtractionSettings:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
@@ -254,36 +271,59 @@ class Analyzer:
         started = time.perf_counter()
         duration = max(float(features.duration_s), 0.0)
         # The whole clip on its own, so its result does not depend on windowing (padding, MC-dropout masks).
-        probs, uncertainty = self._predict_spans(features, [(0.0, duration)])  # (1, q) each
-        names, thresholds = self.info.label_names, self.info.thresholds
-        clip_evidence = self._by_modality(features, [(0.0, duration)])[0]
+        clip_evidence = self._by_modality(features, [(0.0, duration)])
+        clip_scores = self._scores(features, [(0.0, duration)], clip_evidence)[0]
         segments = None
         window_s = self.options.window_s
         if window_s is None and self.options.auto_window:
             window_s = auto_window_s(duration)
         if window_s is not None:
             spans = tile(0.0, duration, window_s) if duration > 0 else [(0.0, window_s)]
-            w_probs, w_uncertainty = self._predict_spans(features, spans)  # (W, q) each
             w_evidence = self._by_modality(features, spans)
-            segments = [Segment(start_s=a, end_s=b, emotions=_scores(names, thresholds, w_probs[i], w_uncertainty[i]),
-                                by_modality=w_evidence[i])
-                        for i, (a, b) in enumerate(spans)]
+            segments = [Segment(start_s=a, end_s=b, emotions=scores, by_modality=evidence)
+                        for (a, b), scores, evidence in zip(spans, self._scores(features, spans, w_evidence), w_evidence)]
+        warnings = list(features.warnings) + [
+            f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities]
+        if all(v is None for v in clip_evidence[0].values()):
+            warnings.append("no usable stream (no face, no speech, no words): no emotion can be recognised")
         model_s = time.perf_counter() - started
         return ClipResult(
             file=str(path),
             model=self.info.model_name,
             duration_s=float(features.duration_s),
-            emotions=_scores(names, thresholds, probs[0], uncertainty[0]),
+            emotions=clip_scores,
             transcript=features.transcript,
             modalities=features.stats,
             timings_s={**features.timings_s, "model": model_s},
-            warnings=list(features.warnings) + [
-                f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities
-            ],
+            warnings=warnings,
             segments=segments,
-            by_modality=clip_evidence,
+            by_modality=clip_evidence[0],
             words=list(features.words),
         )
+
+    def _scores(self, features: FeatureSet, spans: list[tuple[float, float]],
+                evidence: list[ModalityEvidence]) -> list[list[EmotionScore]]:
+        """Per span, one EmotionScore per label: from the late fusion of the single-stream readings
+        `evidence` when the checkpoint has one, else from one joint pass of the network over every
+        present stream. A span without any usable stream has nothing present, probability 0 and
+        uncertainty 1 (no signal is not an answer)."""
+        names, q = self.info.label_names, len(self.info.label_names)
+        usable = [any(v is not None for v in e.values()) for e in evidence]
+        if self.fusion is not None:
+            fused = [self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
+                                       for m, v in e.items()}) for e in evidence]
+            probs = np.stack([p for p, _ in fused])
+            uncertainty = np.stack([u for _, u in fused])
+            thresholds = self.fusion.thresholds
+        else:
+            probs, uncertainty = np.zeros((len(spans), q)), np.ones((len(spans), q))
+            joint = [span for span, ok in zip(spans, usable) if ok]
+            if joint:
+                p, u = self._predict_spans(features, joint)  # (S', q) each
+                probs[np.flatnonzero(usable)], uncertainty[np.flatnonzero(usable)] = p, u
+            thresholds = self.info.thresholds
+        return [_scores(names, thresholds, probs[i], uncertainty[i]) if usable[i] else _no_signal_scores(names)
+                for i in range(len(spans))]
 
     def _by_modality(self, features: FeatureSet, spans: list[tuple[float, float]]) -> list[ModalityEvidence]:
         """For each span, what each stream alone says: the network run with only that stream

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mmer_cli.commands import analyze, evaluate, extract, info, score, train
+from mmer_cli.commands import analyze, evaluate, extract, info, report, score, train
 
 app = typer.Typer(
     add_completion=False,
@@ -21,6 +21,7 @@ app.command("train")(train.train_command)
 app.command("eval")(evaluate.eval_command)
 app.command("score")(score.score_command)
 app.command("models")(info.models_command)
+app.command("report")(report.report_command)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on a benchmark split (`mmer eval`), and the prediction loop training shares.
 
-Decision rule: label j is predicted present when p_j >= t_j. By default t_j are the per-label
-thresholds tuned on the validation split during training and stored in the checkpoint; `threshold`
-replaces them by one value for every label.
+Decision rule: label j is predicted present when p_j >= t_j. By default t_j are the thresholds
+stored in the checkpoint: per label, tuned on the validation split during training, or one fixed
+value for every label when the run used `threshold_mode = "fixed"`; `threshold` replaces them by
+one value for every label.
 """
 
 from __future__ import annotations
@@ -36,34 +37,38 @@ def predict_probs(
     batch_size: int,
     device: torch.device,
     indices: Sequence[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_uncertainty: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Run `model.predict` over (a subset of) a split, in eval mode, in sample order.
 
-    Returns (probs, uncertainty), both (N, q) float64 in [0, 1] (N = len(indices) or len(dataset)).
+    Returns (probs, uncertainty), both (N, q) float64 in [0, 1] (N = len(indices) or len(dataset));
+    uncertainty is None when with_uncertainty=False and the model skipped it (LAMB's MC passes).
     The model's train/eval mode is restored afterwards.
     """
     subset = dataset if indices is None else Subset(dataset, list(indices))
     num_labels = dataset.labels.shape[1]
     if len(subset) == 0:
-        return np.zeros((0, num_labels)), np.zeros((0, num_labels))
+        return np.zeros((0, num_labels)), (np.zeros((0, num_labels)) if with_uncertainty else None)
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     was_training = model.training
     model.eval()
     probs, unc = [], []
     try:
         for batch in loader:
-            pred = model.predict(batch.to(device))
+            pred = model.predict(batch.to(device), with_uncertainty=with_uncertainty)
             probs.append(pred.probs.detach().to("cpu", torch.float64).numpy())
-            unc.append(pred.uncertainty.detach().to("cpu", torch.float64).numpy())
+            if pred.uncertainty is not None:
+                unc.append(pred.uncertainty.detach().to("cpu", torch.float64).numpy())
     finally:
         model.train(was_training)
-    p, u = np.concatenate(probs), np.concatenate(unc)
+    p = np.concatenate(probs)
+    u = np.concatenate(unc) if len(unc) == len(probs) else None
     if not np.isfinite(p).all():
         raise PredictionFailed("the model produced non-finite probabilities (training diverged? try a lower lr)")
     # Tiny excursions outside [0, 1] from float rounding are clipped; anything else is a model bug.
     if (p < -1e-6).any() or (p > 1 + 1e-6).any():
         raise PredictionFailed("the model produced probabilities outside [0, 1]")
-    return np.clip(p, 0.0, 1.0), np.clip(u, 0.0, 1.0)
+    return np.clip(p, 0.0, 1.0), None if u is None else np.clip(u, 0.0, 1.0)
 
 
 @dataclass
@@ -71,7 +76,8 @@ class EvalReport:
     """Metrics of one checkpoint on one split.
 
     thresholds: the per-label decision thresholds used (length q); threshold_mode says where they
-    came from: "per_label" (tuned on validation, from the checkpoint) or "global" (one value given).
+    came from: "per_label" (tuned on validation, from the checkpoint), "fixed" (the run's fixed
+    threshold, from the checkpoint) or "global" (one value given to `evaluate`).
     ece (15 equal-width bins) and brier are over all N*q label probabilities.
     mean_uncertainty: mean of the model's per-label uncertainty in [0, 1].
     """
@@ -108,13 +114,18 @@ class EvalReport:
 
 
 def score_probabilities(
-    probs: np.ndarray, uncertainty: np.ndarray, truth: np.ndarray, label_names: list[str], thresholds: Sequence[float]
-) -> tuple[MultilabelMetrics, float, float, float]:
-    """(metrics at `thresholds`, ECE, Brier, mean uncertainty) of (N, q) probabilities against 0/1 truth."""
+    probs: np.ndarray, uncertainty: np.ndarray | None, truth: np.ndarray, label_names: list[str],
+    thresholds: Sequence[float],
+) -> tuple[MultilabelMetrics, float, float, float | None]:
+    """(metrics at `thresholds`, ECE, Brier, mean uncertainty or None without uncertainty) of
+    (N, q) probabilities against 0/1 truth."""
     decisions = apply_thresholds(probs, list(thresholds))
     metrics = multilabel_metrics(truth.astype(np.int64), decisions, label_names)
-    return (metrics, expected_calibration_error(probs, truth), brier_score(probs, truth),
-            float(uncertainty.mean()) if uncertainty.size else 0.0)
+    if uncertainty is None:
+        mean_unc = None
+    else:
+        mean_unc = float(uncertainty.mean()) if uncertainty.size else 0.0
+    return metrics, expected_calibration_error(probs, truth), brier_score(probs, truth), mean_unc
 
 
 def require_matching_dataset(info: CheckpointInfo, data: BenchmarkData, checkpoint: Path) -> None:
@@ -170,8 +181,8 @@ def evaluate(
 ) -> EvalReport:
     """Load `checkpoint`, load benchmark `dataset` from `data` (+ `labels` file), score `split`.
 
-    threshold: one decision threshold for every label; None uses the checkpoint's per-label
-    thresholds (tuned on validation during training).
+    threshold: one decision threshold for every label; None uses the checkpoint's thresholds
+    (per label tuned on validation, or the run's fixed threshold).
     Raises UserError (exit 2) when the checkpoint's labels or feature spec differ from the dataset's.
     """
     from mmer_cli.datasets import dataset_names, load_dataset
@@ -187,7 +198,8 @@ def evaluate(
     bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
     require_matching_dataset(info, bench, checkpoint)
     if threshold is None:
-        thresholds, mode = list(info.thresholds), "per_label"
+        fixed = getattr(info.config, "threshold_mode", "tuned") == "fixed"
+        thresholds, mode = list(info.thresholds), ("fixed" if fixed else "per_label")
     else:
         thresholds, mode = [float(threshold)] * len(info.label_names), "global"
     report = evaluate_model(model, info.model_name, str(checkpoint), bench, split, thresholds, mode,

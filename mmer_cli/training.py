@@ -4,12 +4,14 @@
 
 Protocol:
 - Config = the model config class defaults (or `Config.tiny(...)` with `tiny=True`), then the
-  `--config` TOML file, then `--set key=value` overrides, then `epochs`/`batch_size`; `num_labels`
-  and `input_dims` always come from the dataset.
+  preset's values (`--preset paper|authors`, see models.config.PRESET_NAMES), then the `--config`
+  TOML file, then `--set key=value` overrides, then `epochs`/`batch_size`/`threshold_mode`/
+  `threshold`; `num_labels` and `input_dims` always come from the dataset.
 - Before the first epoch the model's input standardisation is fitted on the training split.
-- Every epoch: train on the train split, predict the FULL validation split, tune decision thresholds
-  on it (one per label, and one global), score it at the per-label thresholds; the epoch with the best
-  validation `select_metric` is kept as best.safetensors. The test split is never looked at until
+- Every epoch: train on the train split, predict the FULL validation split (probabilities only: no
+  uncertainty passes), tune decision thresholds on it (one per label, and one global; with
+  `threshold_mode = "fixed"` every label uses `threshold` instead), score it at the per-label
+  thresholds; the epoch with the best validation `select_metric` is kept as best.safetensors. The test split is never looked at until
   training has ended; then best.safetensors is evaluated on it exactly once.
 - Deterministic on CPU for a given seed (seeded Python/numpy/torch RNGs, per-epoch seeded shuffling,
   no worker processes by default); `resume=True` continues an interrupted run exactly where its last
@@ -18,12 +20,15 @@ Protocol:
   step (global batch = world_size * batch_size); gradients are averaged by DDP; validation
   predictions of all ranks are gathered so every rank computes the same metrics and decisions; only
   rank 0 writes files and calls the reporter.
+- `train_seeds` trains the same settings with seeds seed, seed+1, ... into OUT/seed-<seed>/ and
+  writes OUT/seeds_summary.json: mean, std (sample, n-1) and per-seed values of every test metric.
 No printing here: progress goes to a `TrainReporter`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 import tomllib
@@ -44,11 +49,14 @@ from mmer_cli.distributed import (
 from mmer_cli.errors import UserError
 from mmer_cli.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
 from mmer_cli.optimization import EarlyStopping, LRSchedule, NonFiniteLoss, build_optimizer, optimization_step
-from mmer_cli.run_dir import RunDir
+from mmer_cli.run_dir import RunDir, atomic_write_text
 from mmer_cli.runtime import set_threads
 from mmer_cli.thresholds import tune_global_threshold, tune_label_thresholds
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
+from models.config import (
+    THRESHOLD_MODES, ConfigError, apply_overrides, check_optim_settings, config_from_dict, config_to_dict,
+    preset_overrides,
+)
 from models.registry import build_model, get_entry, model_names
 
 SELECT_METRICS: dict[str, bool] = {
@@ -62,6 +70,14 @@ SELECT_METRICS: dict[str, bool] = {
 
 STATE_VERSION = 1
 """Layout version of state.pt."""
+
+SUMMARY_METRICS: tuple[str, ...] = (
+    "acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier",
+)
+"""Test metrics summarised over seeds: the scalar metrics of `mmer score --format json` (with
+probabilities), in that order."""
+
+SEEDS_SUMMARY_FILE = "seeds_summary.json"
 
 
 class TrainingFailed(UserError):
@@ -79,6 +95,10 @@ class TrainOptions:
     out: run directory; None = runs/<model>-<dataset>-<YYYYmmdd-HHMMSS>.
     tiny: start from the model's `Config.tiny(num_labels, input_dims)` (smoke tests, demos).
     workers: DataLoader worker processes (0 = load in the training process; deterministic).
+    preset: "paper" | "authors" (None = "paper"; a resumed run keeps its own).
+    threshold_mode / threshold: override the config's decision-threshold fields ("tuned" | "fixed",
+    and the fixed value); a threshold without a mode means "fixed".
+    seeds: number of seeds for `train_seeds` (seed, seed+1, ...).
     """
 
     model: str | None = None
@@ -97,6 +117,10 @@ class TrainOptions:
     select_metric: str = "micro_f1"
     tiny: bool = False
     workers: int = 0
+    preset: str | None = None
+    threshold_mode: str | None = None
+    threshold: float | None = None
+    seeds: int = 1
 
 
 @dataclass
@@ -106,6 +130,7 @@ class RunStart:
     run_dir: Path
     model: str
     dataset: str
+    preset: str
     num_parameters: int
     split_sizes: dict[str, int]
     start_epoch: int  # first epoch this invocation trains (1-based)
@@ -227,8 +252,12 @@ def resolve_config(
     epochs: int | None = None,
     batch_size: int | None = None,
     tiny: bool = False,
+    preset: str = "paper",
+    threshold_mode: str | None = None,
+    threshold: float | None = None,
 ):
-    """The model config a run uses (precedence: defaults/tiny < TOML < --set < epochs/batch_size).
+    """The model config a run uses (precedence: defaults/tiny < preset < TOML < --set <
+    epochs/batch_size/threshold_mode/threshold).
 
     num_labels = len(label_names) and input_dims are the dataset's; a TOML file or --set that tries
     to give them another value is an error.
@@ -240,6 +269,7 @@ def resolve_config(
     else:
         config = entry.config_class()
     config = dataclasses.replace(config, num_labels=num_labels, input_dims=dict(input_dims))
+    config = apply_overrides(config, preset_overrides(entry.config_class, preset))
     if config_file is not None:
         values = _coerce_toml_values(entry.config_class, read_toml_config(config_file), config_file)
         config = apply_overrides(config, values)
@@ -249,14 +279,26 @@ def resolve_config(
         config = dataclasses.replace(config, epochs=epochs)
     if batch_size is not None:
         config = dataclasses.replace(config, batch_size=batch_size)
+    config = _with_threshold_options(config, threshold_mode, threshold)
     if config.num_labels != num_labels or dict(config.input_dims) != dict(input_dims):
         raise ConfigError(
             f"num_labels/input_dims come from the dataset ({num_labels} labels, dims {dict(input_dims)}); do not set them"
         )
-    if config.epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
-    if config.batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {config.batch_size}")
+    check_optim_settings(config)
+    return config
+
+
+def _with_threshold_options(config, threshold_mode: str | None, threshold: float | None):
+    """Apply --threshold-mode / --threshold: a threshold alone means "fixed"; "tuned" with a
+    threshold is contradictory."""
+    if threshold_mode is not None and threshold_mode not in THRESHOLD_MODES:
+        raise ConfigError(f"--threshold-mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}")
+    if threshold is not None:
+        if threshold_mode == "tuned":
+            raise ConfigError("--threshold sets a fixed threshold; it cannot go with --threshold-mode tuned")
+        return dataclasses.replace(config, threshold_mode="fixed", threshold=float(threshold))
+    if threshold_mode is not None:
+        return dataclasses.replace(config, threshold_mode=threshold_mode)
     return config
 
 
@@ -326,13 +368,15 @@ class _Plan:
     seed: int
     select_metric: str
     tiny: bool
+    preset: str
     config: object
 
     def to_json(self, ctx: DistContext, bench: BenchmarkData) -> dict:
         return {
             "model": self.model, "dataset": self.dataset, "data": str(self.data),
             "labels": None if self.labels is None else str(self.labels), "seed": self.seed,
-            "select_metric": self.select_metric, "tiny": self.tiny, "world_size": ctx.world_size,
+            "select_metric": self.select_metric, "tiny": self.tiny, "preset": self.preset,
+            "world_size": ctx.world_size,
             "device": ctx.device.type, "mmer_version": __version__, "torch_version": torch.__version__,
             "label_names": list(bench.label_names), "feature_spec": bench.feature_spec.to_dict(),
             "config": config_to_dict(self.config),
@@ -347,11 +391,13 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
     if options.select_metric not in SELECT_METRICS:
         raise UserError(f"--select-metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}")
     bench = _load_data(options.dataset, options.data, options.labels)
+    preset = options.preset or "paper"
     config = resolve_config(options.model, bench.label_names, bench.feature_spec.dims, options.config_file,
-                            options.overrides, options.epochs, options.batch_size, options.tiny)
+                            options.overrides, options.epochs, options.batch_size, options.tiny, preset,
+                            options.threshold_mode, options.threshold)
     plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
                  None if options.labels is None else Path(options.labels).resolve(),
-                 options.seed, options.select_metric, options.tiny, config)
+                 options.seed, options.select_metric, options.tiny, preset, config)
     return plan, bench
 
 
@@ -360,8 +406,10 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     if ctx.is_main:
         run.require_resumable()
     saved = broadcast_from_main(ctx, run.read_config() if ctx.is_main else None)
-    if options.config_file is not None or options.overrides or options.batch_size is not None or options.tiny:
-        raise UserError("--resume continues a run with its saved config; --config/--set/--batch-size/--tiny cannot change it")
+    if (options.config_file is not None or options.overrides or options.batch_size is not None or options.tiny
+            or options.preset is not None or options.threshold_mode is not None or options.threshold is not None):
+        raise UserError("--resume continues a run with its saved config; "
+                        "--config/--set/--batch-size/--tiny/--preset/--threshold(-mode) cannot change it")
     for name, given in (("model", options.model), ("dataset", options.dataset)):
         if given is not None and given != saved[name]:
             raise UserError(f"{run.config_path}: run was trained with --{name} {saved[name]}, not {given}")
@@ -378,7 +426,8 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     if list(bench.label_names) != list(saved["label_names"]) or bench.feature_spec.to_dict() != saved["feature_spec"]:
         raise UserError(f"{data}: labels or features differ from those the run in {run.root} was started with")
     plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
-                 int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)), config)
+                 int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
+                 saved.get("preset", "paper"), config)
     return plan, bench
 
 
@@ -399,28 +448,36 @@ def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds:
     tmp.replace(path)
 
 
-def _validate(model, bench: BenchmarkData, config, ctx: DistContext) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and uncertainty on the full validation split; every rank predicts a strided
-    shard (i = rank, rank + W, ...) and the shards are gathered back into sample order on all ranks."""
+def _validate(model, bench: BenchmarkData, config, ctx: DistContext) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities (and the uncertainty when the model gives it for free, else None) on the full
+    validation split; every rank predicts a strided shard (i = rank, rank + W, ...) and the shards
+    are gathered back into sample order on all ranks."""
     dataset = bench.splits["valid"]
     n = len(dataset)
     mine = list(range(ctx.rank, n, ctx.world_size))
-    probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine)
+    probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine, with_uncertainty=False)
     if not ctx.distributed:
         return probs, unc
     shards = gather_to_all(ctx, (probs, unc))
     q = dataset.labels.shape[1]
-    all_probs, all_unc = np.zeros((n, q)), np.zeros((n, q))
+    all_probs = np.zeros((n, q))
+    all_unc = None if any(u is None for _, u in shards) else np.zeros((n, q))
     for rank, (p, u) in enumerate(shards):
         all_probs[rank::ctx.world_size] = p
-        all_unc[rank::ctx.world_size] = u
+        if all_unc is not None:
+            all_unc[rank::ctx.world_size] = u
     return all_probs, all_unc
 
 
-def _score_validation(probs, unc, bench: BenchmarkData) -> tuple[dict, dict, list[float], float]:
+def _score_validation(probs, unc, bench: BenchmarkData, config) -> tuple[dict, dict, list[float], float]:
+    """Validation metrics at the per-label thresholds, overall metrics at the global one; both
+    tuned on these probabilities, or both the config's fixed threshold."""
     truth = bench.splits["valid"].labels
-    thresholds = tune_label_thresholds(probs, truth.astype(np.int64))
-    global_t = tune_global_threshold(probs, truth.astype(np.int64))
+    if config.threshold_mode == "fixed":
+        thresholds, global_t = [float(config.threshold)] * truth.shape[1], float(config.threshold)
+    else:
+        thresholds = tune_label_thresholds(probs, truth.astype(np.int64))
+        global_t = tune_global_threshold(probs, truth.astype(np.int64))
     metrics, ece, brier, mean_unc = score_probabilities(probs, unc, truth, bench.label_names, thresholds)
     val = metrics.as_dict()
     val.update(ece=ece, brier=brier, mean_uncertainty=mean_unc)
@@ -435,15 +492,143 @@ def train(options: TrainOptions, reporter: TrainReporter | None = None) -> Train
     Raises UserError (bad options/data/config), TrainingFailed (non-finite loss). KeyboardInterrupt
     propagates; the run directory then holds the last finished epoch, ready for `resume=True`.
     """
+    return _in_process_group(options, reporter, _train)
+
+
+def _in_process_group(options: TrainOptions, reporter: TrainReporter | None, body):
+    """Run `body(options, reporter, ctx)` inside the (torchrun) process group; only rank 0 reports."""
     reporter = reporter or TrainReporter()
     set_threads(options.threads)
     if options.workers < 0:
         raise UserError(f"--workers must be >= 0, got {options.workers}")
     ctx = init_distributed(options.device)
     try:
-        return _train(options, reporter if ctx.is_main else TrainReporter(), ctx)
+        return body(options, reporter if ctx.is_main else TrainReporter(), ctx)
     finally:
         shutdown(ctx)
+
+
+# ------------------------------------------------------------------------------------------------
+# Several seeds
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class MetricSummary:
+    """One test metric over seeds: mean, sample standard deviation (n - 1; 0 for one seed), values
+    in seed order."""
+
+    mean: float
+    std: float
+    values: list[float]
+
+
+@dataclass
+class SeedsResult:
+    """Outcome of `train_seeds`. summary: {metric: MetricSummary} for SUMMARY_METRICS; empty on
+    ranks > 0 under torchrun (only rank 0 reads the test metrics and writes)."""
+
+    out: Path
+    seeds: list[int]
+    run_dirs: list[Path]
+    summary: dict[str, MetricSummary]
+    summary_path: Path
+
+
+def seed_run_dir(out: Path, seed: int) -> Path:
+    """Run directory of one seed of a multi-seed run."""
+    return Path(out) / f"seed-{seed}"
+
+
+def summarize_seeds(test_metrics: list[dict]) -> dict[str, MetricSummary]:
+    """{metric: MetricSummary} over runs' test_metrics.json objects (one per seed, in seed order)."""
+    summary = {}
+    for key in SUMMARY_METRICS:
+        values = [float(m[key]) for m in test_metrics]
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary[key] = MetricSummary(mean=float(np.mean(values)), std=std, values=values)
+    return summary
+
+
+def train_seeds(options: TrainOptions, reporter: TrainReporter | None = None) -> SeedsResult:
+    """Train `options.seeds` runs with seeds seed, seed+1, ... into OUT/seed-<seed>/ and write
+    OUT/seeds_summary.json (see `write_seeds_summary`).
+
+    With `resume=True` (and `out`): seeds whose run finished are kept, interrupted ones continue
+    from their saved state (with their saved config), missing ones start with `options`.
+    """
+    if options.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {options.seeds}")
+    return _in_process_group(options, reporter, _train_seeds)
+
+
+def _train_seeds(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> SeedsResult:
+    if options.resume and options.out is None:
+        raise UserError("--resume needs --out OUT (the multi-seed run to continue)")
+    if options.out is not None:
+        out = Path(options.out)
+    else:
+        if options.model is None or options.dataset is None:
+            raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
+        out = broadcast_from_main(ctx, _default_run_dir(options.model, options.dataset))
+    seeds = [options.seed + k for k in range(options.seeds)]
+    for seed in seeds:
+        run = RunDir(seed_run_dir(out, seed))
+        state = broadcast_from_main(ctx, _seed_state(run) if ctx.is_main else None)
+        if state == "finished":
+            continue
+        if state == "started":  # continue with the saved config
+            seed_options = dataclasses.replace(
+                options, seed=seed, out=run.root, resume=True, config_file=None, overrides=[], batch_size=None,
+                tiny=False, preset=None, threshold_mode=None, threshold=None)
+        else:
+            seed_options = dataclasses.replace(options, seed=seed, out=run.root, resume=False)
+        _train(seed_options, reporter, ctx)
+    run_dirs = [seed_run_dir(out, seed) for seed in seeds]
+    summary: dict[str, MetricSummary] = {}
+    if ctx.is_main:
+        summary = write_seeds_summary(out, run_dirs)
+    barrier(ctx)
+    return SeedsResult(out=out, seeds=seeds, run_dirs=run_dirs, summary=summary, summary_path=out / SEEDS_SUMMARY_FILE)
+
+
+def _seed_state(run: RunDir) -> str:
+    """"finished" (test metrics written), "started" (resumable state) or "new"."""
+    if run.test_metrics_path.is_file():
+        return "finished"
+    if run.state_path.is_file():
+        return "started"
+    return "new"
+
+
+def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSummary]:
+    """Summarise the finished runs `run_dirs` into OUT/seeds_summary.json:
+
+        {"runs": ["seed-0", ...], "seeds": [0, ...], "model", "dataset", "data", "preset",
+         "select_metric", "threshold_mode", "threshold", "std": "sample (n-1)",
+         "metrics": {metric: {"mean", "std", "values"}}}   (metrics: SUMMARY_METRICS)
+    """
+    tests, configs = [], []
+    for run_dir in run_dirs:
+        run = RunDir(run_dir)
+        try:
+            tests.append(json.loads(run.test_metrics_path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"{run.test_metrics_path}: unreadable test metrics ({err})") from None
+        configs.append(run.read_config())
+    summary = summarize_seeds(tests)
+    first = configs[0]
+    document = {
+        "runs": [Path(r).name for r in run_dirs], "seeds": [int(c["seed"]) for c in configs],
+        "model": first["model"], "dataset": first["dataset"], "data": first["data"],
+        "preset": first.get("preset", "paper"), "select_metric": first["select_metric"],
+        "threshold_mode": first["config"].get("threshold_mode", "tuned"),
+        "threshold": first["config"].get("threshold", 0.5),
+        "std": "sample standard deviation (n - 1); 0 for one seed",
+        "metrics": {k: dataclasses.asdict(v) for k, v in summary.items()},
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(out) / SEEDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
+    return summary
 
 
 def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> TrainResult:
@@ -513,7 +698,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
     probe = collate([train_set[i] for i in range(min(len(train_set), config.batch_size))]) if ctx.distributed else None
     forward = TrainForward(model, ctx, probe)
     reporter.run_started(RunStart(
-        run_dir=run.root, model=plan.model, dataset=plan.dataset,
+        run_dir=run.root, model=plan.model, dataset=plan.dataset, preset=plan.preset,
         num_parameters=sum(p.numel() for p in model.parameters()),
         split_sizes={k: len(v) for k, v in bench.splits.items()}, start_epoch=start_epoch, epochs=config.epochs,
         steps_per_epoch=steps_per_epoch, world_size=ctx.world_size, device=str(ctx.device), resumed=state is not None,
@@ -550,7 +735,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
 
         reporter.validating(epoch)
         probs, unc = _validate(model, bench, config, ctx)
-        val, val_global, thresholds, global_t = _score_validation(probs, unc, bench)
+        val, val_global, thresholds, global_t = _score_validation(probs, unc, bench, config)
         value = float(val[plan.select_metric])
         improved = stopper.update(value, epoch)
         schedule.after_epoch(value)
@@ -599,14 +784,17 @@ def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: Dist
     """Evaluate best.safetensors on the test split (the only time the test split is read), record the
     result in test_metrics.json and in the best checkpoint's metadata."""
     model, info = load_checkpoint(run.best_path, device=ctx.device)
+    mode = "fixed" if config.threshold_mode == "fixed" else "per_label"
     try:
         report = evaluate_model(model, plan.model, str(run.best_path), bench, "test", info.thresholds,
-                                "per_label", config.batch_size, ctx.device)
+                                mode, config.batch_size, ctx.device)
     except PredictionFailed as err:
         raise TrainingFailed(f"{run.best_path}: {err}") from None
     report.extra["best_epoch"] = best_epoch
     report.extra["select_metric"] = plan.select_metric
-    report.extra["tuned_global_threshold"] = info.extra.get("global_threshold")
+    report.extra["preset"] = plan.preset
+    if mode == "per_label":
+        report.extra["tuned_global_threshold"] = info.extra.get("global_threshold")
     run.write_test_metrics(report.as_dict())
     extra = dict(info.extra)
     extra["epochs"] = max((r["epoch"] for r in records), default=best_epoch)

@@ -39,8 +39,9 @@ class EmotionModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def predict(self, batch: MultimodalBatch) -> Prediction:  # pragma: no cover - abstract
-        """Probabilities and per-label uncertainty in [0, 1], in eval mode."""
+    def predict(self, batch: MultimodalBatch, with_uncertainty: bool = True) -> Prediction:  # pragma: no cover
+        """Probabilities of one deterministic eval-mode pass and per-label uncertainty in [0, 1].
+        with_uncertainty=False lets a model skip extra work for the uncertainty (it may then be None)."""
         raise NotImplementedError
 
     def prepare_training(self, num_train_samples: int) -> None:

@@ -79,8 +79,10 @@ class Prediction:
 
     probs:       (B, q) per-label probabilities in [0, 1].
     uncertainty: (B, q) per-label uncertainty in [0, 1]; 0 = certain, 1 = maximally uncertain.
-                 Each model documents how it derives this score.
+                 Each model documents how it derives this score. None only when the caller asked
+                 for no uncertainty (`predict(batch, with_uncertainty=False)`) and the model
+                 would have had to spend extra passes on it.
     """
 
     probs: torch.Tensor
-    uncertainty: torch.Tensor
+    uncertainty: torch.Tensor | None

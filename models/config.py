@@ -11,6 +11,22 @@ class ConfigError(ValueError):
     """A config key or value that does not fit the model's config dataclass."""
 
 
+PRESET_NAMES: tuple[str, ...] = ("paper", "authors")
+"""Starting points of a config: "paper" = the values printed in the model's paper (the config
+class defaults); "authors" = the values of the authors' public code where they differ. Each config
+class holds its own presets in `PRESETS` {preset: {field: value}} and, for every "authors" value,
+where it was read in `PRESET_SOURCES` {field: source file}; a missing preset means no differences."""
+
+THRESHOLD_MODES: tuple[str, ...] = ("tuned", "fixed")
+
+
+def preset_overrides(config_class: type, preset: str) -> dict[str, object]:
+    """The {field: value} overrides that turn `config_class()` defaults into `preset`."""
+    if preset not in PRESET_NAMES:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return dict(getattr(config_class, "PRESETS", {}).get(preset, {}))
+
+
 def config_to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
@@ -99,3 +115,17 @@ class OptimSettings:
     plateau_patience: int = 3  # epochs without improvement before lowering lr
     early_stop_patience: int = 0  # epochs without validation improvement before stopping; 0 = off
     label_smoothing: float = 0.0  # targets become y*(1-eps) + eps/2 in the BCE loss
+    threshold_mode: str = "tuned"  # "tuned": per-label thresholds tuned on validation | "fixed"
+    threshold: float = 0.5  # the one decision threshold of every label when threshold_mode = "fixed"
+
+
+def check_optim_settings(config: OptimSettings) -> None:
+    """Raise ConfigError naming the field when a training setting is out of range."""
+    if config.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {config.batch_size}")
+    if config.threshold_mode not in THRESHOLD_MODES:
+        raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {config.threshold_mode!r}")
+    if not 0.0 <= config.threshold <= 1.0:
+        raise ConfigError(f"threshold must lie in [0, 1], got {config.threshold}")

@@ -10,7 +10,8 @@ Pipeline (equation numbers of the paper, Section 3):
    the blended tokens; a shared linear classifier + sigmoid gives one probability per label (Eq. 7).
 4. Loss: binary cross-entropy (Eq. 8) with label smoothing.
 
-Per-label uncertainty comes from Monte-Carlo dropout (see `LAMB.predict`). Every ablation of the
+Probabilities come from one deterministic eval-mode pass, as the paper infers; per-label
+uncertainty from Monte-Carlo dropout (see `LAMB.predict`). Every ablation of the
 paper's Table 2 is a config setting (docs/lamb.md maps rows to flags).
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,7 @@ class LAMBConfig(OptimSettings):
     use_decoder: bool = True  # False: first valid token of every encoder, concatenated -> linear
     label_correlations: bool = True  # False: identity attention mask in label-to-label attention
     label_embeddings: bool = True  # False: one embedding shared by all labels (+ per-label classifier)
+    decoder_residual: bool = False  # True: standard decoder, residual + LN around both attentions of Eq. 6
     # Uncertainty (MC dropout at inference)
     mc_samples: int = 20  # stochastic forward passes per prediction, >= 2
     mc_seed: int = 0  # seed of the dropout masks in predict(); -1 = use torch's global RNG
@@ -99,6 +101,10 @@ class LAMBConfig(OptimSettings):
     scheduler: str = "plateau"
     label_smoothing: float = 0.1
     early_stop_patience: int = 10
+
+    PRESETS: ClassVar[dict[str, dict[str, object]]] = {"paper": {}, "authors": {}}
+    """`mmer train --preset`: no public code of the LAMB authors was found, so "authors" has no
+    values of its own and equals "paper" (docs/lamb.md)."""
 
     def __post_init__(self) -> None:
         # JSON (checkpoints, --set) turns tuples into lists: normalise, then validate.
@@ -175,10 +181,18 @@ class LabelDecoderLayer(nn.Module):
         D~ = MHA(D, D, D)              label-to-label
         D^ = MHA(D~, X, X)             label-to-token, blended-token padding mask
         D' = LN(MLP(D^) + D^)
+
+    residual=True gives the standard transformer decoder layer instead:
+    D~ = LN(D + MHA(D, D, D)), D^ = LN(D~ + MHA(D~, X, X)), D' = LN(MLP(D^) + D^).
     """
 
-    def __init__(self, d_model: int, num_heads: int, mlp_hidden: int, dropout: float, attention_dropout: float) -> None:
+    def __init__(self, d_model: int, num_heads: int, mlp_hidden: int, dropout: float, attention_dropout: float,
+                 residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
+        if residual:  # only then: checkpoints of the printed variant keep their exact parameter set
+            self.label_norm = nn.LayerNorm(d_model)
+            self.token_norm = nn.LayerNorm(d_model)
         self.label_attn = nn.MultiheadAttention(d_model, num_heads, dropout=attention_dropout, batch_first=True)
         self.token_attn = nn.MultiheadAttention(d_model, num_heads, dropout=attention_dropout, batch_first=True)
         self.mlp = nn.Sequential(
@@ -197,10 +211,14 @@ class LabelDecoderLayer(nn.Module):
         """labels: (B, q, d); tokens: (B, N, d); tokens_valid: (B, N) bool;
         label_mask: (q, q) bool, True = may NOT attend (None = full attention) -> (B, q, d)."""
         d_tilde, _ = self.label_attn(labels, labels, labels, attn_mask=label_mask, need_weights=False)
+        if self.residual:
+            d_tilde = self.label_norm(labels + self.dropout(d_tilde))
         d_hat, _ = self.token_attn(
             d_tilde, tokens, tokens, key_padding_mask=key_padding_mask(tokens_valid), need_weights=False
         )
         d_hat = d_hat * has_any(tokens_valid)  # a sample without any valid token aggregates nothing
+        if self.residual:
+            d_hat = self.token_norm(d_tilde + self.dropout(d_hat))
         return self.norm(d_hat + self.dropout(self.mlp(d_hat)))
 
 
@@ -253,7 +271,8 @@ class LAMB(EmotionModel):
             # W^E: one row per label, or a single row shared by every label (w/o label embeddings).
             self.label_table = nn.Embedding(config.num_labels if config.label_embeddings else 1, d)
             self.decoder = nn.ModuleList(
-                LabelDecoderLayer(d, h, config.decoder_mlp, config.dropout, config.attention_dropout)
+                LabelDecoderLayer(d, h, config.decoder_mlp, config.dropout, config.attention_dropout,
+                                  config.decoder_residual)
                 for _ in range(config.decoder_layers)
             )
             # Eq. 7 shares W^f across labels; with a shared label embedding every label would then get the
@@ -349,28 +368,32 @@ class LAMB(EmotionModel):
         return LossOutput(total=bce, parts={"bce": float(bce.detach())})
 
     @torch.no_grad()
-    def predict(self, batch: MultimodalBatch) -> Prediction:
-        """MC dropout: `mc_samples` forward passes with dropout active (everything else in eval mode).
-
-        probs = mean of the passes' probabilities; uncertainty = 2 x their (population) standard
-        deviation, which lies in [0, 1] because a variable in [0, 1] has std <= 0.5. Dropout masks
-        come from a generator seeded with `mc_seed`, so equal inputs give equal outputs.
-        Returns Prediction(probs (B, q), uncertainty (B, q)); the module's train/eval mode is restored.
+    def predict(self, batch: MultimodalBatch, with_uncertainty: bool = True) -> Prediction:
+        """probs (B, q) = one deterministic eval-mode pass (as the paper infers); uncertainty (B, q) =
+        Monte-Carlo dropout: 2 x the (population) standard deviation of the probabilities of
+        `mc_samples` forward passes with dropout active (everything else in eval mode), in [0, 1]
+        because a variable in [0, 1] has std <= 0.5. Dropout masks come from a generator seeded with
+        `mc_seed`, so equal inputs give equal outputs. with_uncertainty=False skips the MC passes
+        (uncertainty None). The module's train/eval mode is restored.
         """
         was_training = self.training
         self.eval()
+        try:
+            probs = self(batch).probs  # (B, q)
+            uncertainty = self._mc_dropout_spread(batch) if with_uncertainty else None
+        finally:
+            self.train(was_training)
+        return Prediction(probs=probs, uncertainty=uncertainty)
+
+    def _mc_dropout_spread(self, batch: MultimodalBatch) -> torch.Tensor:
+        """2 x std over `mc_samples` dropout passes (B, q), clamped to [0, 1]; leaves dropout active."""
         for module in self.modules():
             if isinstance(module, (nn.Dropout, nn.MultiheadAttention)):
                 module.train()  # nn.MultiheadAttention drops attention weights only in train mode
-        try:
-            device = next(self.parameters()).device
-            with _seeded_rng(self.config.mc_seed, device):
-                passes = torch.stack([self(batch).probs for _ in range(self.config.mc_samples)])  # (S, B, q)
-        finally:
-            self.train(was_training)
-        probs = passes.mean(dim=0)
-        uncertainty = (2.0 * passes.std(dim=0, correction=0)).clamp(0.0, 1.0)
-        return Prediction(probs=probs, uncertainty=uncertainty)
+        device = next(self.parameters()).device
+        with _seeded_rng(self.config.mc_seed, device):
+            passes = torch.stack([self(batch).probs for _ in range(self.config.mc_samples)])  # (S, B, q)
+        return (2.0 * passes.std(dim=0, correction=0)).clamp(0.0, 1.0)
 
 
 @contextmanager

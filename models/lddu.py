@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,7 @@ class LDDUConfig(OptimSettings):
     temperature: float = 0.07  # tau of Eq. 5
     scl_representation: str = "both"  # "both" (Eq. 4) | "mean" | "variance": Table 3 (5)/(6)
     scl_renormalise: bool = False  # divide e of Eq. 4 by sqrt(2) so z is a cosine (authors' code)
+    scl_absent_labels: bool = False  # True: absent labels' distributions are anchors too, 6q classes (authors' code)
     scl_reduction: str = "mean"  # "mean" over anchors (authors' code) | "sum" (Eq. 7 as printed; see docs)
     # Ordinality calibration (Eq. 10-15)
     ocl_pairs: tuple[str, ...] = ("DR", "SR")  # pairs of S, D, R; Table 3 (8)-(10) use one pair
@@ -106,6 +108,35 @@ class LDDUConfig(OptimSettings):
     optimizer: str = "adam"
     scheduler: str = "cosine_warmup"
     warmup_ratio: float = 0.1
+
+    PRESETS: ClassVar[dict[str, dict[str, object]]] = {
+        "paper": {},
+        "authors": {
+            "lr": 2e-4, "batch_size": 64, "latent_dim": 128,
+            "optimizer": "adamw", "weight_decay": 0.01, "grad_clip": 1.0,
+            "gamma_dir": 0.3, "beta_scl": 1.0, "lambda_ocl": 0.3,
+            "encoder_per_label": False, "scl_absent_labels": True, "scl_renormalise": True,
+            "threshold_mode": "fixed", "threshold": 0.21,
+        },
+    }
+    """`mmer train --preset`: "paper" = the defaults above; "authors" = the LDDU authors' public code
+    (github.com/201983290498/lddu_mmer) where it differs, each value's source in PRESET_SOURCES."""
+    PRESET_SOURCES: ClassVar[dict[str, str]] = {
+        "lr": "train.sh (--lr 0.0002)",
+        "batch_size": "train.sh (--batch_size 64)",
+        "latent_dim": "train.py (--latent_size 128)",
+        "optimizer": "train.py prep_optimizer (BertAdam: decoupled weight decay)",
+        "weight_decay": "train.py prep_optimizer (weight_decay=0.01)",
+        "grad_clip": "train.py train_epoch (clip_grad_norm_ 1.0) and prep_optimizer (max_grad_norm=1.0)",
+        "gamma_dir": "train.sh (--cml 0.3, weight of the info-classifier BCE)",
+        "beta_scl": "train.sh (--cdl 1, weight of the SupCon loss)",
+        "lambda_ocl": "train.sh (--crl 0.3, weight of the code's own ordinality loss)",
+        "encoder_per_label": "src/models/myModels.py (one LatentEncoder per modality)",
+        "scl_absent_labels": "src/models/myModels.py get_cl_labels (a class per label, present and absent)",
+        "scl_renormalise": "src/models/myModels.py SupConLoss (similarity / 2.0)",
+        "threshold_mode": "train.py (getBinaryTensor with args.threshold at test time, no tuning)",
+        "threshold": "train.py (--threshold 0.21)",
+    }
 
     def __post_init__(self) -> None:
         # JSON (checkpoints, --set) turns tuples into lists; a bare "SR" string means one pair.
@@ -294,7 +325,8 @@ class LDDU(EmotionModel):
         self.dist_sigma = GroupedLinear(grid, c.encoder_hidden, c.latent_dim)
         self.mean_classifier = PerLabelMLP(q, NUM_MODALITIES * c.latent_dim, c.classifier_hidden, c.dropout)
         self.variance_classifier = PerLabelMLP(q, NUM_MODALITIES * c.latent_dim, c.classifier_hidden, c.dropout)
-        # Class id of the (modality m, label i) distribution for SupCon: m*q + i.
+        # Class id of the (modality m, label i) distribution for SupCon: m*q + i (absent labels,
+        # with scl_absent_labels: 3q + m*q + i).
         self.register_buffer("class_ids", torch.arange(NUM_MODALITIES * q).view(NUM_MODALITIES, q), persistent=False)
         rep_dim = 2 * c.latent_dim if c.scl_representation == "both" else c.latent_dim
         self.queue = DistributionQueue(c.queue_size, rep_dim)
@@ -355,7 +387,8 @@ class LDDU(EmotionModel):
 
         L_cls = BCE(probs, y) and L_dir = BCE(y_dir, y), both averaged over samples and labels
         (targets label-smoothed when config.label_smoothing > 0). L_scl: `supcon_loss` over the
-        present modalities' distributions of the positive labels, against the batch and the queue.
+        present modalities' distributions of the positive labels (of every label with
+        `scl_absent_labels`), against the batch and the queue.
         L_ocl: `ordinality_loss` of S, D, R (see `ordinality_scores`). L_scl and L_ocl are not
         computed when their weight is 0 (or ocl_pairs is empty) and then report 0 in `parts`.
 
@@ -399,10 +432,17 @@ class LDDU(EmotionModel):
 
     def _contrastive_anchors(self, mu, sigma, present, labels) -> tuple[torch.Tensor, torch.Tensor]:
         """Representations (A, D) and class ids (A,) of the distributions that are samples of
-        their class: positive label and present modality."""
+        their class: present modality and positive label (paper; class m*q + i), or, with
+        `scl_absent_labels`, every label of a present modality, an absent label i of modality m
+        being its own class 3q + m*q + i (authors' code)."""
         e = self.scl_representation(mu, sigma)  # (B, 3, q, D)
-        chosen = (labels > 0.5).unsqueeze(1) & present.unsqueeze(2)  # (B, 3, q)
-        classes = self.class_ids.unsqueeze(0).expand_as(chosen)  # (B, 3, q)
+        positive = (labels > 0.5).unsqueeze(1)  # (B, 1, q)
+        classes = self.class_ids.unsqueeze(0).expand(e.shape[0], -1, -1)  # (B, 3, q)
+        if self.config.scl_absent_labels:
+            chosen = present.unsqueeze(2).expand_as(classes)  # (B, 3, q)
+            classes = torch.where(positive, classes, classes + self.class_ids.numel())
+        else:
+            chosen = positive & present.unsqueeze(2)  # (B, 3, q)
         return e[chosen], classes[chosen]
 
     def _contrastive(self, mu, sigma, present, labels) -> torch.Tensor:
@@ -485,8 +525,9 @@ class LDDU(EmotionModel):
         return torch.where(present.any(dim=1, keepdim=True), u, torch.ones_like(u))
 
     @torch.no_grad()
-    def predict(self, batch: MultimodalBatch) -> Prediction:
-        """Eval-mode probabilities (B, q) and per-label uncertainty (B, q) from the latent variances."""
+    def predict(self, batch: MultimodalBatch, with_uncertainty: bool = True) -> Prediction:
+        """Eval-mode probabilities (B, q) and per-label uncertainty (B, q) from the latent variances
+        (the same pass gives both, so the uncertainty is always returned)."""
         was_training = self.training
         self.eval()
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from models.config import PRESET_NAMES, preset_overrides
+
 _REGISTRY: dict[str, "ModelEntry"] = {}
 
 
@@ -13,6 +15,16 @@ class ModelEntry:
     name: str
     model_class: type
     config_class: type
+
+    @property
+    def presets(self) -> dict[str, dict[str, object]]:
+        """{preset name: {field: value}} overrides of the config defaults, for every name in PRESET_NAMES."""
+        return {preset: preset_overrides(self.config_class, preset) for preset in PRESET_NAMES}
+
+    @property
+    def preset_sources(self) -> dict[str, str]:
+        """{field: where the "authors" preset's value was read} (empty when the model has none)."""
+        return dict(getattr(self.config_class, "PRESET_SOURCES", {}))
 
 
 def register_model(name: str, config_class: type) -> Callable[[type], type]:

@@ -11,9 +11,14 @@ settings `mmer analyze` uses (`ExtractionSettings()`), cached as compact arrays 
   16 kHz mono float32) and acoustic path (`extractors.acoustic.AcousticExtractor("egemaps")`):
   (T, 25) eGeMAPS low-level descriptors at 25 Hz.
 
+- Face geometry pool: the real faces of the shared media clips (`../shared/media`, unlabelled)
+  through the pipeline's visual path: (T, 22) geometry rows per clip, the raw material of the
+  synthetic expression sequences (recipes/default_model_training.py, `SyntheticFaces`).
+
 On disk (`<work>/features/`), one .npz per part, read with allow_pickle=False:
     goemotions_<split>.npz  tokens (N_tok, 384) float16, offsets (N+1,) int64, labels (N, 7) uint8, ids (N,) str
     emodb.npz               frames (N_frames, 25) float32, offsets (N+1,) int64, files, speakers, emotions
+    faces.npz               frames (N_frames, 29) float32, offsets (N_clips+1,) int64, clips (N_clips,) str
 Text vectors are stored as float16 (halves the disk size; the models see float32 again).
 """
 
@@ -183,16 +188,17 @@ def merge_goemotions_chunks(out: Path, split: str, chunks: list[str]) -> Path:
 
 
 def emodb_audio(path: Path, acoustic) -> np.ndarray:
-    """(T, 25) acoustic features of one file, decoded and resampled exactly as the pipeline does."""
+    """(T, 25) acoustic features of the speech in one file, decoded, resampled and cut to speech
+    exactly as the pipeline does (`speech_features`)."""
     from extractors.media import MediaReader, probe_media
-    from extractors.pipeline import FRAMES_PER_BATCH
+    from extractors.pipeline import FRAMES_PER_BATCH, speech_features
 
     settings = ExtractionSettings()
     info = probe_media(path)
     reader = MediaReader(info, settings.fps, settings.max_side_px, FRAMES_PER_BATCH, threads=1)
     for _ in reader.frame_batches():  # an audio file has no frames; this decodes the audio
         pass
-    features, _ = acoustic(reader.audio.samples)
+    features, _, _ = speech_features(acoustic, reader.audio.samples)
     return features
 
 
@@ -212,6 +218,29 @@ def extract_emodb(data: Path, out: Path, settings: ExtractionSettings) -> Path:
     return path
 
 
+def extract_faces(media: Path, out: Path) -> Path:
+    """Visual features of every video in `media` with a face -> faces.npz (one sequence per clip)."""
+    from extractors.media import VIDEO_SUFFIXES
+    from extractors.pipeline import FeatureExtractor
+
+    extractor = FeatureExtractor(ExtractionSettings(use_cache=False, transcript=None))
+    seqs, clips = [], []
+    for path in sorted(p for p in media.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
+        visual = extractor.extract(path).features["visual"]
+        if len(visual):
+            seqs.append(visual)
+            clips.append(path.name)
+    packed = _pack(seqs, default_feature_spec().visual.dim, np.float32)
+    path = out / "faces.npz"
+    np.savez(path, frames=packed.rows, offsets=packed.offsets, clips=np.array(clips))
+    return path
+
+
+def load_faces(features: Path) -> TokenSequences:
+    with np.load(features / "faces.npz", allow_pickle=False) as z:
+        return TokenSequences(z["frames"], z["offsets"])
+
+
 def _run_job(job: tuple) -> tuple[str, float]:
     """One extraction job in a worker process with one compute thread; returns (name, seconds)."""
     import time
@@ -224,6 +253,8 @@ def _run_job(job: tuple) -> tuple[str, float]:
     settings = ExtractionSettings()
     if kind == "text":
         extract_goemotions(data, split, out, subset, settings, name)
+    elif kind == "faces":
+        extract_faces(data, out)
     else:
         extract_emodb(data, out, settings)
     return f"{kind}:{name or split}", time.perf_counter() - started
@@ -253,6 +284,8 @@ def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, 
             jobs.append(("text", go, out, split, None, None))
     if not (out / "emodb.npz").exists():
         jobs.append(("audio", shared_data / "emodb", out, "all", None, None))
+    if not (out / "faces.npz").exists():
+        jobs.append(("faces", shared_data.parent / "media", out, "all", None, None))
     seconds: dict[str, float] = {}
     record = out / "extraction_seconds.json"
     if jobs:

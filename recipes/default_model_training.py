@@ -11,13 +11,18 @@ dropout), which a static split cannot express. The loop below reuses the library
 Every epoch (`EpochMixture`) draws `epoch_samples` samples:
 - text-only  (share `mix_text`):  GoEmotions comments, without replacement across epochs;
 - audio-only (share `mix_audio`): EmoDB utterances of the training speakers, repeated as needed;
+- visual-only (share `mix_visual`): a synthetic face sequence of a uniformly drawn label
+  (`SyntheticFaces`: real face geometry, expression probabilities concentrated on that label);
 - paired     (the rest): an EmoDB utterance with label e + a random comment whose label set is
   exactly {e} or {neutral} (a neutral utterance: any comment); target = union of the two targets,
   "neutral" removed when the other side carries a non-neutral label. Two different non-neutral
   emotions are never paired. Modality dropout: each stream of a paired sample is dropped with
   probability `modality_dropout`, never both; the target is then that of the remaining stream
   (a neutral voice is never taught to say "anger" because the dropped words were angry).
-The visual stream is absent (length 0, fully masked) in every sample.
+The visual stream is absent (length 0, fully masked) in every sample but the visual-only ones.
+
+After training, `fit_fusion` measures each stream alone on held-out data and stores the
+calibration of the late fusion the application uses (mmer_cli/stream_fusion.py).
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from default_model_features import LABEL_NAMES, EmoDBPart, GoEmotionsPart
+from default_model_features import LABEL_NAMES, EmoDBPart, GoEmotionsPart, TokenSequences
+from extractors.expression import EXPRESSION_LABELS
+from extractors.face import GEOMETRY_FEATURE_NAMES
 from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
 from mmer_cli.evaluation import predict_probs
 from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer, optimization_step
+from mmer_cli.stream_fusion import LateFusion, StreamCalibration, discrimination, fit_temperature
 from mmer_cli.thresholds import tune_label_thresholds
 from models.registry import build_model
 
@@ -46,10 +54,48 @@ class MixtureSettings:
     """How each epoch's training samples are drawn (recorded in the checkpoint's `extra`)."""
 
     epoch_samples: int = 12000  # samples per epoch
-    mix_text: float = 0.5  # share of text-only samples
-    mix_audio: float = 0.25  # share of audio-only samples (the rest: label-paired text + audio)
+    mix_text: float = 0.45  # share of text-only samples
+    mix_audio: float = 0.2  # share of audio-only samples
+    mix_visual: float = 0.15  # share of synthetic visual-only samples (the rest: label-paired text + audio)
     modality_dropout: float = 0.3  # per-stream drop probability in paired samples (never both)
     paired_neutral_text: float = 0.5  # chance that a non-neutral utterance gets a neutral comment
+
+
+LABEL_TO_EXPRESSION = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
+                       "neutral": "neutral", "sad": "sad", "surprise": "surprise"}
+"""mmer label -> FER2013 class of the expression network (the same seven emotions)."""
+FACE_FRAMES = (3, 30)
+"""Frames per synthetic face sequence (0.6-6 s at 5 fps)."""
+FACE_STRENGTH = (0.4, 0.95)
+"""Share of the expression distribution on the labelled class, drawn per sequence."""
+FACE_CONCENTRATION = (5.0, 50.0)
+"""Dirichlet concentration of the per-frame expression readings around the sequence's distribution
+(low = readings that jump from frame to frame)."""
+FACE_IDS_PER_LABEL = 100
+"""LDDU's per-sample correctness tracker gets this many ids per label for synthetic faces."""
+
+
+class SyntheticFaces:
+    """Visual-only training sequences with a known label. No labelled face video exists for us,
+    so the visual stream learns to read the expression network's output: each sequence takes a run
+    of real face geometry (the shared clips, `load_faces`) and per-frame expression probabilities
+    drawn around a distribution whose mass `FACE_STRENGTH` sits on the label's FER2013 class, the
+    rest on a random Dirichlet(0.5) background."""
+
+    def __init__(self, geometry: TokenSequences):
+        self.geometry = geometry
+        self.geometry_dim = len(GEOMETRY_FEATURE_NAMES)
+
+    def draw(self, label: int, rng: np.random.Generator) -> np.ndarray:
+        """(T, 29) float32 visual sequence for `label` (index into LABEL_NAMES)."""
+        clip = self.geometry.get(int(rng.integers(len(self.geometry))))[:, :self.geometry_dim]
+        frames = min(int(rng.integers(FACE_FRAMES[0], FACE_FRAMES[1] + 1)), len(clip))
+        first = int(rng.integers(len(clip) - frames + 1))
+        strength = rng.uniform(*FACE_STRENGTH)
+        centre = (1 - strength) * rng.dirichlet(np.full(len(EXPRESSION_LABELS), 0.5))
+        centre[EXPRESSION_LABELS.index(LABEL_TO_EXPRESSION[LABEL_NAMES[label]])] += strength
+        readings = rng.dirichlet(rng.uniform(*FACE_CONCENTRATION) * centre + 1e-3, size=frames)  # (T, 7)
+        return np.concatenate([clip[first:first + frames], readings], axis=1).astype(np.float32)
 
 
 def pair_target(text_target: np.ndarray, audio_target: np.ndarray) -> np.ndarray:
@@ -63,9 +109,11 @@ def pair_target(text_target: np.ndarray, audio_target: np.ndarray) -> np.ndarray
 class Pools:
     """Text pool (GoEmotions part) and audio pool (EmoDB utterances `audio_rows`) of one split."""
 
-    def __init__(self, text: GoEmotionsPart, emodb: EmoDBPart, audio_rows: np.ndarray, visual_dim: int):
+    def __init__(self, text: GoEmotionsPart, emodb: EmoDBPart, audio_rows: np.ndarray, visual_dim: int,
+                 faces: SyntheticFaces):
         self.text, self.emodb, self.audio_rows = text, emodb, np.asarray(audio_rows)
         self.visual_dim = visual_dim
+        self.faces = faces
         keys = ["".join(str(int(v)) for v in row) for row in text.labels]
         single = {}
         for label in range(len(LABEL_NAMES)):
@@ -73,21 +121,26 @@ class Pools:
             single[label] = np.flatnonzero(np.array(keys) == key)
         self.single_label = single  # label -> comments whose label set is exactly {label}
 
-    def features(self, text_i: int | None, audio_i: int | None) -> dict[str, np.ndarray]:
+    def features(self, text_i: int | None, audio_i: int | None,
+                 visual: np.ndarray | None = None) -> dict[str, np.ndarray]:
         text_dim = self.text.text.rows.shape[1]
         return {
             "text": self.text.text.get(text_i) if text_i is not None else np.zeros((0, text_dim), np.float32),
             "audio": self.emodb.audio.get(audio_i) if audio_i is not None else np.zeros((0, 25), np.float32),
-            "visual": np.zeros((0, self.visual_dim), np.float32),
+            "visual": visual if visual is not None else np.zeros((0, self.visual_dim), np.float32),
         }
 
     def input_samples(self):
-        """Per-sample feature dicts of the pool's own data: every comment text-only, then every
-        utterance of `audio_rows` audio-only (what `EmotionModel.fit_input_statistics` takes)."""
+        """Per-sample feature dicts of the pool's own data: every comment text-only, every
+        utterance of `audio_rows` audio-only, then 2,000 synthetic faces (what
+        `EmotionModel.fit_input_statistics` takes)."""
         for i in range(len(self.text)):
             yield self.features(i, None)
         for j in self.audio_rows:
             yield self.features(None, int(j))
+        rng = np.random.default_rng(12345)
+        for k in range(2000):
+            yield self.features(None, None, self.faces.draw(k % len(LABEL_NAMES), rng))
 
     def partner(self, audio_i: int, rng: np.random.Generator, neutral_share: float) -> int:
         """A comment to pair with utterance `audio_i` (see the module docstring)."""
@@ -123,7 +176,7 @@ class EpochMixture:
         self.pools, self.settings, self.seed = pools, settings, seed
         self._text_order = np.random.default_rng(seed).permutation(len(pools.text))
         self._text_pos = 0
-        self.num_ids = len(pools.text) + 2 * len(pools.emodb.labels)
+        self.num_ids = len(pools.text) + 2 * len(pools.emodb.labels) + FACE_IDS_PER_LABEL * len(LABEL_NAMES)
 
     def _next_texts(self, n: int) -> np.ndarray:
         out = []
@@ -141,7 +194,8 @@ class EpochMixture:
         s, p = self.settings, self.pools
         n_text = int(round(s.epoch_samples * s.mix_text))
         n_audio = int(round(s.epoch_samples * s.mix_audio))
-        n_pair = s.epoch_samples - n_text - n_audio
+        n_visual = int(round(s.epoch_samples * s.mix_visual))
+        n_pair = s.epoch_samples - n_text - n_audio - n_visual
         n_t, n_a = len(p.text), len(p.emodb.labels)
         samples = [Sample(p.features(int(i), None), p.text.labels[i], int(i)) for i in self._next_texts(n_text)]
         for j in rng.choice(p.audio_rows, n_audio):
@@ -149,17 +203,22 @@ class EpochMixture:
         for j in rng.choice(p.audio_rows, n_pair):
             t, a, target = draw_paired(p, int(j), rng, s, dropout=True)
             samples.append(Sample(p.features(t, a), target, n_t + n_a + int(j)))
+        for k, label in enumerate(rng.integers(len(LABEL_NAMES), size=n_visual)):
+            target = np.eye(len(LABEL_NAMES), dtype=np.float32)[label]
+            index = n_t + 2 * n_a + int(label) * FACE_IDS_PER_LABEL + k % FACE_IDS_PER_LABEL
+            samples.append(Sample(p.features(None, None, p.faces.draw(int(label), rng)), target, index))
         order = rng.permutation(len(samples))
         return [samples[k] for k in order]
 
 
 @dataclass
 class EvalSet:
-    """A fixed evaluation set: (text index | None, audio index | None) per sample and targets (N, 7)."""
+    """A fixed evaluation set: (text index | None, audio index | None[, visual sequence]) per sample
+    and targets (N, 7)."""
 
     name: str
     pools: Pools
-    items: list[tuple[int | None, int | None]]
+    items: list[tuple]
     labels: np.ndarray
 
     def dataset(self) -> MultimodalDataset:
@@ -175,6 +234,14 @@ def text_only_set(pools: Pools, name: str, rows: np.ndarray | None = None) -> Ev
 def audio_only_set(pools: Pools, name: str) -> EvalSet:
     rows = [int(j) for j in pools.audio_rows]
     return EvalSet(name, pools, [(None, j) for j in rows], pools.emodb.labels[rows].copy())
+
+
+def visual_only_set(pools: Pools, name: str, per_label: int, seed: int) -> EvalSet:
+    """`per_label` fixed synthetic face sequences of every label."""
+    rng = np.random.default_rng(seed)
+    labels = [label for label in range(len(LABEL_NAMES)) for _ in range(per_label)]
+    items = [(None, None, pools.faces.draw(label, rng)) for label in labels]
+    return EvalSet(name, pools, items, np.eye(len(LABEL_NAMES), dtype=np.float32)[labels])
 
 
 def paired_set(pools: Pools, name: str, per_utterance: int, seed: int) -> EvalSet:
@@ -204,9 +271,41 @@ def speech_scores(probs: np.ndarray, labels: np.ndarray) -> dict:
             "num_samples": int(len(truth))}
 
 
+FACE_PRIOR_BASIS = ("prior: no labelled face video is available; the face gets the reliability of the "
+                    "least reliable stream measured on held-out data (the expression network's published "
+                    "FER2013 test accuracy is 66 % on stills, its accuracy on video frames is unknown)")
+
+
+def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet) -> tuple[LateFusion, dict]:
+    """Calibrate each stream alone on held-out data (mmer_cli/stream_fusion.py): temperature and
+    reliability (2 * AUC - 1) of the words on `valid_text`, of the voice on `valid_audio` (over
+    the six labels EmoDB has), the face by `FACE_PRIOR_BASIS`; per-label thresholds tuned on the
+    calibrated single-stream readings of both sets. Returns the fusion and its measurements."""
+    device = torch.device("cpu")
+    text_probs = predict_probs(model, valid_text.dataset(), 256, device)[0]
+    audio_probs = predict_probs(model, valid_audio.dataset(), 256, device)[0]
+    text = StreamCalibration(fit_temperature(text_probs, valid_text.labels),
+                             discrimination(text_probs, valid_text.labels),
+                             f"{valid_text.name}: {len(valid_text.labels)} GoEmotions dev comments, text only")
+    audio = StreamCalibration(fit_temperature(audio_probs, valid_audio.labels, EMODB_LABELS),
+                              discrimination(audio_probs, valid_audio.labels, EMODB_LABELS),
+                              f"{valid_audio.name}: {len(valid_audio.labels)} EmoDB utterances of the validation "
+                              "speakers, audio only, the six EmoDB labels")
+    visual = StreamCalibration(1.0, min(text.reliability, audio.reliability), FACE_PRIOR_BASIS)
+    fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES))
+    calibrated = np.concatenate([1 / (1 + np.exp(-fusion.calibrated_logits("text", text_probs))),
+                                 1 / (1 + np.exp(-fusion.calibrated_logits("audio", audio_probs)))])
+    labels = np.concatenate([valid_text.labels, valid_audio.labels]).astype(np.int64)
+    fusion.thresholds = [float(t) for t in tune_label_thresholds(calibrated, labels)]
+    fusion.notes = {"thresholds": "tuned per label for F1 on the calibrated text-only and audio-only readings of "
+                                  "the validation sets together"}
+    return fusion, {"valid_text_probs": text_probs, "valid_audio_probs": audio_probs}
+
+
 @dataclass
 class TrainOutcome:
     model: torch.nn.Module
+    fusion: LateFusion
     thresholds: list[float]
     best_epoch: int
     epochs_run: int
@@ -222,7 +321,7 @@ def _macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds: list[float])
 
 
 def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSet, valid_audio: EvalSet,
-              valid_paired: EvalSet, seed: int, log=print) -> TrainOutcome:
+              valid_paired: EvalSet, valid_visual: EvalSet, seed: int, log=print) -> TrainOutcome:
     """Fit the model's input standardisation on the training pools (`mixture.pools`: the training
     comments and the training speakers' utterances, never validation/test data), then train with
     early stopping on the validation score = mean of (text-only macro-F1 at
@@ -258,6 +357,8 @@ def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSe
         thresholds = tune_label_thresholds(all_probs, all_labels.astype(np.int64))
         text_f1 = _macro_f1_at(probs[valid_text.name], valid_text.labels, thresholds)
         speech = speech_scores(probs[valid_audio.name], valid_audio.labels)
+        visual_probs = predict_probs(model, valid_visual.dataset(), 256, device)[0]
+        visual_acc = float(np.mean(visual_probs.argmax(1) == valid_visual.labels.argmax(1)))
         value = 0.5 * text_f1 + 0.5 * speech["macro_f1"]
         improved = stopper.update(value, epoch)
         schedule.after_epoch(value)
@@ -266,13 +367,15 @@ def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSe
             best_thresholds = thresholds
         record = {"epoch": epoch, "train_loss": total / max(count, 1), "valid_text_macro_f1": text_f1,
                   "valid_speech_macro_f1": speech["macro_f1"], "valid_speech_ua": speech["unweighted_accuracy"],
+                  "valid_synthetic_face_accuracy": visual_acc,
                   "select_value": value, "improved": improved, "seconds": round(time.perf_counter() - t0, 1)}
         history.append(record)
         log(f"  {model_name} epoch {epoch}: loss {record['train_loss']:.4f} text F1 {text_f1:.3f} "
-            f"speech F1 {speech['macro_f1']:.3f} ({record['seconds']} s){' *' if improved else ''}")
+            f"speech F1 {speech['macro_f1']:.3f} face acc {visual_acc:.3f} ({record['seconds']} s){' *' if improved else ''}")
         if stopper.should_stop:
             break
     model.load_state_dict(best_state)
     model.eval()
-    return TrainOutcome(model, best_thresholds, stopper.best_epoch, len(history), history,
+    fusion, _ = fit_fusion(model, valid_text, valid_audio)
+    return TrainOutcome(model, fusion, best_thresholds, stopper.best_epoch, len(history), history,
                         time.perf_counter() - started)

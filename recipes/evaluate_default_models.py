@@ -12,9 +12,13 @@
   the eGeMAPS + SVM baseline (recipes/results/baseline_emodb.json) on the same folds.
 - Text + speech: synthetic pairs (docs/corpora.md) of GoEmotions test comments and each fold's test
   utterances, fold models; labelled synthetic: no real clip has both.
+- Every number is given twice: "application" = what `mmer analyze` reports (each stream alone,
+  calibrated and fused by the checkpoint's late fusion, mmer_cli/stream_fusion.py: fusion
+  thresholds, entropy uncertainty) and "network" = the raw network pass (its own probabilities,
+  the checkpoint's joint thresholds and the model's own uncertainty: LDDU sigma-based, LAMB
+  MC-dropout), i.e. before calibration.
 - Calibration: ECE (15 bins) and Brier score of the probabilities, and the error rate of the label
-  decisions by uncertainty bin (`error_rate_by_uncertainty`, 5 equal-count bins). No calibration
-  step (temperature scaling etc.) is applied: the numbers are those of the shipped probabilities.
+  decisions by uncertainty bin (`error_rate_by_uncertainty`, 5 equal-count bins).
 
 Run:  python recipes/evaluate_default_models.py [--data DIR] [--work DIR]
 """
@@ -30,11 +34,13 @@ import numpy as np
 import torch
 
 from default_model_features import (GOEMOTIONS_SPLITS, LABEL_NAMES, default_feature_spec,
-                                    extract_goemotions, load_emodb, load_goemotions)
-from default_model_training import Pools, audio_only_set, paired_set, speech_scores, text_only_set
+                                    extract_goemotions, load_emodb, load_faces, load_goemotions)
+from default_model_training import (EvalSet, Pools, SyntheticFaces, audio_only_set, paired_set, speech_scores,
+                                    text_only_set)
 from extractors.pipeline import ExtractionSettings
 from mmer_cli.evaluation import predict_probs
 from mmer_cli.metrics import brier_score, error_rate_by_uncertainty, expected_calibration_error, multilabel_metrics
+from mmer_cli.stream_fusion import LateFusion
 from models.checkpoint import load_checkpoint
 from provenance import RESULTS_DIR, SHARED_DATA, provenance, write_result
 from train_default_models import DEFAULT_WORK, FOLDS_FILE, SEED, THREADS, WEIGHTS_DIR
@@ -43,7 +49,7 @@ PAIRS_PER_TEST_UTTERANCE = 2
 BATCH = 256
 
 
-def scored(probs: np.ndarray, unc: np.ndarray, truth: np.ndarray, thresholds: list[float]) -> dict:
+def scored(probs: np.ndarray, unc: np.ndarray, truth: np.ndarray, thresholds: list[float], step: str) -> dict:
     """Multi-label metrics at `thresholds`, at 0.5, and calibration of probs (N, q) / unc (N, q)."""
     truth = truth.astype(np.int64)
     pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
@@ -53,52 +59,96 @@ def scored(probs: np.ndarray, unc: np.ndarray, truth: np.ndarray, thresholds: li
         "tuned_thresholds": metrics,
         "threshold_0_5": {"macro_f1": at_half.macro_f1, "micro_f1": at_half.micro_f1},
         "calibration": {"ece_15_bins": expected_calibration_error(probs, truth), "brier": brier_score(probs, truth),
-                        "calibration_step": "none"},
+                        "calibration_step": step},
         "error_rate_by_uncertainty": error_rate_by_uncertainty(unc, pred == truth),
     }
 
 
-def text_test(name: str, test_part, emodb) -> dict:
+def fused(fusion: LateFusion, readings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise late fusion of single-stream probabilities {stream: (N, q)} -> probs, unc (N, q)."""
+    n = len(next(iter(readings.values())))
+    rows = [fusion.fuse({m: p[i] for m, p in readings.items()}) for i in range(n)]
+    return np.stack([p for p, _ in rows]), np.stack([u for _, u in rows])
+
+
+def both_views(model, info, fusion: LateFusion, single: dict[str, EvalSet], joint: EvalSet) -> dict:
+    """Scores of the application (each stream of `single` alone, fused) and of the raw network pass
+    over `joint` (the same samples with every stream together)."""
+    device = torch.device("cpu")
+    readings = {m: predict_probs(model, s.dataset(), BATCH, device)[0] for m, s in single.items()}
+    probs, unc = fused(fusion, readings)
+    raw_probs, raw_unc = predict_probs(model, joint.dataset(), BATCH, device)
+    return {"application": scored(probs, unc, joint.labels, fusion.thresholds,
+                                  "per-stream temperature scaling (validation), late fusion, entropy uncertainty"),
+            "network": scored(raw_probs, raw_unc, joint.labels, info.thresholds,
+                              "none (raw network probabilities, model's own uncertainty)")}
+
+
+def load_default(name: str):
     model, info = load_checkpoint(WEIGHTS_DIR / f"{name}_default.safetensors")
     mismatches = info.feature_spec.mismatches(default_feature_spec())
     if mismatches or info.label_names != LABEL_NAMES:
         raise SystemExit(f"{name}: checkpoint does not fit the default extraction: {mismatches or info.label_names}")
-    pools = Pools(test_part, emodb, np.zeros(0, np.int64), default_feature_spec().visual.dim)
+    return model, info, LateFusion.from_dict(info.extra["fusion"])
+
+
+def text_test(name: str, pools: Pools) -> dict:
+    model, info, fusion = load_default(name)
     started = time.perf_counter()
-    probs, unc = predict_probs(model, text_only_set(pools, "test").dataset(), BATCH, torch.device("cpu"))
-    result = scored(probs, unc, test_part.labels, info.thresholds)
+    test = text_only_set(pools, "test")
+    result = both_views(model, info, fusion, {"text": test}, test)
     result["predict_s"] = round(time.perf_counter() - started, 1)
-    result["thresholds"] = info.thresholds
+    result["fusion"] = fusion.to_dict()
     result["checkpoint_extra"] = {k: info.extra.get(k) for k in ("trained_modalities", "data", "selection", "commit")}
     return result
 
 
-def speech_folds(name: str, test_part, emodb, work: Path) -> dict:
+def synthetic_face_test(name: str, pools: Pools) -> dict:
+    """The visual stream on held-out synthetic expression sequences (seed unseen in training): how
+    faithfully the network reads the expression network's output. Not a measure of accuracy on
+    real faces (there is no labelled face video)."""
+    from default_model_training import visual_only_set
+
+    model, info, fusion = load_default(name)
+    faces = visual_only_set(pools, "synthetic_faces", 100, SEED + 99)
+    result = both_views(model, info, fusion, {"visual": faces}, faces)
+    probs = predict_probs(model, faces.dataset(), BATCH, torch.device("cpu"))[0]
+    result["top1_accuracy"] = float(np.mean(probs.argmax(1) == faces.labels.argmax(1)))
+    return result
+
+
+def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path) -> dict:
     """Pooled held-out EmoDB scores (audio-only) and synthetic-pair scores of the fold models of
     model `name` (<work>/folds/<name>_fold<k>.safetensors)."""
     folds = json.loads(FOLDS_FILE.read_text())["folds"]
     visual_dim = default_feature_spec().visual.dim
     rows_all, probs_all, pair_probs, pair_unc, pair_truth, per_fold, missing = [], [], [], [], [], [], []
-    audio_unc = []
+    audio_unc, fold_thresholds = [], []
     for fold in folds:
         path = work / "folds" / f"{name}_fold{fold['fold']}.safetensors"
         if not path.exists():
             missing.append(fold["fold"])
             continue
         model, info = load_checkpoint(path)
+        fusion = LateFusion.from_dict(info.extra["fusion"])
         rows = np.flatnonzero(np.isin(emodb.speakers, fold["test_speakers"]))
-        pools = Pools(test_part, emodb, rows, visual_dim)
-        p, u = predict_probs(model, audio_only_set(pools, "test_audio").dataset(), BATCH, torch.device("cpu"))
+        pools = Pools(test_part, emodb, rows, visual_dim, faces)
+        p, _ = predict_probs(model, audio_only_set(pools, "test_audio").dataset(), BATCH, torch.device("cpu"))
+        p, u = fused(fusion, {"audio": p})  # calibrated: the arg-max (UA) is unchanged
         rows_all.append(rows)
         probs_all.append(p)
         audio_unc.append(u)
+        fold_thresholds.append(fusion.thresholds)
         keep = np.array([emodb.emotions[i] != "boredom" for i in rows])
         per_fold.append({"fold": fold["fold"], "test_speakers": fold["test_speakers"],
                          "boredom_as_neutral": speech_scores(p, emodb.labels[rows]),
                          "boredom_excluded": speech_scores(p[keep], emodb.labels[rows][keep])})
         pairs = paired_set(pools, "test_pairs", PAIRS_PER_TEST_UTTERANCE, SEED + fold["fold"])
-        pp, pu = predict_probs(model, pairs.dataset(), BATCH, torch.device("cpu"))
-        thresholds = np.asarray(info.thresholds)[None, :]
+        single = {m: EvalSet(m, pools, [(t, None) if m == "text" else (None, a) for t, a in pairs.items], pairs.labels)
+                  for m in ("text", "audio")}
+        pp, pu = fused(fusion, {m: predict_probs(model, e.dataset(), BATCH, torch.device("cpu"))[0]
+                                for m, e in single.items()})
+        thresholds = np.asarray(fusion.thresholds)[None, :]
         pair_probs.append(pp)
         pair_unc.append(pu)
         pair_truth.append((pairs.labels, (pp >= thresholds).astype(np.int64)))
@@ -122,10 +172,16 @@ def speech_folds(name: str, test_part, emodb, work: Path) -> dict:
             for v in ("boredom_as_neutral", "boredom_excluded")},
         "per_fold": per_fold,
         "calibration_audio_only": {"ece_15_bins": expected_calibration_error(probs, truth.astype(np.int64)),
-                                   "brier": brier_score(probs, truth.astype(np.int64)), "calibration_step": "none"},
+                                   "brier": brier_score(probs, truth.astype(np.int64)),
+                                   "calibration_step": "per-stream temperature scaling (fold validation speakers)",
+                                   "error_rate_by_uncertainty": error_rate_by_uncertainty(
+                                       np.concatenate(audio_unc),
+                                       np.concatenate([(p >= np.asarray(t)) for p, t in zip(probs_all, fold_thresholds)])
+                                       == truth.astype(bool))},
         "synthetic_pairs": {
             "what": f"{PAIRS_PER_TEST_UTTERANCE} GoEmotions test comments per held-out EmoDB utterance, "
-                    "paired by label (docs/corpora.md); synthetic, no real clip has both",
+                    "paired by label (docs/corpora.md); synthetic, no real clip has both; each stream read "
+                    "alone and fused as in mmer analyze",
             "metrics_at_fold_thresholds": {k: v for k, v in pair_metrics.items() if k != "per_label"},
             "per_label_f1": {k: v["f1"] for k, v in pair_metrics["per_label"].items()},
             "ece_15_bins": expected_calibration_error(pp, pair_labels),
@@ -148,11 +204,14 @@ def main() -> None:
     if not (feats / "emodb.npz").exists():
         raise SystemExit(f"{feats}/emodb.npz missing: run recipes/train_default_models.py first")
     test_part, emodb = load_goemotions(feats, "test"), load_emodb(feats)
+    faces = SyntheticFaces(load_faces(feats))
+    pools = Pools(test_part, emodb, np.zeros(0, np.int64), default_feature_spec().visual.dim, faces)
 
     baseline_text = json.loads((RESULTS_DIR / "baseline_goemotions.json").read_text())
     baseline_speech = json.loads((RESULTS_DIR / "baseline_emodb.json").read_text())
-    text = {name: text_test(name, test_part, emodb) for name in ("lddu", "lamb")}
-    speech = {f"{name}_folds": speech_folds(name, test_part, emodb, args.work) for name in ("lddu", "lamb")}
+    text = {name: text_test(name, pools) for name in ("lddu", "lamb")}
+    speech = {f"{name}_folds": speech_folds(name, test_part, emodb, faces, args.work) for name in ("lddu", "lamb")}
+    synthetic_faces = {name: synthetic_face_test(name, pools) for name in ("lddu", "lamb")}
     result = {
         "recipe": "recipes/evaluate_default_models.py",
         "checkpoints": {n: f"models/weights/{n}_default.safetensors" for n in ("lddu", "lamb")},
@@ -174,6 +233,11 @@ def main() -> None:
                 v: {**baseline_speech["variants"][v]["pooled"], "source": "recipes/results/baseline_emodb.json"}
                 for v in ("boredom_as_neutral", "boredom_excluded")},
         },
+        "visual_synthetic_expression_sequences": {
+            "what": "700 held-out synthetic face sequences (100 per label, default_model_training.SyntheticFaces, "
+                    "a seed unused in training): checks that the visual stream reads the expression network; "
+                    "NOT an accuracy on real faces",
+            "models": synthetic_faces},
         "feature_extraction_s": (json.loads((feats / "extraction_seconds.json").read_text())
                                  if (feats / "extraction_seconds.json").exists() else None),
         "training": "recipes/results/default_training.json",
@@ -182,9 +246,11 @@ def main() -> None:
     }
     path = write_result("default_models", result)
     for name, r in text.items():
-        m = r["tuned_thresholds"]
-        print(f"{name} GoEmotions test: macro-F1 {m['macro_f1']:.3f} micro-F1 {m['micro_f1']:.3f} "
-              f"ECE {r['calibration']['ece_15_bins']:.3f}")
+        for view in ("application", "network"):
+            m = r[view]["tuned_thresholds"]
+            print(f"{name} GoEmotions test ({view}): macro-F1 {m['macro_f1']:.3f} micro-F1 {m['micro_f1']:.3f} "
+                  f"ECE {r[view]['calibration']['ece_15_bins']:.3f} error by uncertainty bin "
+                  f"{[round(b['error_rate'], 3) for b in r[view]['error_rate_by_uncertainty']]}")
     for name in ("lddu", "lamb"):
         folds = speech[f"{name}_folds"]
         for v, s in folds.get("pooled", {}).items():

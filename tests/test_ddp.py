@@ -50,10 +50,11 @@ PER_SAMPLE_LOSS = {"lddu": ["beta_scl=0", "lambda_ocl=0"]}
 """Settings that make a model's loss a mean of per-sample terms (see the module docstring)."""
 
 
-def torchrun(out: Path, bench, model: str, per_process_batch: int, overrides: list[str]) -> subprocess.CompletedProcess:
+def torchrun(out: Path, bench, model: str, per_process_batch: int, overrides: list[str],
+             extra: tuple[str, ...] = ("--epochs", "3")) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "mmer_cli", "train", "--model", model, "--dataset", bench.dataset, "--data", str(bench.data),
-               "--tiny", "--device", "cpu", "--epochs", "3", "--batch-size", str(per_process_batch), "--quiet",
+               "--tiny", "--device", "cpu", *extra, "--batch-size", str(per_process_batch), "--quiet",
                "--out", str(out)]
     for item in overrides:
         command += ["--set", item]
@@ -111,6 +112,19 @@ def test_full_objective_trains_under_ddp(model, bench, tmp_path):
     for r in history:
         assert r["val"]["num_samples"] == SIZES[1]
         assert all(math.isfinite(value) for value in r["train"].values())
+
+
+def test_seeds_under_torchrun(bench, tmp_path):
+    """`--seeds 2` under torchrun: both seeds train with 2 processes, rank 0 alone writes the summary."""
+    done = torchrun(tmp_path / "out", bench, "lamb", per_process_batch=4, overrides=[],
+                    extra=("--epochs", "1", "--seeds", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("training:") == 2 and done.stdout.count("2 process(es)") == 2
+    summary = json.loads((tmp_path / "out" / "seeds_summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    values = [json.loads((tmp_path / "out" / f"seed-{s}" / "test_metrics.json").read_text())["micro_f1"] for s in (0, 1)]
+    assert summary["metrics"]["micro_f1"]["values"] == values
+    assert done.stdout.count("summary: ") == 1  # only rank 0 prints the mean ± std table
 
 
 class ToyModel(torch.nn.Module):

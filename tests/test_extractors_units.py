@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.acoustic import ACOUSTIC_SETS, pool_frames, voiced_seconds
+from extractors.acoustic import ACOUSTIC_SETS, pool_frames
+from extractors.voice_activity import inside, speech_spans, spoken_seconds
+
+REPO = Path(__file__).resolve().parents[1]
 from extractors.cache import FeatureCache, file_sha256
 from extractors.errors import ExtractionError
-from extractors.face import VISUAL_DIM, VISUAL_FEATURE_NAMES, FaceDetections, FaceTrack, face_vector
+from extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
 from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.nms import batched_nms, box_overlap, nms
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
@@ -60,8 +63,8 @@ def test_face_vector_geometry_of_an_upright_face():
     box = np.array([100.0, 50.0, 200.0, 170.0])  # 100 x 120 px in a 400 x 200 frame
     marks = np.array([[130.0, 90.0], [170.0, 90.0], [150.0, 110.0], [135.0, 140.0], [165.0, 140.0]])
     vec = face_vector(box, 0.99, marks, 400, 200)
-    named = dict(zip(VISUAL_FEATURE_NAMES, vec))
-    assert vec.shape == (VISUAL_DIM,) and vec.dtype == np.float32
+    named = dict(zip(GEOMETRY_FEATURE_NAMES, vec))
+    assert vec.shape == (len(GEOMETRY_FEATURE_NAMES),) and vec.dtype == np.float32
     assert named["face_prob"] == pytest.approx(0.99)
     assert (named["box_x"], named["box_y"], named["box_w"], named["box_h"]) == pytest.approx((0.25, 0.25, 0.25, 0.6))
     assert (named["left_eye_x"], named["left_eye_y"]) == pytest.approx((0.3, 40 / 120))
@@ -77,10 +80,10 @@ def test_face_vector_geometry_of_an_upright_face():
 def test_face_vector_roll_and_yaw_signs():
     box = np.array([0.0, 0.0, 100.0, 100.0])
     tilted = np.array([[30.0, 40.0], [70.0, 50.0], [50.0, 60.0], [35.0, 80.0], [65.0, 85.0]])
-    assert dict(zip(VISUAL_FEATURE_NAMES, face_vector(box, 1.0, tilted, 100, 100)))["roll_rad"] == \
+    assert dict(zip(GEOMETRY_FEATURE_NAMES, face_vector(box, 1.0, tilted, 100, 100)))["roll_rad"] == \
         pytest.approx(math.atan2(10, 40), abs=1e-6)
     turned = np.array([[30.0, 40.0], [70.0, 40.0], [60.0, 60.0], [35.0, 80.0], [65.0, 80.0]])
-    assert dict(zip(VISUAL_FEATURE_NAMES, face_vector(box, 1.0, turned, 100, 100)))["nose_along_eyes"] == \
+    assert dict(zip(GEOMETRY_FEATURE_NAMES, face_vector(box, 1.0, turned, 100, 100)))["nose_along_eyes"] == \
         pytest.approx(0.25)
 
 
@@ -161,12 +164,34 @@ def test_pool_frames_averages_runs_and_the_tail():
     np.testing.assert_allclose(pool_frames(values, 2), [[1, 2], [5, 6], [8, 9]])
 
 
-def test_voiced_seconds_counts_loud_steps_only():
+def test_silence_noise_and_tones_are_not_speech():
     rate = 16_000
-    quiet = np.full(rate, 0.001, np.float32)  # -60 dBFS
-    loud = (0.5 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
-    assert voiced_seconds(quiet) == 0.0
-    assert voiced_seconds(np.concatenate([quiet, loud])) == pytest.approx(1.0, abs=0.05)
+    rng = np.random.default_rng(0)
+    for name, signal in {
+        "digital silence": np.zeros(6 * rate),
+        "noise at -60 dBFS": 0.001 * rng.standard_normal(20 * rate),
+        "loud white noise": 0.1 * rng.standard_normal(4 * rate),
+        "brown noise": np.cumsum(rng.standard_normal(4 * rate)) * 0.001,
+        "sine tone": 0.5 * np.sin(2 * np.pi * 220 * np.arange(4 * rate) / rate),
+    }.items():
+        assert spoken_seconds(speech_spans(signal.astype(np.float32))) < 0.25, name
+
+
+def test_speech_spans_find_real_speech_inside_silence():
+    wav = REPO.parent / "shared" / "data" / "emodb" / "wav" / "03a01Fa.wav"
+    if not wav.exists():
+        pytest.skip("needs ../shared/data/emodb")
+    from extractors.media import MediaReader, probe_media
+
+    reader = MediaReader(probe_media(wav), 5.0, 320, 16, threads=1)
+    for _ in reader.frame_batches():
+        pass
+    speech = reader.audio.samples
+    padded = np.concatenate([np.zeros(3 * 16_000, np.float32), speech, np.zeros(5 * 16_000, np.float32)])
+    spans = speech_spans(padded)
+    assert spoken_seconds(spans) == pytest.approx(spoken_seconds(speech_spans(speech)), abs=0.15)
+    assert spans[0][0] >= 2.8 and spans[-1][1] <= 3.0 + len(speech) / 16_000 + 0.2
+    assert inside(np.array([1.0, 4.0, 9.0]), spans).tolist() == [False, True, False]
 
 
 def test_long_audio_is_processed_in_pieces_on_one_time_line(monkeypatch):

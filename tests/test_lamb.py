@@ -165,17 +165,43 @@ def test_mc_dropout_uncertainty_range_and_determinism():
     assert model.training  # mode restored
 
 
-def test_mc_dropout_matches_its_definition():
+def test_probabilities_are_one_eval_pass_and_uncertainty_is_the_mc_spread():
     config = tiny(dropout=0.3, mc_samples=5, mc_seed=7)
     model = build(config).eval()
     batch = make_batch()
     pred = model.predict(batch)
     assert not model.training
+    deterministic = model(batch).probs.detach()  # eval mode: no dropout
+    assert torch.allclose(pred.probs, deterministic, atol=1e-6)
     torch.manual_seed(7)
     model.train()  # every dropout active; LAMB has no other train/eval-dependent layer
     passes = torch.stack([model(batch).probs.detach() for _ in range(5)])
-    assert torch.allclose(pred.probs, passes.mean(0), atol=1e-6)
+    assert not torch.allclose(pred.probs, passes.mean(0), atol=1e-4)  # not the MC mean any more
     assert torch.allclose(pred.uncertainty, 2 * passes.std(0, correction=0), atol=1e-6)
+    fast = model.predict(batch, with_uncertainty=False)  # validation: no MC passes
+    assert fast.uncertainty is None and torch.equal(fast.probs, pred.probs)
+
+
+def test_decoder_residual_is_the_standard_decoder_and_printed_variant_is_unchanged():
+    printed = build(tiny())
+    assert not any("label_norm" in name or "token_norm" in name for name, _ in printed.named_parameters())
+    torch.manual_seed(0)
+    residual = build(tiny(decoder_residual=True)).eval()
+    layer = residual.decoder[0]
+    assert layer.residual and isinstance(layer.label_norm, torch.nn.LayerNorm)
+    batch = make_batch()
+    probs = residual(batch).probs
+    assert probs.shape == (4, 3) and torch.isfinite(probs).all()
+    # Residual path: zeroing both attentions' output projections leaves D~ = LN(D), D^ = LN(D~).
+    labels = torch.randn(2, 3, 16)
+    tokens, valid = torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        for attn in (layer.label_attn, layer.token_attn):
+            attn.out_proj.weight.zero_()
+            attn.out_proj.bias.zero_()
+        expected_hat = layer.token_norm(layer.label_norm(labels))
+        expected = layer.norm(expected_hat + layer.mlp(expected_hat))
+        assert torch.allclose(layer(labels, tokens, valid, None), expected, atol=1e-5)
 
 
 def test_attention_dropout_alone_is_sampled_by_mc_dropout():
@@ -191,7 +217,8 @@ def test_mc_seed_minus_one_uses_global_rng():
     torch.manual_seed(1)
     b = model.predict(batch)
     c = model.predict(batch)
-    assert torch.equal(a.probs, b.probs) and not torch.equal(b.probs, c.probs)
+    assert torch.equal(a.uncertainty, b.uncertainty) and not torch.equal(b.uncertainty, c.uncertainty)
+    assert torch.equal(b.probs, c.probs)  # probabilities come from the deterministic pass
 
 
 def test_no_dropout_gives_zero_uncertainty():

@@ -423,3 +423,51 @@ def test_training_state_is_gathered_across_ranks(tmp_path):
         assert torch.equal(value, r1["state"][key]), key
     assert torch.equal(r0["ref"], r1["ref"])
     assert r0["state"]["tracker.seen"].tolist() == [1.0] * 6  # both ranks' samples recorded
+
+
+# ---------------------------------------------------------------- the authors' SupCon variant and presets
+
+def test_scl_absent_labels_makes_every_label_of_a_present_modality_an_anchor():
+    model = fresh_model(scl_absent_labels=True)
+    q = model.config.num_labels
+    out = model(make_batch(model.config))
+    labels = LABELS[:, :q]
+    anchors, classes = model._contrastive_anchors(out.aux["mu"], out.aux["sigma"], out.aux["present"], labels)
+    present = out.aux["present"]
+    assert anchors.shape[0] == int(present.sum()) * q  # positive and absent labels alike
+    expected = []
+    for b in range(labels.shape[0]):
+        for m in range(3):
+            if present[b, m]:
+                expected += [m * q + i if labels[b, i] > 0.5 else 3 * q + m * q + i for i in range(q)]
+    assert classes.tolist() == expected
+
+
+def test_scl_absent_labels_loss_depends_on_inputs_without_positive_labels():
+    """Paper variant: a batch without positive labels has no anchors, L_scl = 0 whatever the input;
+    authors' variant: absent labels are classes too, so L_scl is positive and changes with the input."""
+    empty = LABELS[:, :3] * 0
+    for absent, expect_loss in ((False, False), (True, True)):
+        values = []
+        for seed in (0, 1):
+            model = fresh_model(scl_absent_labels=absent, scl_renormalise=absent, queue_size=0)
+            out = model(make_batch(model.config, seed=seed))
+            values.append(float(model._contrastive(out.aux["mu"], out.aux["sigma"], out.aux["present"], empty).detach()))
+        if expect_loss:
+            assert values[0] > 0 and values[0] != pytest.approx(values[1])
+        else:
+            assert values == [0.0, 0.0]
+
+
+def test_authors_preset_values_and_sources():
+    entry = get_entry("lddu")
+    authors = entry.presets["authors"]
+    assert entry.presets["paper"] == {}
+    expected = {"lr": 2e-4, "batch_size": 64, "latent_dim": 128, "weight_decay": 0.01, "grad_clip": 1.0,
+                "scl_absent_labels": True, "scl_renormalise": True, "threshold_mode": "fixed", "threshold": 0.21}
+    assert {k: authors[k] for k in expected} == expected
+    assert set(entry.preset_sources) == set(authors)  # every authors' value names its source file
+    config = apply_overrides(LDDUConfig(), authors)
+    model = LDDU(dataclasses.replace(config, hidden=16, heads=2, ff_dim=16, proj_dim=8, d_z=8, encoder_hidden=8,
+                                     classifier_hidden=8, input_dims={"text": 12, "audio": 8, "visual": 6}))
+    assert model.dist_mu.weight.shape[-1] == 128 and model.dist_mu.weight.shape[1] == 1  # per modality

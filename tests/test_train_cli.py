@@ -189,9 +189,9 @@ class SplitRecorder:
         self.real = real
         self.sizes: list[int] = []
 
-    def __call__(self, model, dataset, batch_size, device, indices=None):
+    def __call__(self, model, dataset, batch_size, device, indices=None, with_uncertainty=True):
         self.sizes.append(len(dataset) if indices is None else len(indices))
-        return self.real(model, dataset, batch_size, device, indices)
+        return self.real(model, dataset, batch_size, device, indices, with_uncertainty)
 
 
 LEARNING_OVERRIDES = {"lddu": ["beta_scl=0"]}

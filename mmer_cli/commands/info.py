@@ -1,4 +1,4 @@
-"""`mmer models`: list the registered networks and their config options with defaults."""
+"""`mmer models`: list the registered networks and their config options under each preset."""
 
 from __future__ import annotations
 
@@ -7,18 +7,27 @@ import dataclasses
 from rich.console import Console
 from rich.table import Table
 
+from models.config import PRESET_NAMES
 from models.registry import get_entry, model_names
 
 
 def models_command() -> None:
-    """List registered models and every config option with its default."""
+    """List registered models and every config option's value under each preset (--preset)."""
     console = Console()
     for name in model_names():
         entry = get_entry(name)
-        table = Table(title=f"{name} ({entry.config_class.__name__})")
+        defaults = entry.config_class()
+        presets = entry.presets
+        sources = entry.preset_sources
+        table = Table(title=f"{name} ({entry.config_class.__name__}); presets for `mmer train --preset`")
         table.add_column("option")
-        table.add_column("default")
+        for preset in PRESET_NAMES:
+            table.add_column(preset)
+        table.add_column("source of the authors' value")
         for f in dataclasses.fields(entry.config_class):
-            default = getattr(entry.config_class(), f.name)
-            table.add_row(f.name, repr(default))
+            default = getattr(defaults, f.name)
+            cells = [repr(presets[preset].get(f.name, default)) for preset in PRESET_NAMES]
+            table.add_row(f.name, *cells, sources.get(f.name, ""))
+        if not presets["authors"]:
+            table.caption = "no public code of the authors found: the authors preset equals the paper preset"
         console.print(table)

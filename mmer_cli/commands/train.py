@@ -15,7 +15,11 @@ from rich.table import Table
 
 from mmer_cli.commands.common import user_errors
 from mmer_cli.datasets import dataset_names
-from mmer_cli.training import SELECT_METRICS, EpochRecord, RunStart, TrainOptions, TrainReporter, TrainResult, train
+from mmer_cli.training import (
+    SELECT_METRICS, SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainOptions, TrainReporter, TrainResult, train,
+    train_seeds,
+)
+from models.config import PRESET_NAMES, THRESHOLD_MODES
 from models.registry import model_names
 
 
@@ -34,7 +38,7 @@ def _start_line(start: RunStart) -> str:
     sizes = ", ".join(f"{k} {v}" for k, v in start.split_sizes.items())
     verb = f"resuming at epoch {start.start_epoch}" if start.resumed else "training"
     return (
-        f"{verb}: {start.model} on {start.dataset} ({sizes}), {start.num_parameters:,} parameters, "
+        f"{verb}: {start.model} ({start.preset} preset) on {start.dataset} ({sizes}), {start.num_parameters:,} parameters, "
         f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device} -> {start.run_dir}"
     )
 
@@ -71,6 +75,10 @@ class ProgressReporter(PlainReporter):
 
     def run_started(self, start: RunStart) -> None:
         super().run_started(start)
+        for task in (self.epoch_task, self.step_task):  # the previous seed's bars (--seeds)
+            if task is not None:
+                self.progress.remove_task(task)
+        self.step_task = None
         self.progress.start()
         self.epoch_task = self.progress.add_task("epochs", total=start.epochs, completed=start.start_epoch - 1, info="")
 
@@ -102,14 +110,30 @@ class ProgressReporter(PlainReporter):
 def render_result(result: TrainResult, console: Console) -> None:
     """Summary table: best epoch and the test metrics of the best checkpoint."""
     test = result.test.as_dict()
+    thresholds = ("per-label thresholds tuned on validation" if result.test.threshold_mode == "per_label"
+                  else f"fixed threshold {result.test.thresholds[0]:g}")
     table = Table(title=f"best epoch {result.best_epoch} of {result.epochs_run} (validation {result.select_metric} "
-                        f"{result.best_value:.4f}); test split, per-label thresholds tuned on validation")
+                        f"{result.best_value:.4f}); test split, {thresholds}")
     table.add_column("metric")
     table.add_column("test", justify="right")
     for key in ("acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier"):
         table.add_row(key, f"{test[key]:.4f}")
     console.print(table)
     console.print(f"run directory: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
+
+
+def render_seeds(result: SeedsResult, console: Console) -> None:
+    """Test metrics over the seeds: mean ± std (sample) and each seed's value."""
+    table = Table(title=f"test split over {len(result.seeds)} seeds ({', '.join(map(str, result.seeds))}): "
+                        f"mean ± std (sample std, n - 1)")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("per seed", justify="right")
+    for key in SUMMARY_METRICS:
+        summary = result.summary[key]
+        table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
+    console.print(table)
+    console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
 
 
 def train_command(
@@ -130,20 +154,32 @@ def train_command(
     select_metric: str = typer.Option("micro_f1", "--select-metric", help=f"Validation metric that picks the best epoch: {', '.join(SELECT_METRICS)}."),
     tiny: bool = typer.Option(False, "--tiny", help="Start from the model's tiny config (smoke tests and demos)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes (0 = deterministic, in-process)."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help=f"Starting values: {' or '.join(PRESET_NAMES)} (default paper; values: `mmer models`)."),
+    threshold_mode: Optional[str] = typer.Option(
+        None, "--threshold-mode", help=f"Decision thresholds: {' or '.join(THRESHOLD_MODES)} (tuned per label on validation, or one fixed value)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="The fixed decision threshold (implies --threshold-mode fixed)."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", help="Train N runs (seeds --seed, --seed+1, ...) into OUT/seed-<seed>/ and summarise them in OUT/seeds_summary.json."),
 ) -> None:
     """Train on a benchmark: select the best epoch and tune thresholds on validation, then test once."""
     options = TrainOptions(
         model=model, dataset=dataset, data=data, labels=labels, config_file=config, overrides=list(overrides),
         epochs=epochs, batch_size=batch_size, device=device, threads=threads, seed=seed, out=out, resume=resume,
-        select_metric=select_metric, tiny=tiny, workers=workers,
+        select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
+        threshold=threshold, seeds=1 if seeds is None else seeds,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)
     try:
         with user_errors():
-            result = train(options, reporter)
+            result = train(options, reporter) if seeds is None else train_seeds(options, reporter)
     finally:
         if isinstance(reporter, ProgressReporter):
             reporter.close()
-    if result.test is not None:  # None on ranks > 0 under torchrun: only rank 0 prints
+    # Only rank 0 prints under torchrun (others have no test report / summary).
+    if isinstance(result, SeedsResult):
+        if result.summary:
+            render_seeds(result, console)
+    elif result.test is not None:
         render_result(result, console)

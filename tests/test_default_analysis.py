@@ -1,0 +1,116 @@
+"""`mmer analyze` with the shipped defaults, end to end through the CLI: the face counts, no signal
+is no answer, and silence around the content does not change it. Both shipped models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+NAMES = ("lddu", "lamb")
+RATE = 16_000
+
+
+def mmer_json(*args: str, cache: Path) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-m", "mmer_cli", "analyze", *args, "-f", "json", "--threads", "1"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "MMER_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def write_video(path: Path, frame: np.ndarray, seconds: float, fps: int = 10) -> Path:
+    """A silent H.264 clip showing `frame` (H, W, 3) uint8 RGB for `seconds`."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+        for _ in range(int(seconds * fps)):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def top(result: dict) -> str:
+    return max(result["emotions"], key=lambda e: e["probability"])["label"]
+
+
+@pytest.fixture(scope="module")
+def smile_clip(tmp_path_factory) -> Path:
+    image = SHARED / "media" / "astronaut.png"
+    if not image.exists():
+        pytest.skip("needs ../shared/media/astronaut.png")
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    return write_video(tmp_path_factory.mktemp("smile") / "astronaut.mp4", rgb, 2.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_silent_smiling_portrait_is_happy_from_the_face(name, smile_clip, tmp_path):
+    [result] = mmer_json(str(smile_clip), "--model", name, cache=tmp_path)
+    assert top(result) == "happy" and "happy" in result["predicted"]
+    evidence = result["by_modality"]
+    assert evidence["audio"] is None and evidence["text"] is None
+    assert max(evidence["visual"], key=evidence["visual"].get) == "happy"
+    assert not any("not used" in w for w in result["warnings"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_face_no_voice_no_words_is_no_answer(name, tmp_path):
+    grey = write_video(tmp_path / "grey.mp4", np.full((120, 160, 3), 128, np.uint8), 2.0)
+    noise = write_wav(tmp_path / "noise.wav", 0.001 * np.random.default_rng(0).standard_normal(8 * RATE))
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(6 * RATE))
+    for result in mmer_json(str(grey), str(noise), str(silence), "--model", name, cache=tmp_path):
+        assert result["predicted"] == [], result["file"]
+        assert all(e["probability"] == 0 and e["uncertainty"] == 1 for e in result["emotions"])
+        assert any(w.startswith("no usable stream") for w in result["warnings"])
+        assert all(v is None for v in result["by_modality"].values())
+
+
+@pytest.fixture(scope="module")
+def utterance() -> np.ndarray:
+    wav = SHARED / "data" / "emodb" / "wav" / "03a01Wa.wav"  # speaker 03, anger
+    if not wav.exists():
+        pytest.skip("needs ../shared/data/emodb")
+    from extractors.media import MediaReader, probe_media
+
+    reader = MediaReader(probe_media(wav), 5.0, 320, 16, threads=1)
+    for _ in reader.frame_batches():
+        pass
+    return reader.audio.samples
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_silence_around_speech_does_not_change_the_answer(name, utterance, tmp_path):
+    gap = np.zeros(10 * RATE, np.float32)
+    clips = [write_wav(tmp_path / f"{k}.wav", s) for k, s in
+             (("plain", utterance), ("after", np.concatenate([utterance, gap])),
+              ("before", np.concatenate([gap, utterance])))]
+    results = mmer_json(*map(str, clips), "--model", name, "--window", "2", cache=tmp_path)
+    plain = results[0]
+    assert plain["predicted"], "the utterance itself should give an answer"
+    for padded in results[1:]:
+        assert padded["predicted"] == plain["predicted"], padded["file"]
+        for a, b in zip(plain["emotions"], padded["emotions"]):
+            assert b["probability"] == pytest.approx(a["probability"], abs=0.02)
+    for result in results:  # the whole clip claims nothing that no window shows
+        shown = {label for s in result["segments"] for label in s["predicted"]}
+        assert set(result["predicted"]) <= shown, result["file"]
