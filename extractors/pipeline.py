@@ -219,7 +219,7 @@ class FeatureExtractor:
         result = FeatureSet(
             features={"text": text, "audio": acoustic, "visual": visual},
             times={"text": text_times, "audio": acoustic_times, "visual": visual_times},
-            spec=self.spec, transcript=" ".join(w.text for w in words),
+            spec=self.spec, transcript=" ".join(w.text for w in words), words=words,
             duration_s=info.duration_s or max(audio.seconds, float(visual_times[-1]) if len(visual_times) else 0.0),
             stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames, seconds=audio.seconds,
                                 voiced=voiced, tokens=int(text.shape[0])),

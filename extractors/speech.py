@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from extractors.cache import file_sha256
 from extractors.errors import ExtractionError
+from extractors.featureset import Word
 from extractors.media import AUDIO_RATE_HZ
 
 TRANSCRIPT_SUFFIXES = (".txt", ".srt", ".vtt")
@@ -22,15 +22,6 @@ log-mel input of a piece is computed at once), cut at the quietest 20 ms of the 
 _CUT_SEARCH_S, _CUT_FRAME_S = 5.0, 0.02
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")  # [HH:]MM:SS(,|.)mmm
 _MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # <i>, <v Speaker>, {\an8} styling in subtitles
-
-
-@dataclass(frozen=True)
-class Word:
-    """One spoken or written word and when it starts/ends, in seconds from the media start."""
-
-    text: str
-    start_s: float
-    end_s: float
 
 
 def spread_words(text: str, start_s: float, end_s: float) -> list[Word]:

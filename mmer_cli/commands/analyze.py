@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze
+from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze, expand_inputs
 from mmer_cli.commands.common import FileProgress, fail, user_errors
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import DEVICE_CHOICES
@@ -25,6 +25,15 @@ class AnalyzeFormat(str, enum.Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"
+    eaf = "eaf"
+    vtt = "vtt"
+
+
+PER_CLIP_SUFFIXES = {AnalyzeFormat.eaf: ".eaf", AnalyzeFormat.vtt: ".vtt"}
+"""Formats written as one file per clip (see `export_paths`)."""
+TIMELINE_FORMATS = {AnalyzeFormat.html, AnalyzeFormat.eaf, AnalyzeFormat.vtt}
+"""Formats built on per-window results: without --window they get `auto_window` windows."""
 
 
 def _write(text: str, output: Optional[Path]) -> None:
@@ -38,12 +47,24 @@ def _write(text: str, output: Optional[Path]) -> None:
         raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
 
 
+def _write_per_clip(outcomes: list, output_format: AnalyzeFormat, output: Optional[Path]) -> None:
+    """-f eaf / -f vtt: one file per analysed clip (paths: `export_paths`)."""
+    from mmer_cli.export_elan import to_eaf
+    from mmer_cli.export_paths import export_paths
+    from mmer_cli.export_vtt import to_vtt
+
+    results = [o for o in outcomes if isinstance(o, ClipResult)]
+    for result, path in export_paths(output, results, len(outcomes), PER_CLIP_SUFFIXES[output_format]):
+        _write(to_eaf(result, path) if output_format is AnalyzeFormat.eaf else to_vtt(result), path)
+
+
 def analyze_command(
     inputs: list[Path] = typer.Argument(..., metavar="CLIP|DIR...", help="Media files, or folders of media files.", show_default=False),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|CHECKPOINT",
                               help="A model name (its shipped default checkpoint) or a .safetensors checkpoint from `mmer train`."),
-    output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input) or csv (one row per clip)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout."),
+    output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input), csv (one row per clip), "
+                                                     "html (interactive report), eaf (ELAN) or vtt (WebVTT subtitles)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout (eaf/vtt with several inputs: a folder, one file per clip)."),
     device: str = typer.Option("auto", "--device", help=f"Where the networks run: {' | '.join(DEVICE_CHOICES)}."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads for torch (default: torch's choice)."),
     fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the rate the model was trained with)."),
@@ -59,8 +80,13 @@ def analyze_command(
     """
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
+    if output_format in PER_CLIP_SUFFIXES:
+        from mmer_cli.export_paths import export_paths
+
+        with user_errors():  # refuse a missing/unusable --output before any media is read
+            export_paths(output, [], len(expand_inputs(inputs)), PER_CLIP_SUFFIXES[output_format])
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
-                             window_s=window, use_cache=not no_cache)
+                             window_s=window, auto_window=output_format in TIMELINE_FORMATS, use_cache=not no_cache)
     progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():
@@ -73,6 +99,12 @@ def analyze_command(
             _write(to_json(outcomes), output)
         elif output_format is AnalyzeFormat.csv:
             _write(to_csv(outcomes), output)
+        elif output_format is AnalyzeFormat.html:
+            from mmer_cli.report_html import to_html
+
+            _write(to_html(outcomes, output), output)
+        elif output_format in PER_CLIP_SUFFIXES:
+            _write_per_clip(outcomes, output_format, output)
         elif output is None:
             render_tables(outcomes, Console())
         else:
