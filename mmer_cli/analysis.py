@@ -310,8 +310,13 @@ class Analyzer:
         names, q = self.info.label_names, len(self.info.label_names)
         usable = [any(v is not None for v in e.values()) for e in evidence]
         if self.fusion is not None:
-            fused = [self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
-                                       for m, v in e.items()}) for e in evidence]
+            clip_end = spans[-1][1]
+            fused = []
+            for (a, b), e in zip(spans, evidence):
+                frames = features.window(a, math.inf if b >= clip_end else b).features
+                fused.append(self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
+                                               for m, v in e.items()},
+                                              {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}))
             probs = np.stack([p for p, _ in fused])
             uncertainty = np.stack([u for _, u in fused])
             thresholds = self.fusion.thresholds

@@ -78,7 +78,8 @@ def test_no_face_no_voice_no_words_is_no_answer(name, tmp_path):
     grey = write_video(tmp_path / "grey.mp4", np.full((120, 160, 3), 128, np.uint8), 2.0)
     noise = write_wav(tmp_path / "noise.wav", 0.001 * np.random.default_rng(0).standard_normal(8 * RATE))
     silence = write_wav(tmp_path / "silence.wav", np.zeros(6 * RATE))
-    for result in mmer_json(str(grey), str(noise), str(silence), "--model", name, cache=tmp_path):
+    tone = write_wav(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * np.arange(4 * RATE) / RATE))
+    for result in mmer_json(str(grey), str(noise), str(silence), str(tone), "--model", name, cache=tmp_path):
         assert result["predicted"] == [], result["file"]
         assert all(e["probability"] == 0 and e["uncertainty"] == 1 for e in result["emotions"])
         assert any(w.startswith("no usable stream") for w in result["warnings"])
