@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,10 @@ import numpy as np
 from extractors.cache import file_sha256
 from extractors.errors import ExtractionError
 from extractors.media import AUDIO_RATE_HZ
+
+# onnxruntime (faster-whisper's voice-activity detector) would otherwise write a device id under
+# ~/.cache/Microsoft/DeveloperTools/ for its telemetry; it reads this switch when it loads.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 TRANSCRIPT_SUFFIXES = (".txt", ".srt", ".vtt")
 ASR_BEAM_SIZE = 1
@@ -77,14 +82,21 @@ def _subtitle_words(path: Path, text: str) -> list[Word]:
 
 def read_transcript(path: str | Path, duration_s: float) -> list[Word]:
     """Words of a transcript file. .srt/.vtt keep their cue times; a plain .txt has no times, so its
-    words are spread evenly over [0, duration_s)."""
+    words are spread evenly over [0, duration_s). An empty file gives no words. Raises ExtractionError
+    (one line) for a file that is not UTF-8 text or has a malformed cue."""
     path = Path(path)
     if path.suffix.lower() not in TRANSCRIPT_SUFFIXES:
         raise ExtractionError(f"{path}: transcript must be one of {', '.join(TRANSCRIPT_SUFFIXES)}")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ExtractionError(f"{path}: cannot read transcript ({' '.join(str(err).split())})") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise ExtractionError(f"{path}: cannot read transcript ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ExtractionError(f"{path}: transcript is not UTF-8 text (binary file?)") from None
+    if "\x00" in text:
+        raise ExtractionError(f"{path}: transcript is not text (it contains NUL bytes: a binary file?)")
     if path.suffix.lower() == ".txt":
         return spread_words(text, 0.0, duration_s)
     return _subtitle_words(path, text)
