@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from extractors.cache import default_cache_dir
 from mmer_cli.analysis import ClipResult
 from mmer_cli.errors import UserError
 
@@ -14,6 +16,8 @@ DPI = 110
 def plot_timeline(result: ClipResult, path: Path) -> Path:
     """Draw one step line per emotion (probability of each window, held over the window) with a
     dot on the windows where the emotion is predicted present. Needs `result.segments`."""
+    # matplotlib keeps its font cache in mmer's cache folder, not in ~/.cache and ~/.config
+    os.environ.setdefault("MPLCONFIGDIR", str(default_cache_dir() / "matplotlib"))
     import matplotlib
 
     matplotlib.use("Agg")
