@@ -119,10 +119,12 @@ def probe_media(path: str | Path) -> MediaInfo:
     check_readable(path)
     try:
         with av.open(str(path)) as container:
+            # a stream whose codec FFmpeg does not know has no codec context: it cannot be decoded
             video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
+            video, audio = (s if s is not None and s.codec_context is not None else None for s in (video, audio))
             if video is None and audio is None:
-                raise _fail(path, "no audio or video stream")
+                raise _fail(path, "no audio or video stream (that FFmpeg can decode)")
             if audio is None and any(part in container.format.name for part in _STILL_IMAGE_FORMATS):
                 raise _fail(path, f"a still image ({container.format.name.split('_')[0]}), not a video or audio recording")
             durations = [float(s.duration * s.time_base) for s in (video, audio)

@@ -25,7 +25,7 @@ ASR_CHUNK_S = 120.0
 """Longer audio is recognised in pieces of at most this many seconds (bounded memory: whisper's
 log-mel input of a piece is computed at once), cut at the quietest 20 ms of the piece's last 5 s."""
 _CUT_SEARCH_S, _CUT_FRAME_S = 5.0, 0.02
-_TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")  # [HH:]MM:SS(,|.)mmm
+_TIMESTAMP = re.compile(r"^(?:(\d{1,6}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")  # [HH:]MM:SS(,|.)mmm
 _MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # <i>, <v Speaker>, {\an8} styling in subtitles
 
 
