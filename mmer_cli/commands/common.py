@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +38,8 @@ def check_output_file(option: str, path: Path) -> None:
         raise UserError(f"{option} {path}: is a folder, expected a file name")
     if not path.parent.is_dir():
         raise UserError(f"{option} {path}: folder {path.parent} does not exist (create it first)")
+    if not os.access(path.parent, os.W_OK):
+        raise UserError(f"{option} {path}: folder {path.parent} is not writable")
 
 
 def report_written(what: str, path: Path) -> None:
