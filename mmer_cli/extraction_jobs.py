@@ -127,7 +127,7 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
     header, rows = _read_csv_rows(labels_csv)
     missing = [c for c in ("file", "split") if c not in header]
     if missing:
-        raise UserError(f"{labels_csv}: missing column(s) {', '.join(missing)} (header: {', '.join(header) or 'empty'})")
+        raise UserError(f"{labels_csv}: missing column(s) {', '.join(missing)} (header: {', '.join(map(repr, header)) or 'empty'})")
     names_column = "labels" in header
     if names_column:
         per_row = [[n.strip() for n in LABEL_SEPARATORS.split(row["labels"]) if n.strip()] for row in rows]
