@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +11,6 @@ import numpy as np
 from extractors.cache import file_sha256
 from extractors.errors import ExtractionError
 from extractors.media import AUDIO_RATE_HZ
-
-# onnxruntime (faster-whisper's voice-activity detector) would otherwise write a device id under
-# ~/.cache/Microsoft/DeveloperTools/ for its telemetry; it reads this switch when it loads.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 TRANSCRIPT_SUFFIXES = (".txt", ".srt", ".vtt")
 ASR_BEAM_SIZE = 1

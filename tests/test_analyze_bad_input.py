@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from mmer_cli.analysis import AnalyzeOptions, ClipFailure, ClipResult, analyze
 from mmer_cli.cli import app
 from models.checkpoint import save_checkpoint
 from models.registry import build_model, get_entry
+from tests.privileges import shared_tmpdir, unprivileged
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -179,30 +179,11 @@ def test_truncated_mp4_whose_streams_end_early(outcomes):
     assert "truncated" in failure(outcomes, "truncated_streams")
 
 
-def _unprivileged() -> list[str]:
-    """A command prefix under which a process cannot read mode-000 files: none for a normal user; as
-    root (CI), `setpriv` to the user nobody when it can run this interpreter, else root without its
-    capabilities (file permissions then apply to root too)."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv to drop privileges")
-    for prefix in ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"],
-                   [setpriv, "--bounding-set=-all", "--inh-caps=-all"]):
-        probe = subprocess.run([*prefix, sys.executable, "-c", "import mmer_cli"], cwd=REPO, capture_output=True)
-        if probe.returncode == 0:
-            return prefix
-    pytest.skip("setpriv cannot drop privileges here")
-
-
 def test_unreadable_file_named_or_in_a_folder_fails_alone(checkpoint):
     """Through the CLI in a real process that obeys file permissions: the mode-000 file named on the
     command line and the one inside a folder each fail alone (exit 1); the readable clip is analysed."""
-    prefix = _unprivileged()
-    root = Path(tempfile.mkdtemp(prefix="mmer-unreadable-"))  # world-traversable, unlike pytest's tmp_path
-    try:
-        root.chmod(0o755)
+    prefix = unprivileged()
+    with shared_tmpdir() as root:
         model = shutil.copy(checkpoint, root / "tiny.safetensors")
         folder = root / "folder"
         folder.mkdir()
@@ -217,8 +198,6 @@ def test_unreadable_file_named_or_in_a_folder_fails_alone(checkpoint):
                                str(readable), "--model", str(model), "-f", "json", "--no-cache"],
                               cwd=REPO, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(root)})
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "Usage:" not in proc.stderr
     data = json.loads(proc.stdout)
