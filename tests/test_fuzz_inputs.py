@@ -296,7 +296,7 @@ def _cli_lines_ok(result, codes: tuple[int, ...]) -> None:
 
 
 @fuzz(40)
-@given(pair=SCORE_PAIR, key=st.sampled_from([None, "file"]))
+@given(pair=SCORE_PAIR, key=st.sampled_from(["file", "file", "file", None]))
 def test_score_cli(cases, pair, key, monkeypatch):
     truth, pred = pair
     case = cases()
