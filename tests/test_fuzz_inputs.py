@@ -16,12 +16,15 @@ The figures of a committed run are in docs/reliability.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pickle
+import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -62,6 +65,25 @@ def fuzz(examples: int):
                                            HealthCheck.data_too_large, HealthCheck.large_base_example])
 
 
+class CaseTimedOut(BaseException):
+    """A case ran past its limit (a BaseException, so no `except Exception` in a parser hides it)."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Interrupt the block after `seconds` (SIGALRM; the tests run in the main thread)."""
+    def expire(signum, frame):
+        raise CaseTimedOut(f"one case ran past {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class Case:
     """One fuzz case in a fresh folder: write the input, run the parser, check the outcome."""
 
@@ -83,7 +105,8 @@ class Case:
         naming one of this case's inputs (or one of `options`). Anything else fails the case."""
         started = time.perf_counter()
         try:
-            result = parse()
+            with deadline(limit_s):
+                result = parse()
             if errors:
                 event("valid result")
         except errors as err:
