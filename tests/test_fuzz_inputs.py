@@ -424,6 +424,7 @@ PICKLES = _valid_pickles()
 @given(data=st.one_of(st.binary(max_size=300), st.sampled_from(PICKLES).flatmap(mutated),
                       st.sampled_from(PICKLES).flatmap(lambda p: mutated(p, max_edits=2, min_edits=0)),
                       st.sampled_from(PICKLES).flatmap(lambda p: mutated(p, hot=(0, 64)))))
+@example(data=b"\x80\x04\x8c\x16\numpy._core.multiarray\x8c\x0c_reconstruct\x93.")  # a newline in a global's name
 def test_benchmark_pickles(cases, data):
     case = cases()
     path = case.write("benchmark.pkl", data)
