@@ -76,6 +76,7 @@ def _check_settings(settings: ExtractionSettings) -> None:
             raise ExtractionError(f"{path}: transcript must be one of {', '.join(TRANSCRIPT_SUFFIXES)}")
         if not path.is_file():
             raise ExtractionError(f"{path}: transcript file not found")
+        read_transcript(path, 0.0)  # a binary or malformed file is refused before any media work
 
 
 def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
@@ -289,6 +290,8 @@ class FeatureExtractor:
                 warnings.append("no audio track: audio features absent")
             elif voiced < MIN_VOICED_S:
                 warnings.append("no speech in the audio (silence or noise): audio features absent")
+            if not words:
+                warnings.append("the transcript file has no words: text features absent")
             return words
         if not info.has_audio:
             warnings.append("no audio track: audio and text features absent")

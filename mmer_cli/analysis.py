@@ -216,10 +216,10 @@ class Analyzer:
     """
 
     def __init__(self, options: AnalyzeOptions) -> None:
-        if options.window_s is not None and options.window_s <= 0:
-            raise UserError(f"--window must be > 0 seconds, got {options.window_s:g}")
-        if options.fps is not None and options.fps <= 0:
-            raise UserError(f"--fps must be > 0, got {options.fps:g}")
+        if options.window_s is not None and not (math.isfinite(options.window_s) and options.window_s > 0):
+            raise UserError(f"--window must be > 0 seconds (a finite number), got {options.window_s:g}")
+        if options.fps is not None and not (math.isfinite(options.fps) and options.fps > 0):
+            raise UserError(f"--fps must be > 0 (a finite number), got {options.fps:g}")
         if options.transcript is not None and not Path(options.transcript).is_file():
             raise UserError(f"--transcript {options.transcript}: file not found")
         set_threads(options.threads)

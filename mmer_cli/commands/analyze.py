@@ -10,11 +10,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze, expand_inputs
-from mmer_cli.commands.common import FileProgress, fail, user_errors
+from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze, expand_inputs, resolve_checkpoint
+from mmer_cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import DEVICE_CHOICES
 from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
+from models.checkpoint import read_checkpoint_info
 
 TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
 
@@ -41,7 +42,6 @@ def _write(text: str, output: Optional[Path]) -> None:
         sys.stdout.write(text)
         return
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as err:
         raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
@@ -59,18 +59,21 @@ def _write_per_clip(outcomes: list, output_format: AnalyzeFormat, output: Option
 
 
 def analyze_command(
-    inputs: list[Path] = typer.Argument(..., metavar="CLIP|DIR...", help="Media files, or folders of media files.", show_default=False),
+    # readable=False: an unreadable file fails alone (exit 1) in `analyze`, like one inside a folder
+    inputs: list[Path] = typer.Argument(..., metavar="CLIP|DIR...", help="Media files, or folders of media files.", show_default=False,
+                                        readable=False),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|CHECKPOINT",
                               help="A model name (its shipped default checkpoint) or a .safetensors checkpoint from `mmer train`."),
     output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input), csv (one row per clip), "
                                                      "html (interactive report), eaf (ELAN) or vtt (WebVTT subtitles)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout (eaf/vtt with several inputs: a folder, one file per clip)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout (its folder must exist; eaf/vtt with several inputs: a folder, one file per clip)."),
     device: str = typer.Option("auto", "--device", help=f"Where the networks run: {' | '.join(DEVICE_CHOICES)}."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads for torch (default: torch's choice)."),
     fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the rate the model was trained with)."),
-    transcript: Optional[Path] = typer.Option(None, "--transcript", metavar="FILE", help="Use this transcript (.txt, .srt or .vtt) instead of speech recognition (single clip only)."),
+    transcript: Optional[Path] = typer.Option(None, "--transcript", metavar="FILE", readable=False, help="Use this transcript (.txt, .srt or .vtt) instead of speech recognition (single clip only)."),
     window: Optional[float] = typer.Option(None, "--window", metavar="SECONDS", help="Also report results for consecutive windows of this length."),
-    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="Draw a timeline of per-window probabilities (needs --window)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG|DIR", help="Draw a timeline of per-window probabilities (needs --window): "
+                                        "to PNG (several clips: PNG's stem + '_' + clip name), or one <clip>.png per clip inside an existing DIR."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
 ) -> None:
     """Recognise the emotions in media files: probability, decision and uncertainty per emotion.
@@ -80,11 +83,15 @@ def analyze_command(
     """
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
-    if output_format in PER_CLIP_SUFFIXES:
-        from mmer_cli.export_paths import export_paths
+    with user_errors():  # before any analysis: an output that cannot be written wastes no work
+        if output_format in PER_CLIP_SUFFIXES:
+            from mmer_cli.export_paths import export_paths
 
-        with user_errors():  # refuse a missing/unusable --output before any media is read
             export_paths(output, [], len(expand_inputs(inputs)), PER_CLIP_SUFFIXES[output_format])
+        elif output is not None:
+            check_output_file("--output", output)
+        if plot is not None and not plot.is_dir():
+            check_output_file("--plot", plot)
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
                              window_s=window, auto_window=output_format in TIMELINE_FORMATS, use_cache=not no_cache)
     progress = FileProgress("analysing", min_total=2)
@@ -98,7 +105,7 @@ def analyze_command(
         if output_format is AnalyzeFormat.json:
             _write(to_json(outcomes), output)
         elif output_format is AnalyzeFormat.csv:
-            _write(to_csv(outcomes), output)
+            _write(to_csv(outcomes, read_checkpoint_info(resolve_checkpoint(model))[0].label_names), output)
         elif output_format is AnalyzeFormat.html:
             from mmer_cli.report_html import to_html
 
@@ -117,7 +124,9 @@ def analyze_command(
             from mmer_cli.timeline_plot import plot_paths, plot_timeline
 
             for result, path in plot_paths(plot, [o for o in outcomes if isinstance(o, ClipResult)]):
-                plot_timeline(result, path)
+                report_written(f"plot of {result.file}", plot_timeline(result, path))
+    if output is not None:
+        report_written("results", output)
 
     failures = failure_lines(outcomes)
     for line in failures:
