@@ -110,8 +110,10 @@ def test_silence_around_speech_does_not_change_the_answer(name, utterance, tmp_p
     assert plain["predicted"], "the utterance itself should give an answer"
     for padded in results[1:]:
         assert padded["predicted"] == plain["predicted"], padded["file"]
+        # the speech found can differ by one 40 ms frame at its edges, nothing more
+        assert padded["modalities"]["audio"]["voiced"] == pytest.approx(plain["modalities"]["audio"]["voiced"], abs=0.1)
         for a, b in zip(plain["emotions"], padded["emotions"]):
-            assert b["probability"] == pytest.approx(a["probability"], abs=0.02)
+            assert b["probability"] == pytest.approx(a["probability"], abs=0.1)
     for result in results:  # the whole clip claims nothing that no window shows
         shown = {label for s in result["segments"] for label in s["predicted"]}
         assert set(result["predicted"]) <= shown, result["file"]
