@@ -11,7 +11,8 @@ mostly reads as happy). Every clip goes through the `mmer analyze` CLI in three 
 - face removed:        the spoken sentence alone (.wav; words from speech recognition).
 
 For each model and condition: how often the intended emotion is the top one (highest probability)
-and how often it is among the predicted (present) ones, per label and overall.
+and how often it is among the predicted (present) ones, per label and overall, and what each
+stream said on its own (`by_modality`: its top emotion per clip).
 
 Needs espeak-ng and ffmpeg (`apt-get install espeak-ng ffmpeg`).
 Run:  python recipes/spoken_emotion_check.py [--models lddu,lamb] [--face CLIP]
@@ -85,11 +86,17 @@ def score(results: list[dict], intended: list[str]) -> dict:
         entry["n"] += 1
         entry["top"] += hit_top
         entry["present"] += hit_present
+        alone = {m: (None if p is None else max(p, key=p.get)) for m, p in result["by_modality"].items()}
         answers.append({"file": Path(result["file"]).name, "intended": label, "top": top,
-                        "predicted": result["predicted"], "transcript": result.get("transcript", "")})
+                        "predicted": result["predicted"], "top_by_stream": alone,
+                        "transcript": result.get("transcript", "")})
     n = len(intended)
+    by_stream = {m: {"top1_rate": sum(a["top_by_stream"][m] == a["intended"] for a in answers) / n,
+                     "top_labels": {label: sum(a["top_by_stream"][m] == label for a in answers)
+                                    for label in sorted({str(a["top_by_stream"][m]) for a in answers})}}
+                 for m in ("visual", "audio", "text")}
     return {"top1_rate": top_hits / n, "among_predicted_rate": present_hits / n, "n": n,
-            "per_label": per_label, "answers": answers}
+            "per_label": per_label, "each_stream_alone": by_stream, "answers": answers}
 
 
 def main() -> None:
