@@ -13,7 +13,7 @@ from rich.console import Console
 from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze
 from mmer_cli.commands.common import FileProgress, fail, user_errors
 from mmer_cli.errors import UserError
-from mmer_cli.runtime import DEVICE_CHOICES
+from mmer_cli.runtime import DEVICE_CHOICES, PRECISION_CHOICES
 from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
 
 TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
@@ -51,6 +51,8 @@ def analyze_command(
     window: Optional[float] = typer.Option(None, "--window", metavar="SECONDS", help="Also report results for consecutive windows of this length."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="Draw a timeline of per-window probabilities (needs --window)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    precision: str = typer.Option("fp32", "--precision", help=f"Number format of the emotion network: {' | '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
+    workers: int = typer.Option(1, "--workers", metavar="N", help="Analyse files in N processes, each with its own models and --threads (output order unchanged)."),
 ) -> None:
     """Recognise the emotions in media files: probability, decision and uncertainty per emotion.
 
@@ -60,7 +62,7 @@ def analyze_command(
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
-                             window_s=window, use_cache=not no_cache)
+                             window_s=window, use_cache=not no_cache, precision=precision, workers=workers)
     progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():

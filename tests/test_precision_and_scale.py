@@ -1,0 +1,147 @@
+"""Options for speed and scale (issue 12): `--precision` for train/eval/analyze, `--compile`,
+`mmer analyze --workers`, `mmer extract --shard K/N` and the merged sharded cache.
+
+Mixed precision is checked against fp32 on the synthetic benchmarks within the tolerances that
+docs/training.md states (PROB_TOLERANCE, METRIC_TOLERANCE).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmer_cli.cli import app
+from mmer_cli.datasets.cache import load_cache
+from mmer_cli.errors import UserError
+from mmer_cli.evaluation import predict_probs
+from mmer_cli.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
+from mmer_cli.runtime import Precision, resolve_precision
+from models.checkpoint import load_checkpoint
+from tests import synthetic_benchmarks as sb
+
+runner = CliRunner()
+SMALL = (16, 8, 8)
+COMMON = ("--tiny", "--device", "cpu", "--threads", "1", "--batch-size", "8", "--quiet")
+PROB_TOLERANCE = {"bf16": 0.03, "fp16": 0.005}
+"""Largest |p - p_fp32| of any label probability of the same checkpoint (docs/training.md)."""
+METRIC_TOLERANCE = 0.15
+"""Largest |micro-F1 - micro-F1_fp32| after training the same seed in bf16 / fp16 (docs/training.md)."""
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok(result) -> None:
+    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return sb.write_mosei_aligned(tmp_path_factory.mktemp("bench"), SMALL, seq_len=12)
+
+
+@pytest.fixture(scope="module")
+def runs(bench, tmp_path_factory):
+    """The same seed trained (3 epochs, LDDU tiny) in fp32 and in bf16: run directory per precision."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for precision in ("fp32", "bf16"):
+        out[precision] = root / precision
+        ok(cli("train", "--model", "lddu", "--dataset", bench.dataset, "--data", bench.data, *COMMON,
+               "--epochs", "3", "--out", out[precision], "--precision", precision))
+    return out
+
+
+def test_resolve_precision_choices_and_errors():
+    assert resolve_precision("fp32", torch.device("cpu")).dtype is None
+    assert resolve_precision("bf16", torch.device("cpu")).dtype is torch.bfloat16
+    assert resolve_precision("fp16", torch.device("cpu")).grad_scaler() is not None
+    assert resolve_precision("bf16", torch.device("cpu")).grad_scaler() is None
+    with pytest.raises(UserError, match="--precision must be one of fp32, bf16, fp16"):
+        resolve_precision("int8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_predictions_stay_within_tolerance_of_fp32(runs, bench, precision):
+    model, _ = load_checkpoint(runs["fp32"] / "best.safetensors")
+    test = bench.load().splits["test"]
+    reference, _ = predict_probs(model, test, 8, torch.device("cpu"))
+    probs, _ = predict_probs(model, test, 8, torch.device("cpu"), precision=Precision(precision, "cpu"))
+    difference = np.abs(probs - reference).max()
+    assert 0 < difference <= PROB_TOLERANCE[precision]  # > 0: autocast really ran in another format
+
+
+def test_bf16_training_and_eval_match_fp32_within_tolerance(runs, bench):
+    fp32 = json.loads((runs["fp32"] / "test_metrics.json").read_text())
+    bf16 = json.loads((runs["bf16"] / "test_metrics.json").read_text())
+    assert abs(bf16["micro_f1"] - fp32["micro_f1"]) <= METRIC_TOLERANCE
+    assert json.loads((runs["bf16"] / "config.json").read_text())["precision"] == "bf16"
+    result = cli("eval", "--dataset", bench.dataset, "--data", bench.data, "--checkpoint",
+                 runs["bf16"] / "best.safetensors", "--format", "json", "--device", "cpu", "--threads", "1",
+                 "--precision", "bf16")
+    ok(result)
+    report = json.loads(result.stdout)
+    assert report["precision"] == "bf16" and report["micro_f1"] == bf16["micro_f1"]
+
+
+def test_precision_not_supported_is_a_one_line_error(bench, tmp_path):
+    result = cli("eval", "--dataset", bench.dataset, "--data", bench.data, "--checkpoint", tmp_path / "x.safetensors",
+                 "--device", "cpu", "--precision", "fp8")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == ["mmer: error: --precision must be one of fp32, bf16, fp16, got 'fp8'"]
+
+
+def test_fp16_training_scales_the_loss_and_learns(bench, tmp_path):
+    ok(cli("train", "--model", "lamb", "--dataset", bench.dataset, "--data", bench.data, *COMMON,
+           "--epochs", "2", "--out", tmp_path / "run", "--precision", "fp16"))
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert np.isfinite(metrics["micro_f1"])
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def _jobs(n: int) -> JobList:
+    return JobList(["joy"], [ExtractJob(f"clip{i:02d}.wav", Path(f"clip{i:02d}.wav"), "train", np.ones(1))
+                             for i in reversed(range(n))], skipped=["x.txt: not media"])
+
+
+def test_shards_are_disjoint_deterministic_and_cover_the_listing():
+    shards = [shard_jobs(_jobs(10), k, 3) for k in (1, 2, 3)]
+    ids = [[j.sample_id for j in s.jobs] for s in shards]
+    assert sorted(sum(ids, [])) == [f"clip{i:02d}.wav" for i in range(10)]
+    assert [len(i) for i in ids] == [4, 3, 3]
+    assert ids == [[j.sample_id for j in shard_jobs(_jobs(10), k, 3).jobs] for k in (1, 2, 3)]
+    assert shards[0].skipped == ["x.txt: not media"] and shards[1].skipped == []
+    assert shard_dir(Path("cache"), 3, 12) == Path("cache/shard-03-of-12")
+    assert parse_shard("2/8") == (2, 8)
+    for bad in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(UserError, match="--shard must be K/N"):
+            parse_shard(bad)
+
+
+def test_sharded_cache_reads_as_one(tmp_path):
+    """Three shards written separately read as the union; training on the folder works."""
+    whole = sb.write_cache(tmp_path / "whole", SMALL, 0)
+    data = load_cache(whole.data)
+    root = tmp_path / "sharded"
+    from mmer_cli.datasets.cache import CacheWriter
+
+    for k in (1, 2, 3):
+        writer = CacheWriter(shard_dir(root, k, 3), data.label_names, data.feature_spec)
+        for split, dataset in data.splits.items():
+            for i, sample_id in enumerate(dataset.ids):
+                if sum(map(ord, sample_id)) % 3 == k - 1:
+                    sample = dataset[i]
+                    writer.add(sample_id, split, sample.features, dataset.labels[i])
+    merged = load_cache(root)
+    for split, dataset in data.splits.items():
+        assert sorted(merged.splits[split].ids) == sorted(dataset.ids)
+    ok(cli("train", "--model", "lamb", "--dataset", "cache", "--data", root, *COMMON, "--epochs", "1",
+           "--out", tmp_path / "run"))
