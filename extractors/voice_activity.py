@@ -9,6 +9,8 @@ is added around it, and a clip with no speech has no audio stream at all.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from extractors.media import AUDIO_RATE_HZ
@@ -25,16 +27,56 @@ VAD_VERSION = "silero-v6/1"
 """Recorded in the audio FeatureSpec: which detector chose the frames, with these settings."""
 
 
+CHUNKS_PER_PASS = 256
+"""32 ms chunks the Silero network reads per pass (8 s of audio). faster-whisper passes up to 10,000
+at once, whose activations cost memory in proportion (over 200 MB for 5 minutes); in passes of this
+many, with the recurrent state carried from pass to pass, the probabilities are the same."""
+_CHUNK, _CONTEXT = 512, 64  # samples per chunk, samples of the previous chunk each one also sees
+
+
 def speech_spans(samples: np.ndarray) -> list[tuple[float, float]]:
     """samples (N,) float32 at 16 kHz in [-1, 1] -> [(start_s, end_s), ...] of speech, in order."""
     if samples.shape[0] == 0:
         return []
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    from faster_whisper import vad
 
-    options = VadOptions(threshold=SPEECH_THRESHOLD, min_speech_duration_ms=MIN_SPEECH_MS,
-                         min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS)
-    stamps = get_speech_timestamps(np.ascontiguousarray(samples, dtype=np.float32), options, AUDIO_RATE_HZ)
+    options = vad.VadOptions(threshold=SPEECH_THRESHOLD, min_speech_duration_ms=MIN_SPEECH_MS,
+                             min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS)
+    with _VAD_LOCK:
+        stock = vad.get_vad_model
+        vad.get_vad_model = lambda: _PiecewiseSilero(stock())  # faster-whisper's decision rule, bounded memory
+        try:
+            stamps = vad.get_speech_timestamps(np.ascontiguousarray(samples, dtype=np.float32), options, AUDIO_RATE_HZ)
+        finally:
+            vad.get_vad_model = stock
     return [(s["start"] / AUDIO_RATE_HZ, s["end"] / AUDIO_RATE_HZ) for s in stamps]
+
+
+_VAD_LOCK = threading.Lock()
+
+
+class _PiecewiseSilero:
+    """faster-whisper's Silero model (`faster_whisper.vad.SileroVADModel`) with the same input and
+    output, run over CHUNKS_PER_PASS chunks at a time so memory does not grow with the audio."""
+
+    def __init__(self, model) -> None:
+        self.session = model.session
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """audio (N,) float32, N a multiple of 512 -> (N / 512, 1) speech probabilities."""
+        chunks = audio.reshape(-1, _CHUNK)
+        state = np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32)
+        outputs = []
+        for first in range(0, chunks.shape[0], CHUNKS_PER_PASS):
+            piece = chunks[first:first + CHUNKS_PER_PASS]
+            context = np.zeros((piece.shape[0], _CONTEXT), np.float32)  # the previous chunk's tail
+            context[1:] = piece[:-1, -_CONTEXT:]
+            if first > 0:
+                context[0] = chunks[first - 1, -_CONTEXT:]
+            output, *state = self.session.run(None, {"input": np.concatenate([context, piece], 1),
+                                                     "h": state[0], "c": state[1]})
+            outputs.append(output)
+        return np.concatenate(outputs, axis=0)
 
 
 def inside(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:

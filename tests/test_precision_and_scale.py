@@ -145,3 +145,114 @@ def test_sharded_cache_reads_as_one(tmp_path):
         assert sorted(merged.splits[split].ids) == sorted(dataset.ids)
     ok(cli("train", "--model", "lamb", "--dataset", "cache", "--data", root, *COMMON, "--epochs", "1",
            "--out", tmp_path / "run"))
+
+
+def test_extract_shards_build_one_cache(tmp_path):
+    """`mmer extract --shard K/N` for K = 1..N writes N shard folders that read as the whole cache."""
+    import wave
+
+    rng = np.random.default_rng(0)
+    names = [f"q{i}.wav" for i in range(5)]
+    for name in names:  # near-silent: no speech model is loaded
+        with wave.open(str(tmp_path / name), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(16_000)
+            handle.writeframes((rng.standard_normal(16_000) * 3).astype("<i2").tobytes())
+    (tmp_path / "labels.csv").write_text("file,split,joy\n" + "".join(f"{n},train,1\n" for n in names))
+    cache = tmp_path / "cache"
+    for k in (1, 2):
+        ok(cli("extract", tmp_path, "--labels", tmp_path / "labels.csv", "--out", cache, "--shard", f"{k}/2",
+               "--threads", "1"))
+    assert sorted(p.name for p in cache.iterdir()) == ["shard-1-of-2", "shard-2-of-2"]
+    assert len(load_cache(cache / "shard-1-of-2").splits["train"]) == 3
+    assert sorted(load_cache(cache).splits["train"].ids) == names
+    bad = cli("extract", tmp_path, "--labels", tmp_path / "labels.csv", "--out", cache, "--shard", "3/2")
+    assert bad.exit_code == 2 and "--shard must be K/N" in bad.stderr
+
+
+def test_compiled_training_step_runs(bench, tmp_path, monkeypatch):
+    """--compile routes the training forward through torch.compile (dynamo with its eager backend
+    here: inductor's C++ code generation takes minutes on this CPU; the wiring is the same)."""
+    compiled = []
+    real = torch.compile
+
+    def compile_eager(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return real(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    ok(cli("train", "--model", "lamb", "--dataset", bench.dataset, "--data", bench.data, *COMMON,
+           "--epochs", "1", "--out", tmp_path / "run", "--compile"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["compile"] is True
+    assert compiled == ["LAMB"]
+
+
+def test_lddu_activation_checkpointing_gives_the_same_step():
+    """activation_checkpointing recomputes encoder layers in the backward pass: same loss and
+    gradients (dropout on: the recomputation draws the same masks)."""
+    import dataclasses
+
+    from mmer_cli.datasets.base import MultimodalDataset, collate
+    from models.lddu import LDDUConfig
+    from models.registry import build_model
+
+    rng = np.random.default_rng(0)
+    dims = {"text": 12, "audio": 5, "visual": 7}
+    dataset = MultimodalDataset(lambda i: {m: np.random.default_rng(i).standard_normal((9, d), dtype=np.float32)
+                                           for m, d in dims.items()}, (rng.random((6, 3)) < 0.5).astype(np.float32))
+    batch = collate([dataset[i] for i in range(6)])
+    results = []
+    for checkpointing in (False, True):
+        config = dataclasses.replace(LDDUConfig.tiny(3, dims), dropout=0.3, activation_checkpointing=checkpointing)
+        torch.manual_seed(0)
+        model = build_model("lddu", config)
+        model.prepare_training(6)
+        model.train()
+        loss = model.loss(model(batch), batch).total
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.equal(loss_a, loss_b) and len(grads_a) == len(grads_b)
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+
+
+# ----------------------------------------------------------------------------- analyze --workers
+
+
+def _without_timings(outcomes) -> list[dict]:
+    from mmer_cli.writers import to_json
+
+    rows = json.loads(to_json(outcomes))
+    for row in rows:
+        row.pop("timings_s", None)
+    return rows
+
+
+def test_analyze_workers_keep_order_results_and_failures(tmp_path):
+    """Two worker processes give the same outcomes, in input order, as one process: a broken file
+    and a missing path fail alone."""
+    import shutil
+
+    from mmer_cli.analysis import AnalyzeOptions, analyze
+    from tests.test_analyze import SAMPLE, tiny_checkpoint
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(SAMPLE, media / "a_joy.mp4")
+    (media / "b_broken.mp4").write_bytes(b"not a video")
+    shutil.copy(Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4", media / "c_face.mp4")
+    inputs = [media, tmp_path / "missing.mp4"]
+    options = AnalyzeOptions(model=str(tiny_checkpoint(tmp_path / "tiny.safetensors")), device="cpu", threads=1,
+                             cache_dir=tmp_path / "cache", window_s=2.0)
+    one = analyze(inputs, options)
+    seen = []
+    two = analyze(inputs, AnalyzeOptions(**{**options.__dict__, "workers": 2}),
+                  progress=lambda done, total, name: seen.append((done, total)))
+    assert [o.file for o in two] == [str(media / "a_joy.mp4"), str(media / "b_broken.mp4"),
+                                     str(media / "c_face.mp4"), str(tmp_path / "missing.mp4")]
+    assert _without_timings(two) == _without_timings(one)
+    assert [type(o).__name__ for o in two] == ["ClipResult", "ClipFailure", "ClipResult", "ClipFailure"]
+    assert seen[-1] == (3, 3)
+    with pytest.raises(UserError, match="--workers must be >= 1"):
+        analyze(inputs, AnalyzeOptions(**{**options.__dict__, "workers": 0}))
