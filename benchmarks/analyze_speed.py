@@ -66,7 +66,8 @@ def child_cold(args) -> dict:
     from mmer_cli.analysis import AnalyzeOptions, Analyzer
 
     imported = time.perf_counter()
-    analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False))
+    analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False,
+                                       precision=args.precision))
     built = time.perf_counter()
     result = analyzer.analyze_file(Path(args.clip))
     done = time.perf_counter()
@@ -88,7 +89,8 @@ def child_warm(args) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
     from mmer_cli.analysis import AnalyzeOptions, Analyzer
 
-    analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False))
+    analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False,
+                                       precision=args.precision))
     clips = [Path(c) for c in args.clips]
     for clip in clips:
         analyzer.analyze_file(clip)
@@ -105,6 +107,22 @@ def child_warm(args) -> dict:
                           "stages_s": stages, "frames": result.modalities.frames,
                           "face_frames": result.modalities.face_frames, "tokens": result.modalities.tokens}
     return {"clips": out, "peak_rss_mb": peak_rss_mib(), "torch_threads": _torch_threads()}
+
+
+def child_workers(args) -> dict:
+    """`analyze` over every clip with `--workers` processes (feature cache off): wall seconds from
+    the call to the last result, files per minute, and whether every clip gave a result."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from mmer_cli.analysis import AnalyzeOptions, ClipResult, analyze
+
+    clips = [Path(c) for c in args.clips]
+    start = time.perf_counter()
+    outcomes = analyze(clips, AnalyzeOptions(model=args.model, device=args.device, threads=args.threads,
+                                             use_cache=False, precision=args.precision, workers=args.workers))
+    wall = time.perf_counter() - start
+    return {"workers": args.workers, "files": len(clips), "wall_s": wall, "files_per_min": 60 * len(clips) / wall,
+            "media_s": sum(o.duration_s for o in outcomes if isinstance(o, ClipResult)),
+            "all_ok": all(isinstance(o, ClipResult) for o in outcomes)}
 
 
 def child_rss_path(args) -> dict:
@@ -146,7 +164,8 @@ def child_network(args) -> dict:
     from extractors.featureset import FeatureSet
     from mmer_cli.analysis import AnalyzeOptions, Analyzer
 
-    analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False))
+    analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False,
+                                       precision=args.precision))
     spec = analyzer.info.feature_spec
     rates = {"text": 3.0, "audio": 25.0, "visual": 5.0}
     rng = np.random.default_rng(0)
@@ -255,7 +274,7 @@ def resolve_model(requested: str | None, workdir: Path) -> tuple[str, str]:
 
 def run_child(mode: str, extra: list[str], args) -> tuple[dict, float]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--model", args.model,
-           "--device", args.device, *extra]
+           "--device", args.device, "--precision", args.precision, *extra]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     start = time.perf_counter()
@@ -289,7 +308,8 @@ def render_md(data: dict) -> str:
         f"Load average (1 min) before / after: {data['load_before'][0]:.2f} / {data['load_after'][0]:.2f} "
         f"on {hw['logical_cpus']} CPUs (a shared machine: other processes compete for the same cores, so times "
         "above a load of about the CPU count are inflated; memory is not).",
-        f"Model: {data['model']}. The network's share is the `model` stage.",
+        f"Model: {data['model']}, network precision {data.get('precision', 'fp32')}. The network's share is the "
+        "`model` stage.",
         "Speech recognition on (packaged faster-whisper tiny.en, int8), feature cache off, frames sampled at 5 fps, "
         "downscaled to <= 320 px.", "",
         "## Targets", "",
@@ -318,6 +338,14 @@ def render_md(data: dict) -> str:
             lines.append(f"| {name} | {c['duration_s']:.1f} | {c['cold_start_s']:.2f} | {c['import_s']:.2f} | "
                          f"{c['checkpoint_load_s']:.2f} | {c['first_clip_s']:.2f} | {c['timings_s'].get('load', 0.0):.2f} | "
                          f"{c['second_clip_s']:.2f} | {', '.join(c['loaded_models'])} | {c['peak_rss_first_mb']:.0f} |")
+    if data.get("workers"):
+        lines += ["", "## Many files (`mmer analyze DIR --workers N`, feature cache off)", "",
+                  "| workers | threads per worker | files | media s | wall s | files per minute | all analysed | "
+                  "load average before |", "|---|---|---|---|---|---|---|---|"]
+        for w in data["workers"]:
+            per = data["threads"] or f"cpus / {w['workers']}"
+            lines.append(f"| {w['workers']} | {per} | {w['files']} | {w['media_s']:.0f} | {w['wall_s']:.1f} | "
+                         f"{w['files_per_min']:.1f} | {'yes' if w['all_ok'] else 'no'} | {w['load_before']:.1f} |")
     if data.get("rss_by_path"):
         lines += ["", "## Peak RSS by half of the extraction (fresh process each)", "",
                   "video = decode + MTCNN face detection; audio = decode + openSMILE + speech recognition. Both decode "
@@ -337,7 +365,7 @@ def render_md(data: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("cold", "rss", "network", "warm")
+PARTS = ("cold", "rss", "network", "warm", "workers")
 
 
 def main() -> None:
@@ -349,20 +377,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed warm runs per clip")
     parser.add_argument("--long-loops", type=int, nargs="+", default=[6, 30],
                         help="copies of the 19.7 s clip in each long clip (one long clip per value; 30 = 10 minutes)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="number format of the emotion network (`mmer analyze --precision`)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
-    parser.add_argument("--cold-clips", choices=["all", "sample"], default="all",
-                        help="cold runs on every clip, or only the sample clip and the long ones")
+    parser.add_argument("--clip-set", choices=["all", "sample"], default="all",
+                        help="every shared clip, or only the sample clip and the 19.7 s one (plus the long ones)")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--tag", default="", help="suffix of the result files: analyze_<device><tag>.md")
     parser.add_argument("--network-seconds", type=float, nargs="+", default=[20.0, 600.0],
                         help="clip lengths for the network-only measurement")
-    parser.add_argument("--child", choices=["cold", "warm", "rss-video", "rss-audio", "network"], help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker processes of the many-files measurement (one run per value)")
+    parser.add_argument("--child", choices=["cold", "warm", "rss-video", "rss-audio", "network", "workers"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
     parser.add_argument("--clips", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     children = {"cold": child_cold, "warm": child_warm, "rss-video": child_rss_path, "rss-audio": child_rss_path,
-                "network": child_network}
+                "network": child_network, "workers": child_workers}
+    if args.child == "workers":
+        args.workers = args.workers[0]
     if args.child:
         print(json.dumps(children[args.child](args)))
         return
@@ -371,18 +407,19 @@ def main() -> None:
         raise SystemExit(f"{SHARED_MEDIA}: shared media not found")
     argv = sys.argv[1:]
     load_before = os.getloadavg()
-    cold, by_path, network, warm = {}, {}, {}, None
+    cold, by_path, network, warm, many = {}, {}, {}, None, []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         args.model, model_note = resolve_model(args.model, workdir)
         clips = sorted(p for p in SHARED_MEDIA.iterdir() if p.suffix.lower() in (".mp4", ".mov")) + [SAMPLE]
+        if args.clip_set == "sample":
+            clips = [SHARED_MEDIA / LONG_SOURCE, SAMPLE]
         long_clips = [make_long_clip(SHARED_MEDIA / LONG_SOURCE, n, workdir / f"long_{n}x_{LONG_SOURCE}")
                       for n in args.long_loops]
         print(f"model: {model_note}", file=sys.stderr)
 
         if "cold" in args.parts:
-            cold_clips = clips if args.cold_clips == "all" else [SHARED_MEDIA / LONG_SOURCE, SAMPLE]
-            for clip in cold_clips + long_clips:
+            for clip in clips + long_clips:
                 spawned = time.time()
                 result, wall = run_child("cold", ["--clip", str(clip)], args)
                 result["cold_start_s"] = result.pop("result_epoch") - spawned
@@ -413,6 +450,14 @@ def main() -> None:
             for name, c in warm["clips"].items():
                 print(f"warm {name}: RTF {c['rtf']:.2f} ({c['wall_s']:.1f} s for {c['duration_s']:.1f} s)",
                       file=sys.stderr)
+        if "workers" in args.parts:
+            for n in args.workers:
+                load = os.getloadavg()[0]
+                result, _ = run_child("workers", ["--workers", str(n), "--clips", *map(str, clips)], args)
+                result["load_before"] = load
+                many.append(result)
+                print(f"workers {n}: {result['files_per_min']:.1f} files/min ({result['wall_s']:.1f} s for "
+                      f"{result['files']} files)", file=sys.stderr)
     load_after = os.getloadavg()
     # Times measured with more runnable processes than CPUs are not the program's own speed.
     loaded = max(load_before[0], load_after[0]) > logical_cpus()
@@ -460,12 +505,12 @@ def main() -> None:
         f"The long clips are {LONG_SOURCE} remuxed {', '.join(map(str, args.long_loops))} times end to end "
         "(same pictures and sound, no re-encoding).",
     ]
-    data = {"device": args.device, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "argv": argv,
+    data = {"device": args.device, "precision": args.precision, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "argv": argv,
             "commit": git_description(), "hardware": hardware(), "threads": args.threads, "repeats": args.repeats,
             "load_before": load_before, "load_after": load_after, "model": model_note, "stage_order": stage_order,
-            "targets": targets, "warm": warm, "cold": cold, "rss_by_path": by_path, "network": network, "notes": notes}
+            "targets": targets, "workers": many, "warm": warm, "cold": cold, "rss_by_path": by_path, "network": network, "notes": notes}
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"analyze_{args.device}"
+    stem = args.out_dir / f"analyze_{args.device}{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     stem.with_suffix(".md").write_text(render_md(data))
     print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)

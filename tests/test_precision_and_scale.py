@@ -256,3 +256,30 @@ def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     assert seen[-1] == (3, 3)
     with pytest.raises(UserError, match="--workers must be >= 1"):
         analyze(inputs, AnalyzeOptions(**{**options.__dict__, "workers": 0}))
+
+
+# ----------------------------------------------------------------------------- the GPU script
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "media").is_dir(),
+                    reason="../shared/media not available")
+def test_gpu_script_dry_run_on_cpu():
+    """benchmarks/gpu.sh --device cpu --dry-run goes through every part and writes every result."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(repo / "benchmarks" / "gpu.sh"), "--device", "cpu", "--dry-run"],
+                          capture_output=True, text=True, cwd=repo, timeout=1500,
+                          env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = Path(re.search(r"gpu.sh: results in (\S+) \(status 0\)", done.stdout).group(1))
+    assert out != repo / "benchmarks" / "results"  # a dry run never replaces recorded results
+    names = {p.name for p in out.iterdir()}
+    assert {"gpu_cpu.md", "throughput_cpu.md", "analyze_cpu.md", "analyze_cpu_bf16.md"} <= names
+    rows = json.loads((out / "throughput_cpu.json").read_text())["results"]
+    assert {(r["model"], r["precision"]) for r in rows} == {(m, p) for m in ("lamb", "lddu") for p in ("fp32", "bf16")}
+    assert all("error" not in r for r in rows)
+    assert json.loads((out / "analyze_cpu_bf16.json").read_text())["precision"] == "bf16"
