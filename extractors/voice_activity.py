@@ -35,18 +35,27 @@ _CHUNK, _CONTEXT = 512, 64  # samples per chunk, samples of the previous chunk e
 
 
 def speech_spans(samples: np.ndarray) -> list[tuple[float, float]]:
-    """samples (N,) float32 at 16 kHz in [-1, 1] -> [(start_s, end_s), ...] of speech, in order."""
+    """samples (N,) float32 at 16 kHz in [-1, 1] -> [(start_s, end_s), ...] of speech, in order.
+
+    faster-whisper's Silero detector and decision rule (`get_speech_timestamps`), with the network
+    run by `speech_probabilities` (bounded memory, the same numbers). Audio in which no chunk reaches
+    SPEECH_THRESHOLD has no speech by that rule, so it is answered without running the rule (which
+    would copy the whole audio)."""
     if samples.shape[0] == 0:
         return []
     from faster_whisper import vad
 
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    probabilities = speech_probabilities(samples)
+    if not (probabilities >= SPEECH_THRESHOLD).any():
+        return []
     options = vad.VadOptions(threshold=SPEECH_THRESHOLD, min_speech_duration_ms=MIN_SPEECH_MS,
                              min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS)
-    with _VAD_LOCK:
+    with _VAD_LOCK:  # the rule asks faster-whisper's module for its model: hand it the probabilities
         stock = vad.get_vad_model
-        vad.get_vad_model = lambda: _PiecewiseSilero(stock())  # faster-whisper's decision rule, bounded memory
+        vad.get_vad_model = lambda: (lambda padded_audio: probabilities)
         try:
-            stamps = vad.get_speech_timestamps(np.ascontiguousarray(samples, dtype=np.float32), options, AUDIO_RATE_HZ)
+            stamps = vad.get_speech_timestamps(samples, options, AUDIO_RATE_HZ)
         finally:
             vad.get_vad_model = stock
     return [(s["start"] / AUDIO_RATE_HZ, s["end"] / AUDIO_RATE_HZ) for s in stamps]
@@ -55,28 +64,34 @@ def speech_spans(samples: np.ndarray) -> list[tuple[float, float]]:
 _VAD_LOCK = threading.Lock()
 
 
-class _PiecewiseSilero:
-    """faster-whisper's Silero model (`faster_whisper.vad.SileroVADModel`) with the same input and
-    output, run over CHUNKS_PER_PASS chunks at a time so memory does not grow with the audio."""
+def speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero speech probability of each 32 ms chunk of samples (N,) float32 16 kHz: (N // 512 + 1,),
+    exactly what faster-whisper's `SileroVADModel` gives for the audio zero-padded to whole chunks
+    (always at least one padded chunk), computed CHUNKS_PER_PASS chunks at a time with the
+    recurrent state carried over, without copying the audio."""
+    from faster_whisper.vad import get_vad_model
 
-    def __init__(self, model) -> None:
-        self.session = model.session
-
-    def __call__(self, audio: np.ndarray) -> np.ndarray:
-        """audio (N,) float32, N a multiple of 512 -> (N / 512, 1) speech probabilities."""
-        chunks = audio.reshape(-1, _CHUNK)
-        state = np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32)
-        outputs = []
-        for first in range(0, chunks.shape[0], CHUNKS_PER_PASS):
-            piece = chunks[first:first + CHUNKS_PER_PASS]
-            context = np.zeros((piece.shape[0], _CONTEXT), np.float32)  # the previous chunk's tail
-            context[1:] = piece[:-1, -_CONTEXT:]
-            if first > 0:
-                context[0] = chunks[first - 1, -_CONTEXT:]
-            output, *state = self.session.run(None, {"input": np.concatenate([context, piece], 1),
-                                                     "h": state[0], "c": state[1]})
-            outputs.append(output)
-        return np.concatenate(outputs, axis=0)
+    session = get_vad_model().session
+    whole = samples.shape[0] // _CHUNK
+    body = samples[:whole * _CHUNK].reshape(whole, _CHUNK)  # a view
+    tail = np.zeros((1, _CHUNK), np.float32)
+    tail[0, :samples.shape[0] - whole * _CHUNK] = samples[whole * _CHUNK:]
+    state = np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32)
+    previous_tail = np.zeros(_CONTEXT, np.float32)  # the first chunk sees silence before it
+    outputs = []
+    for first in range(0, whole + 1, CHUNKS_PER_PASS):
+        last = min(first + CHUNKS_PER_PASS, whole + 1)
+        piece = body[first:min(last, whole)]
+        if last == whole + 1:
+            piece = np.concatenate([piece, tail])
+        context = np.empty((piece.shape[0], _CONTEXT), np.float32)
+        context[0] = previous_tail
+        context[1:] = piece[:-1, -_CONTEXT:]
+        previous_tail = piece[-1, -_CONTEXT:].copy()
+        output, *state = session.run(None, {"input": np.concatenate([context, piece], 1),
+                                            "h": state[0], "c": state[1]})
+        outputs.append(output)
+    return np.concatenate(outputs, axis=0)
 
 
 def inside(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:

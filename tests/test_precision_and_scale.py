@@ -283,3 +283,33 @@ def test_gpu_script_dry_run_on_cpu():
     assert {(r["model"], r["precision"]) for r in rows} == {(m, p) for m in ("lamb", "lddu") for p in ("fp32", "bf16")}
     assert all("error" not in r for r in rows)
     assert json.loads((out / "analyze_cpu_bf16.json").read_text())["precision"] == "bf16"
+
+
+# ----------------------------------------------------------------------------- flat memory, same features
+
+
+def test_voice_activity_in_bounded_passes_matches_faster_whisper(monkeypatch):
+    """speech_probabilities (passes of CHUNKS_PER_PASS chunks, no copy of the audio) gives exactly
+    faster-whisper's probabilities, and speech_spans exactly its spans, at any pass size and
+    length (whole chunks or not, with or without speech)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
+
+    from extractors import voice_activity as va
+    from extractors.media import MediaReader, probe_media
+    from tests.test_analyze import SAMPLE
+
+    reader = MediaReader(probe_media(SAMPLE), 5.0, 320, 16)
+    for _ in reader.frame_batches():
+        pass
+    speech = reader.audio.samples
+    quiet = np.random.default_rng(1).standard_normal(30_000).astype(np.float32) * 0.01
+    options = VadOptions(threshold=va.SPEECH_THRESHOLD, min_speech_duration_ms=va.MIN_SPEECH_MS,
+                         min_silence_duration_ms=va.MIN_SILENCE_MS, speech_pad_ms=va.SPEECH_PAD_MS)
+    for audio in (np.concatenate([speech] * 3), speech[:512 * 40], quiet):
+        stock = get_vad_model()(np.pad(audio, (0, 512 - audio.shape[0] % 512)))
+        for per_pass in (1, 7, 256):
+            monkeypatch.setattr(va, "CHUNKS_PER_PASS", per_pass)
+            assert np.array_equal(va.speech_probabilities(audio), stock)
+        spans = [(s["start"] / 16_000, s["end"] / 16_000) for s in get_speech_timestamps(audio, options, 16_000)]
+        assert va.speech_spans(audio) == spans
+    assert va.speech_spans(np.concatenate([speech] * 3)) and not va.speech_spans(quiet)
