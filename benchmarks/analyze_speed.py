@@ -260,12 +260,17 @@ def resolve_model(requested: str | None, workdir: Path) -> tuple[str, str]:
         return requested, f"user-supplied checkpoint {requested}"
     from models.checkpoint import CheckpointError, load_checkpoint
 
+    from extractors.pipeline import ExtractionSettings, feature_spec_for
+
     shipped = WEIGHTS_DIR / f"{DEFAULT_MODEL}_default.safetensors"
     why = "no shipped default installed"
     if shipped.is_file():
         try:
-            load_checkpoint(shipped)
-            return str(shipped), f"shipped default {shipped.relative_to(REPO_ROOT)}"
+            _, info = load_checkpoint(shipped)
+            problems = info.feature_spec.mismatches(feature_spec_for(ExtractionSettings()))
+            if not problems:
+                return str(shipped), f"shipped default {shipped.relative_to(REPO_ROOT)}"
+            why = "the shipped default was trained on older features: " + "; ".join(problems)
         except CheckpointError as err:
             why = f"the shipped default does not load with this code: {err}"
     path, shape = stand_in_checkpoint(workdir / "stand_in_lddu.safetensors", shipped)
