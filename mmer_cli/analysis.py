@@ -25,7 +25,7 @@ from extractors.featureset import FeatureSet, ModalityStats
 from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
-from mmer_cli.runtime import resolve_device, resolve_precision, set_threads
+from mmer_cli.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer_cli.stream_fusion import LateFusion
 from models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
 from models.feature_spec import MODALITIES
@@ -211,6 +211,7 @@ class Analyzer:
         if options.transcript is not None and not Path(options.transcript).is_file():
             raise UserError(f"--transcript {options.transcript}: file not found")
         set_threads(options.threads)
+        keep_heap_flat()  # peak memory independent of clip length (mmer_cli.runtime)
         self.options = options
         self.device = resolve_device(options.device)
         self.precision = resolve_precision(options.precision, self.device)

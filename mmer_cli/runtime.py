@@ -77,3 +77,29 @@ def resolve_precision(choice: str, device: torch.device) -> Precision:
         raise UserError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 support; "
                         "use fp16 or fp32")
     return Precision(choice, device.type)
+
+
+MMAP_THRESHOLD_BYTES = 128 * 1024
+"""Allocations at least this large get their own memory mapping, returned to the system when freed."""
+
+
+def keep_heap_flat() -> bool:
+    """Pin glibc's mmap threshold at MMAP_THRESHOLD_BYTES (process-wide; a no-op without glibc).
+
+    By default glibc raises the threshold (up to 32 MB) each time a large mapped block is freed, after
+    which large blocks (frame batches, activations) come from the heap, where fragmentation makes the
+    resident size creep up with every batch: a long clip ends with a higher peak than a short one. A
+    fixed threshold turns this off. Returns whether the setting was applied."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    m_mmap_threshold = -3  # glibc's M_MMAP_THRESHOLD
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
