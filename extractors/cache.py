@@ -2,8 +2,8 @@
 
 Key: sha256 over the media file's sha256 (read in chunks) and a digest of every setting that
 changes features (see `pipeline.settings_digest`). Entry: `<dir>/<key[:2]>/<key>.npz` holding
-features_<m> / times_<m> arrays and a JSON `meta` string (spec, transcript, duration, stats,
-warnings, the original timings); loaded with `allow_pickle=False`.
+features_<m> / times_<m> arrays and a JSON `meta` string (spec, transcript, words with
+times, duration, stats, warnings, the original timings); loaded with `allow_pickle=False`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.featureset import FeatureSet, ModalityStats
+from extractors.featureset import FeatureSet, ModalityStats, Word
 from models.feature_spec import MODALITIES, FeatureSpec
 
-CACHE_FORMAT = 1
-"""Bumped when the entry layout changes; older entries are then ignored."""
+CACHE_FORMAT = 2
+"""2: word times (`words`) added. Bumped when the entry layout changes; older entries are then ignored."""
 
 
 def default_cache_dir() -> Path:
@@ -68,7 +68,8 @@ class FeatureCache:
                 times = {m: entry[f"times_{m}"] for m in MODALITIES}
             return FeatureSet(features=features, times=times, spec=spec, transcript=meta["transcript"],
                               duration_s=float(meta["duration_s"]), stats=ModalityStats(**meta["stats"]),
-                              warnings=list(meta["warnings"]))
+                              warnings=list(meta["warnings"]),
+                              words=[Word(str(text), float(a), float(b)) for text, a, b in meta["words"]])
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             return None  # a damaged entry is a miss; it is overwritten by the next store
 
@@ -77,6 +78,7 @@ class FeatureCache:
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": CACHE_FORMAT, "spec": features.spec.to_dict(), "transcript": features.transcript,
+                "words": [[w.text, w.start_s, w.end_s] for w in features.words],
                 "duration_s": features.duration_s, "stats": asdict(features.stats),
                 "warnings": features.warnings, "extraction_timings_s": features.timings_s}
         arrays = {f"features_{m}": features.features[m] for m in MODALITIES}

@@ -9,6 +9,15 @@ import numpy as np
 from models.feature_spec import MODALITIES, FeatureSpec
 
 
+@dataclass(frozen=True)
+class Word:
+    """One spoken or written word and when it starts/ends, in seconds from the media start."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
 @dataclass
 class ModalityStats:
     """What the extractors saw, for reporting (`mmer analyze` JSON `modalities`)."""
@@ -28,6 +37,7 @@ class FeatureSet:
     times[m]:    (T_m,) float64 start time in seconds of each frame/token, for windowing.
     spec:        the FeatureSpec these features follow (checked against a checkpoint's spec).
     transcript:  the words the text features were computed from ("" when none).
+    words:       those words with their start/end times (s), in spoken order.
     duration_s:  media duration in seconds.
     timings_s:   stage name -> seconds spent.
     warnings:    human-readable notes (e.g. "no audio track: audio and text absent").
@@ -41,16 +51,18 @@ class FeatureSet:
     stats: ModalityStats = field(default_factory=ModalityStats)
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)
 
     def present(self, modality: str) -> bool:
         return self.features[modality].shape[0] > 0
 
     def window(self, start_s: float, end_s: float) -> "FeatureSet":
-        """The frames/tokens whose start time lies in [start_s, end_s)."""
+        """The frames/tokens (and words) whose start time lies in [start_s, end_s)."""
         feats, times = {}, {}
         for m in MODALITIES:
             keep = (self.times[m] >= start_s) & (self.times[m] < end_s)
             feats[m] = self.features[m][keep]
             times[m] = self.times[m][keep]
         return FeatureSet(features=feats, times=times, spec=self.spec, transcript=self.transcript,
-                          duration_s=min(end_s, self.duration_s) - start_s, stats=self.stats)
+                          duration_s=min(end_s, self.duration_s) - start_s, stats=self.stats,
+                          words=[w for w in self.words if start_s <= w.start_s < end_s])

@@ -26,6 +26,7 @@ TRUNCATION_TOLERANCE_S = 1.0
 """Decoded streams may end this many seconds (or 5 %, whichever is larger) before the declared
 duration; a larger gap means the file was cut short."""
 _NO_DURATION_CHECK = (".mp3",)  # mp3 durations are often estimated from the bit rate
+_STILL_IMAGE_FORMATS = ("image2", "_pipe")  # FFmpeg demuxers of single pictures (png_pipe, jpeg_pipe, ...)
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,14 @@ def probe_media(path: str | Path) -> MediaInfo:
     check_readable(path)
     try:
         with av.open(str(path)) as container:
+            # a stream whose codec FFmpeg does not know has no codec context: it cannot be decoded
             video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
+            video, audio = (s if s is not None and s.codec_context is not None else None for s in (video, audio))
             if video is None and audio is None:
-                raise _fail(path, "no audio or video stream")
+                raise _fail(path, "no audio or video stream (that FFmpeg can decode)")
+            if audio is None and any(part in container.format.name for part in _STILL_IMAGE_FORMATS):
+                raise _fail(path, f"a still image ({container.format.name.split('_')[0]}), not a video or audio recording")
             durations = [float(s.duration * s.time_base) for s in (video, audio)
                          if s is not None and s.duration is not None and s.time_base is not None]
             if container.duration is not None:
@@ -160,6 +165,7 @@ class MediaReader:
         self.audio = DecodedAudio()
         self.frames_sampled = 0
         self._samples: _SampleBuffer | None = None  # audio decoded so far, while iterating
+        self.frames_decoded = 0  # every decoded video frame, sampled or not
 
     def audio_so_far(self) -> np.ndarray:
         """(N,) float32 16 kHz: the audio decoded up to now (a view; all of it once iteration ends)."""
@@ -208,6 +214,7 @@ class MediaReader:
                         samples.append(out.to_ndarray().reshape(-1))
                     continue
                 decoded_end = max(decoded_end, t + (1.0 / float(video.average_rate) if video.average_rate else 0.0))
+                self.frames_decoded += 1
                 if t + 1e-6 < next_sample_s:
                     continue
                 next_sample_s = (math.floor(t * self.fps + 1e-6) + 1) / self.fps
@@ -242,6 +249,12 @@ class MediaReader:
         return FrameBatch(frames=np.stack(frames), times=np.asarray(times, dtype=np.float64))
 
     def _check_complete(self, decoded_end: float) -> None:
+        """Refuse media that holds nothing to analyse (no frame and no audio sample decoded, or no
+        duration: at most one picture and no audio) and media cut short of its declared duration."""
+        if self.frames_sampled == 0 and self.audio.samples.shape[0] == 0:
+            raise _fail(self.info.path, "no decodable video frames and no audio")
+        if self.info.duration_s <= 0 and self.frames_decoded <= 1 and self.audio.samples.shape[0] == 0:
+            raise _fail(self.info.path, "no duration: a single picture and no audio, not a recording")
         declared = self.info.duration_s
         if self.info.path.suffix.lower() in _NO_DURATION_CHECK or declared <= 0:
             return

@@ -82,6 +82,7 @@ def _check_settings(settings: ExtractionSettings) -> None:
             raise ExtractionError(f"{path}: transcript must be one of {', '.join(TRANSCRIPT_SUFFIXES)}")
         if not path.is_file():
             raise ExtractionError(f"{path}: transcript file not found")
+        read_transcript(path, 0.0)  # a binary or malformed file is refused before any media work
 
 
 def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
@@ -240,7 +241,7 @@ class FeatureExtractor:
         result = FeatureSet(
             features={"text": text, "audio": acoustic, "visual": visual},
             times={"text": text_times, "audio": acoustic_times, "visual": visual_times},
-            spec=self.spec, transcript=" ".join(w.text for w in words),
+            spec=self.spec, transcript=" ".join(w.text for w in words), words=words,
             duration_s=info.duration_s or max(audio.seconds, float(visual_times[-1]) if len(visual_times) else 0.0),
             stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames, seconds=audio.seconds,
                                 voiced=voiced, tokens=int(text.shape[0])),
@@ -322,6 +323,8 @@ class FeatureExtractor:
                 warnings.append("no audio track: audio features absent")
             elif voiced < MIN_VOICED_S:
                 warnings.append("no speech in the audio (silence or noise): audio features absent")
+            if not words:
+                warnings.append("the transcript file has no words: text features absent")
             return words
         if not info.has_audio:
             warnings.append("no audio track: audio and text features absent")

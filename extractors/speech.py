@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from extractors.cache import file_sha256
 from extractors.errors import ExtractionError
+from extractors.featureset import Word
 from extractors.media import AUDIO_RATE_HZ
 
 TRANSCRIPT_SUFFIXES = (".txt", ".srt", ".vtt")
@@ -20,17 +20,8 @@ ASR_CHUNK_S = 120.0
 """Longer audio is recognised in pieces of at most this many seconds (bounded memory: whisper's
 log-mel input of a piece is computed at once), cut at the quietest 20 ms of the piece's last 5 s."""
 _CUT_SEARCH_S, _CUT_FRAME_S = 5.0, 0.02
-_TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")  # [HH:]MM:SS(,|.)mmm
+_TIMESTAMP = re.compile(r"^(?:(\d{1,6}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")  # [HH:]MM:SS(,|.)mmm
 _MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # <i>, <v Speaker>, {\an8} styling in subtitles
-
-
-@dataclass(frozen=True)
-class Word:
-    """One spoken or written word and when it starts/ends, in seconds from the media start."""
-
-    text: str
-    start_s: float
-    end_s: float
 
 
 def spread_words(text: str, start_s: float, end_s: float) -> list[Word]:
@@ -77,14 +68,21 @@ def _subtitle_words(path: Path, text: str) -> list[Word]:
 
 def read_transcript(path: str | Path, duration_s: float) -> list[Word]:
     """Words of a transcript file. .srt/.vtt keep their cue times; a plain .txt has no times, so its
-    words are spread evenly over [0, duration_s)."""
+    words are spread evenly over [0, duration_s). An empty file gives no words. Raises ExtractionError
+    (one line) for a file that is not UTF-8 text or has a malformed cue."""
     path = Path(path)
     if path.suffix.lower() not in TRANSCRIPT_SUFFIXES:
         raise ExtractionError(f"{path}: transcript must be one of {', '.join(TRANSCRIPT_SUFFIXES)}")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ExtractionError(f"{path}: cannot read transcript ({' '.join(str(err).split())})") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise ExtractionError(f"{path}: cannot read transcript ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ExtractionError(f"{path}: transcript is not UTF-8 text (binary file?)") from None
+    if "\x00" in text:
+        raise ExtractionError(f"{path}: transcript is not text (it contains NUL bytes: a binary file?)")
     if path.suffix.lower() == ".txt":
         return spread_words(text, 0.0, duration_s)
     return _subtitle_words(path, text)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from extractors.errors import ExtractionError
-from extractors.featureset import FeatureSet, ModalityStats
+from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
@@ -43,6 +43,9 @@ about CHUNK_S seconds and gets the duration-weighted mean of their results."""
 CHUNK_S = 30.0
 MEDIA_S_PER_BATCH = 120.0
 """Seconds of media (summed over pieces or windows) sent through the network in one batch."""
+AUTO_WINDOW_RANGE_S = (2.0, 5.0)
+AUTO_WINDOWS_PER_CLIP = 30
+"""`auto_window`: about this many windows per clip, each between AUTO_WINDOW_RANGE_S seconds long."""
 
 
 @dataclass
@@ -54,6 +57,8 @@ class AnalyzeOptions:
     fps: video frames sampled per second (None: the rate the checkpoint's features were made at).
     transcript: a transcript file used instead of speech recognition (only with a single clip).
     window_s: when set, also analyse consecutive windows of this many seconds (ClipResult.segments).
+    auto_window: when window_s is None, analyse windows anyway, of `auto_window_s(duration)` seconds
+        (the HTML report, ELAN and WebVTT exports need a timeline).
     use_cache: reuse/stash extracted features in the extractor cache.  cache_dir: its folder.
     precision: "fp32" | "bf16" | "fp16": autocast for the emotion network (the extractors stay fp32).
     workers: files analysed in this many processes, each with its own models and `threads`.
@@ -65,6 +70,7 @@ class AnalyzeOptions:
     fps: float | None = None
     transcript: Path | None = None
     window_s: float | None = None
+    auto_window: bool = False
     use_cache: bool = True
     cache_dir: Path | None = None
     precision: str = "fp32"
@@ -110,6 +116,7 @@ class ClipResult:
     timings_s: stage -> seconds (extraction stages, then "model"). warnings: one line each.
     segments: per-window results when a window length was asked for, else None.
     by_modality: what the face, the voice and the words each say on their own (`ModalityEvidence`).
+    words: the transcript's words with their start/end times (s), in spoken order.
     """
 
     file: str
@@ -122,6 +129,7 @@ class ClipResult:
     warnings: list[str] = field(default_factory=list)
     segments: list[Segment] | None = None
     by_modality: ModalityEvidence = field(default_factory=dict)
+    words: list[Word] = field(default_factory=list)
 
     @property
     def predicted(self) -> list[str]:
@@ -183,6 +191,14 @@ def expand_inputs(paths: Sequence[Path]) -> list[Path | ClipFailure]:
     return out
 
 
+def auto_window_s(duration_s: float) -> float:
+    """A window length (s) for a timeline of a clip of `duration_s` seconds: about
+    AUTO_WINDOWS_PER_CLIP windows, rounded to whole seconds, kept within AUTO_WINDOW_RANGE_S
+    (a 6 s clip gets 2 s windows, a 10-minute one 5 s windows)."""
+    low, high = AUTO_WINDOW_RANGE_S
+    return float(min(high, max(low, round(duration_s / AUTO_WINDOWS_PER_CLIP))))
+
+
 def _scores(label_names: list[str], thresholds: list[float], probs: np.ndarray, uncertainty: np.ndarray) -> list[EmotionScore]:
     """probs, uncertainty: (q,) -> one EmotionScore per label."""
     return [
@@ -204,10 +220,10 @@ class Analyzer:
     """
 
     def __init__(self, options: AnalyzeOptions) -> None:
-        if options.window_s is not None and options.window_s <= 0:
-            raise UserError(f"--window must be > 0 seconds, got {options.window_s:g}")
-        if options.fps is not None and options.fps <= 0:
-            raise UserError(f"--fps must be > 0, got {options.fps:g}")
+        if options.window_s is not None and not (math.isfinite(options.window_s) and options.window_s > 0):
+            raise UserError(f"--window must be > 0 seconds (a finite number), got {options.window_s:g}")
+        if options.fps is not None and not (math.isfinite(options.fps) and options.fps > 0):
+            raise UserError(f"--fps must be > 0 (a finite number), got {options.fps:g}")
         if options.transcript is not None and not Path(options.transcript).is_file():
             raise UserError(f"--transcript {options.transcript}: file not found")
         set_threads(options.threads)
@@ -264,8 +280,11 @@ class Analyzer:
         clip_evidence = self._by_modality(features, [(0.0, duration)])
         clip_scores = self._scores(features, [(0.0, duration)], clip_evidence)[0]
         segments = None
-        if self.options.window_s is not None:
-            spans = tile(0.0, duration, self.options.window_s) if duration > 0 else [(0.0, self.options.window_s)]
+        window_s = self.options.window_s
+        if window_s is None and self.options.auto_window:
+            window_s = auto_window_s(duration)
+        if window_s is not None:
+            spans = tile(0.0, duration, window_s) if duration > 0 else [(0.0, window_s)]
             w_evidence = self._by_modality(features, spans)
             segments = [Segment(start_s=a, end_s=b, emotions=scores, by_modality=evidence)
                         for (a, b), scores, evidence in zip(spans, self._scores(features, spans, w_evidence), w_evidence)]
@@ -285,6 +304,7 @@ class Analyzer:
             warnings=warnings,
             segments=segments,
             by_modality=clip_evidence[0],
+            words=list(features.words),
         )
 
     def _scores(self, features: FeatureSet, spans: list[tuple[float, float]],
@@ -296,8 +316,13 @@ class Analyzer:
         names, q = self.info.label_names, len(self.info.label_names)
         usable = [any(v is not None for v in e.values()) for e in evidence]
         if self.fusion is not None:
-            fused = [self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
-                                       for m, v in e.items()}) for e in evidence]
+            clip_end = spans[-1][1]
+            fused = []
+            for (a, b), e in zip(spans, evidence):
+                frames = features.window(a, math.inf if b >= clip_end else b).features
+                fused.append(self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
+                                               for m, v in e.items()},
+                                              {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}))
             probs = np.stack([p for p, _ in fused])
             uncertainty = np.stack([u for _, u in fused])
             thresholds = self.fusion.thresholds

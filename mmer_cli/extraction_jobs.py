@@ -103,9 +103,13 @@ def _read_csv_rows(labels_csv: Path) -> tuple[list[str], list[dict[str, str]]]:
         with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            rows = []
+            for row in reader:
+                if None in row:  # DictReader's key for values beyond the header
+                    raise UserError(f"{labels_csv}: line {reader.line_num}: more values than the header has columns")
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{labels_csv}: cannot read labels CSV ({type(err).__name__}: {err})") from None
+        raise UserError(f"{labels_csv}: cannot read labels CSV ({type(err).__name__}: {' '.join(str(err).split())})") from None
     return header, rows
 
 
@@ -123,7 +127,7 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
     header, rows = _read_csv_rows(labels_csv)
     missing = [c for c in ("file", "split") if c not in header]
     if missing:
-        raise UserError(f"{labels_csv}: missing column(s) {', '.join(missing)} (header: {', '.join(header) or 'empty'})")
+        raise UserError(f"{labels_csv}: missing column(s) {', '.join(missing)} (header: {', '.join(map(repr, header)) or 'empty'})")
     names_column = "labels" in header
     if names_column:
         per_row = [[n.strip() for n in LABEL_SEPARATORS.split(row["labels"]) if n.strip()] for row in rows]

@@ -9,15 +9,21 @@ readings (each stream alone, `by_modality`):
 
 1. calibration: each stream's per-label probability p_m is temperature-scaled,
    z_m = logit(p_m) / T_m, with T_m fitted on that stream's validation data (binary cross-entropy);
-2. fusion: the fused logit is the reliability-weighted mean of the present streams' z_m,
-   z = sum_m r_m z_m / sum_m r_m, so one stream alone gives exactly its calibrated reading, and
-   a weak stream cannot overrule a strong one that disagrees;
-3. decision: present when sigmoid(z) >= the fusion's per-label threshold (tuned on validation);
-4. uncertainty: the binary entropy of the fused probability in bits (0 = certain, 1 = a coin
+2. weights: w_m = r_m * f_m, with r_m the stream's reliability — its discrimination measured on
+   held-out data (mean over labels of 2 * AUC - 1), or a documented prior for a stream without
+   labelled held-out data (the face) — and f_m in (0, 1] its domain factor for this input
+   (`StreamDomain`: 1 inside the range of held-out training-domain data, falling steeply outside,
+   e.g. for a voice unlike the few German actors the voice stream was trained on; 1 for a stream
+   without a domain model);
+3. fusion, with the union semantics of multi-label emotion annotation (an emotion is present when
+   any channel shows it): for every emotion the fused logit is the weighted soft maximum
+   z = log(sum_m a_m exp(z_m)), a_m = w_m / sum w; for the "none of them" label (neutral) it is
+   the weighted soft minimum z = -log(sum_m a_m exp(-z_m)) (neutral only when every channel is).
+   One stream alone gives exactly its calibrated reading; a stream can add what it clearly
+   shows, in proportion to its weight, but cannot remove what a clear stream shows;
+4. decision: present when sigmoid(z) >= the fusion's per-label threshold (tuned on validation);
+5. uncertainty: the binary entropy of the fused probability in bits (0 = certain, 1 = a coin
    flip); with no usable stream every label is absent with probability 0 and uncertainty 1.
-
-r_m is the stream's measured discrimination on held-out data (mean over labels of 2 * AUC - 1),
-or, for a stream without labelled held-out data (the face), a documented prior.
 """
 
 from __future__ import annotations
@@ -41,16 +47,58 @@ class StreamCalibration:
 
 
 @dataclass
+class StreamDomain:
+    """Where a stream's training data lies, for its domain factor.
+
+    An input (T, D) frames is summarised by its mean frame u (D,); its distance to the training
+    domain is the Mahalanobis distance d = sqrt((u - mean)^T precision (u - mean)), precision the
+    inverse of the (shrunk) covariance of training summaries. `reference` is the 95th percentile
+    of d over held-out in-domain inputs. factor = 1 for d <= reference, else (reference / d)^exponent.
+    """
+
+    mean: list[float]
+    precision: list[list[float]]
+    reference: float
+    exponent: float = 4.0
+    basis: str = ""
+
+    def distance(self, frames: np.ndarray) -> float:
+        diff = np.asarray(frames, dtype=np.float64).mean(axis=0) - np.asarray(self.mean)
+        return float(np.sqrt(max(diff @ np.asarray(self.precision) @ diff, 0.0)))
+
+    def factor(self, frames: np.ndarray) -> float:
+        """Domain factor in (0, 1] of one input's frames (T, D), T >= 1."""
+        d = self.distance(frames)
+        return 1.0 if d <= self.reference else float((self.reference / d) ** self.exponent)
+
+    @classmethod
+    def fit(cls, train: list[np.ndarray], held_out: list[np.ndarray], shrinkage: float = 0.2,
+            basis: str = "") -> "StreamDomain":
+        """From training inputs and held-out in-domain inputs, each (T_i, D) frames."""
+        u = np.stack([x.mean(axis=0) for x in train]).astype(np.float64)  # (N, D)
+        cov = np.cov(u.T)
+        cov = (1 - shrinkage) * cov + shrinkage * np.diag(np.diag(cov))
+        domain = cls(u.mean(axis=0).tolist(), np.linalg.pinv(cov).tolist(), 0.0, basis=basis)
+        domain.reference = float(np.percentile([domain.distance(x) for x in held_out], 95))
+        return domain
+
+
+@dataclass
 class LateFusion:
-    """Per-stream calibration and per-label decision thresholds of a late-fusion checkpoint."""
+    """Per-stream calibration, domains and per-label decision thresholds of a late-fusion
+    checkpoint. `exclusive_label`: index of the label meaning "no emotion" (neutral), fused as
+    a soft minimum; None when there is none."""
 
     streams: dict[str, StreamCalibration]
     thresholds: list[float]
+    domains: dict[str, StreamDomain] = field(default_factory=dict)
+    exclusive_label: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"streams": {m: asdict(c) for m, c in self.streams.items()}, "thresholds": list(self.thresholds),
-                "notes": dict(self.notes)}
+                "domains": {m: asdict(d) for m, d in self.domains.items()},
+                "exclusive_label": self.exclusive_label, "notes": dict(self.notes)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LateFusion":
@@ -58,36 +106,56 @@ class LateFusion:
         try:
             streams = {m: StreamCalibration(**c) for m, c in data["streams"].items()}
             thresholds = [float(t) for t in data["thresholds"]]
-        except (KeyError, TypeError) as err:
+            domains = {m: StreamDomain(**d) for m, d in data.get("domains", {}).items()}
+            exclusive = data.get("exclusive_label")
+            exclusive = None if exclusive is None else int(exclusive)
+        except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"fusion: malformed calibration ({err})") from None
+        for m, d in domains.items():
+            values = np.asarray(d.precision, dtype=np.float64)
+            if (values.shape != (len(d.mean), len(d.mean)) or not np.isfinite(values).all()
+                    or not np.isfinite(d.mean).all() or not (math.isfinite(d.reference) and d.reference > 0)):
+                raise ValueError(f"fusion: domain of stream {m!r} is malformed")
+        if exclusive is not None and not 0 <= exclusive < len(thresholds):
+            raise ValueError("fusion: exclusive_label is not a label index")
         for m, c in streams.items():
             if not (math.isfinite(c.temperature) and c.temperature > 0 and math.isfinite(c.reliability)
                     and c.reliability >= 0):
                 raise ValueError(f"fusion: stream {m!r} needs a finite temperature > 0 and reliability >= 0")
         if not all(math.isfinite(t) and 0 <= t <= 1 for t in thresholds):
             raise ValueError("fusion: thresholds must be finite and in [0, 1]")
-        return cls(streams, thresholds, dict(data.get("notes", {})))
+        return cls(streams, thresholds, domains, exclusive, dict(data.get("notes", {})))
 
     def calibrated_logits(self, stream: str, probs: np.ndarray) -> np.ndarray:
         """probs (..., q) of one stream -> temperature-scaled logits (..., q)."""
         p = np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1 - _EPS)
         return np.log(p / (1 - p)) / self.streams[stream].temperature
 
-    def fuse(self, evidence: dict[str, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        """evidence: stream -> its single-stream probabilities (q,) or None when absent.
+    def weight(self, stream: str, frames: np.ndarray | None = None) -> float:
+        """w = reliability * domain factor of `frames` (T, D) (1 without a domain model or frames)."""
+        w = self.streams[stream].reliability
+        if stream in self.domains and frames is not None and len(frames):
+            w *= self.domains[stream].factor(frames)
+        return w
+
+    def fuse(self, evidence: dict[str, np.ndarray | None],
+             weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """evidence: stream -> its single-stream probabilities (q,) or None when absent;
+        weights: stream -> w (default: its reliability; see `weight`).
         Returns fused probabilities (q,) and uncertainties (q,) in [0, 1]."""
         q = len(self.thresholds)
-        weighted, total = np.zeros(q), 0.0
-        for m, probs in evidence.items():
-            if probs is None or m not in self.streams or self.streams[m].reliability <= 0:
-                continue
-            r = self.streams[m].reliability
-            weighted += r * self.calibrated_logits(m, probs)
-            total += r
-        if total == 0.0:  # no usable stream: nothing is present, and nothing is known
+        present = [(m, p) for m, p in evidence.items() if p is not None and m in self.streams]
+        w = np.array([(weights or {}).get(m, self.streams[m].reliability) for m, _ in present])
+        if not present or w.sum() <= 0:  # no usable stream: nothing is present, and nothing is known
             return np.zeros(q), np.ones(q)
-        fused = 1.0 / (1.0 + np.exp(-weighted / total))
-        return fused, binary_entropy_bits(fused)
+        z = np.stack([self.calibrated_logits(m, p) for m, p in present])  # (M, q)
+        log_a = np.log(np.maximum(w / w.sum(), 1e-300))[:, None]  # (M, 1)
+        fused = np.logaddexp.reduce(log_a + z, axis=0)  # soft maximum: union of what the streams show
+        if self.exclusive_label is not None:
+            k = self.exclusive_label
+            fused[k] = -np.logaddexp.reduce(log_a[:, 0] - z[:, k])  # soft minimum: all streams agree
+        probs = 1.0 / (1.0 + np.exp(-fused))
+        return probs, binary_entropy_bits(probs)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """probs (..., q) -> (..., q) bool decisions at the fusion's thresholds."""

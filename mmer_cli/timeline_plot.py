@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from extractors.cache import default_cache_dir
 from mmer_cli.analysis import ClipResult
 from mmer_cli.errors import UserError
 
@@ -14,6 +16,8 @@ DPI = 110
 def plot_timeline(result: ClipResult, path: Path) -> Path:
     """Draw one step line per emotion (probability of each window, held over the window) with a
     dot on the windows where the emotion is predicted present. Needs `result.segments`."""
+    # matplotlib keeps its font cache in mmer's cache folder, not in ~/.cache and ~/.config
+    os.environ.setdefault("MPLCONFIGDIR", str(default_cache_dir() / "matplotlib"))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +47,6 @@ def plot_timeline(result: ClipResult, path: Path) -> Path:
         fig.tight_layout()
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path)
         except OSError as err:
             raise UserError(f"--plot {path}: cannot write ({err.strerror or err})") from None
@@ -53,16 +56,24 @@ def plot_timeline(result: ClipResult, path: Path) -> Path:
 
 
 def plot_paths(plot: Path, results: list[ClipResult]) -> list[tuple[ClipResult, Path]]:
-    """Where each clip's plot goes: PLOT itself for one clip, else PLOT's stem + '_' + clip stem."""
+    """Where each clip's plot goes: inside PLOT when it is an existing folder, as <clip stem>.png;
+    else PLOT itself for one clip, and PLOT's stem + '_' + clip stem beside it for several.
+    Folders are never created (the caller checks that PLOT's folder exists)."""
     plot = Path(plot)
-    if len(results) == 1:
+    if plot.is_dir():
+        def name(stem: str) -> Path:
+            return plot / f"{stem}.png"
+    elif len(results) == 1:
         return [(results[0], plot)]
+    else:
+        def name(stem: str) -> Path:
+            return plot.with_name(f"{plot.stem}_{stem}{plot.suffix or '.png'}")
     pairs, used = [], set()
     for r in results:
-        candidate = plot.with_name(f"{plot.stem}_{Path(r.file).stem}{plot.suffix or '.png'}")
+        candidate = name(Path(r.file).stem)
         n = 2
         while candidate in used:
-            candidate = plot.with_name(f"{plot.stem}_{Path(r.file).stem}_{n}{plot.suffix or '.png'}")
+            candidate = name(f"{Path(r.file).stem}_{n}")
             n += 1
         used.add(candidate)
         pairs.append((r, candidate))

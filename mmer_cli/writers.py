@@ -74,21 +74,26 @@ def to_json(outcomes: Sequence[AnalyzeOutcome]) -> str:
     return json.dumps([outcome_to_dict(o) for o in outcomes], indent=2, ensure_ascii=False) + "\n"
 
 
-def to_csv(outcomes: Sequence[AnalyzeOutcome]) -> str:
-    """One row per analysed clip: file, one probability column per emotion, predicted (';'-joined),
-    transcript, then `<stream>_<label>` columns with what each stream alone says (empty when that
-    stream is absent). Failures have no row (the caller lists them on stderr)."""
+def to_csv(outcomes: Sequence[AnalyzeOutcome], label_names: Sequence[str]) -> str:
+    """One row per analysed clip: file, one probability column per emotion, `uncertainty_<label>`
+    columns, predicted (';'-joined), transcript, then `<stream>_<label>` columns with what each stream
+    alone says (empty when that stream is absent). The columns come from `label_names` (the
+    checkpoint's), so the header is the same when every input failed. Failures have no row (the
+    caller lists them on stderr)."""
     results = [o for o in outcomes if isinstance(o, ClipResult)]
-    labels = [e.label for e in results[0].emotions] if results else []
+    labels = list(label_names)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     evidence_columns = [(m, name) for m in EVIDENCE_STREAMS for name in labels]
-    writer.writerow(["file", *labels, "predicted", "transcript", *(f"{m}_{name}" for m, name in evidence_columns)])
+    writer.writerow(["file", *labels, *(f"uncertainty_{name}" for name in labels), "predicted", "transcript",
+                     *(f"{m}_{name}" for m, name in evidence_columns)])
     for r in results:
         probs = {e.label: f"{e.probability:.{PROB_DECIMALS}f}" for e in r.emotions}
+        uncertainty = {e.label: f"{e.uncertainty:.{PROB_DECIMALS}f}" for e in r.emotions}
         evidence = [("" if r.by_modality.get(m) is None else f"{r.by_modality[m][name]:.{PROB_DECIMALS}f}")
                     for m, name in evidence_columns]
-        writer.writerow([r.file, *(probs.get(name, "") for name in labels), ";".join(r.predicted), r.transcript,
+        writer.writerow([r.file, *(probs.get(name, "") for name in labels),
+                         *(uncertainty.get(name, "") for name in labels), ";".join(r.predicted), r.transcript,
                          *evidence])
     return buffer.getvalue()
 

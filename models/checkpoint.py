@@ -8,6 +8,7 @@ and free-form training info.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from models.config import ConfigError, config_from_dict, config_to_dict
-from models.feature_spec import FeatureSpec, FeatureSpecMismatch
+from models.config import config_from_dict, config_to_dict
+from models.feature_spec import FeatureSpec
 from models.registry import build_model, get_entry
 
 CHECKPOINT_FORMAT = 1
@@ -91,6 +92,8 @@ def read_checkpoint_info(path: str | Path) -> tuple[CheckpointInfo, dict]:
         raise CheckpointError(f"{path}: safetensors file without mmer metadata")
     try:
         meta = json.loads(header["mmer"])
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path}: malformed mmer metadata (not a JSON object)")
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         entry = get_entry(meta["model"])
@@ -105,19 +108,42 @@ def read_checkpoint_info(path: str | Path) -> tuple[CheckpointInfo, dict]:
         )
     except CheckpointError:
         raise
-    except (json.JSONDecodeError, KeyError, TypeError, ConfigError, FeatureSpecMismatch) as err:
-        raise CheckpointError(f"{path}: malformed mmer metadata ({err})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # JSON, config, spec errors
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"{path}: malformed mmer metadata ({reason})") from None
+    if not all(isinstance(name, str) and name.strip() for name in info.label_names):
+        raise CheckpointError(f"{path}: label names must be non-empty strings")
     if len(info.label_names) != info.config.num_labels or len(info.thresholds) != info.config.num_labels:
         raise CheckpointError(f"{path}: label names/thresholds do not match num_labels")
+    for name, t in zip(info.label_names, info.thresholds):
+        if not math.isfinite(t):
+            raise CheckpointError(f"{path}: decision threshold of {name!r} is {t!r}, expected a finite number")
     return info, meta
+
+
+def check_finite_state(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Refuse weights or standardisation statistics that are NaN or infinite, and
+    non-positive standard deviations (`...std_<modality>` buffers): CheckpointError naming the tensor."""
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {key!r} holds NaN or infinite values")
+        if key.rsplit(".", 1)[-1].startswith("std_") and not bool((tensor > 0).all()):
+            raise CheckpointError(f"{path}: standard deviations {key!r} must be > 0")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model from a checkpoint alone. Returns (model in eval mode, CheckpointInfo)."""
     info, _ = read_checkpoint_info(path)
-    model = build_model(info.model_name, info.config)
+    try:
+        model = build_model(info.model_name, info.config)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
+        raise CheckpointError(f"{path}: its config does not build a {info.model_name} model "
+                              f"({' '.join(str(err).split())[:200]})") from None
     try:
         state = load_file(str(path), device="cpu")
+        check_finite_state(path, state)
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise CheckpointError(f"{path}: weights do not fit the {info.model_name} config ({str(err).splitlines()[0]})") from None

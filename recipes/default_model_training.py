@@ -39,7 +39,7 @@ from extractors.face import GEOMETRY_FEATURE_NAMES
 from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
 from mmer_cli.evaluation import predict_probs
 from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer, optimization_step
-from mmer_cli.stream_fusion import LateFusion, StreamCalibration, discrimination, fit_temperature
+from mmer_cli.stream_fusion import LateFusion, StreamCalibration, StreamDomain, discrimination, fit_temperature
 from mmer_cli.thresholds import tune_label_thresholds
 from models.registry import build_model
 
@@ -276,11 +276,13 @@ FACE_PRIOR_BASIS = ("prior: no labelled face video is available; the face gets t
                     "FER2013 test accuracy is 66 % on stills, its accuracy on video frames is unknown)")
 
 
-def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet) -> tuple[LateFusion, dict]:
+def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet, train_audio: Pools) -> LateFusion:
     """Calibrate each stream alone on held-out data (mmer_cli/stream_fusion.py): temperature and
     reliability (2 * AUC - 1) of the words on `valid_text`, of the voice on `valid_audio` (over
-    the six labels EmoDB has), the face by `FACE_PRIOR_BASIS`; per-label thresholds tuned on the
-    calibrated single-stream readings of both sets. Returns the fusion and its measurements."""
+    the six labels EmoDB has), the face by `FACE_PRIOR_BASIS`; the voice's domain from the
+    training speakers' utterances (`train_audio.audio_rows`) with its reference distance from the
+    validation speakers'; per-label thresholds tuned on the calibrated single-stream readings of
+    both validation sets."""
     device = torch.device("cpu")
     text_probs = predict_probs(model, valid_text.dataset(), 256, device, with_uncertainty=False)[0]
     audio_probs = predict_probs(model, valid_audio.dataset(), 256, device, with_uncertainty=False)[0]
@@ -292,14 +294,21 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
                               f"{valid_audio.name}: {len(valid_audio.labels)} EmoDB utterances of the validation "
                               "speakers, audio only, the six EmoDB labels")
     visual = StreamCalibration(1.0, min(text.reliability, audio.reliability), FACE_PRIOR_BASIS)
-    fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES))
+    emodb = train_audio.emodb
+    voice = StreamDomain.fit([emodb.audio.get(int(j)) for j in train_audio.audio_rows],
+                             [emodb.audio.get(int(j)) for _, j in valid_audio.items],
+                             basis=f"{len(train_audio.audio_rows)} training-speaker utterances (mean eGeMAPS frame); "
+                                   f"reference = 95th percentile over the {len(valid_audio.items)} "
+                                   "validation-speaker utterances")
+    fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES),
+                        domains={"audio": voice}, exclusive_label=NEUTRAL)
     calibrated = np.concatenate([1 / (1 + np.exp(-fusion.calibrated_logits("text", text_probs))),
                                  1 / (1 + np.exp(-fusion.calibrated_logits("audio", audio_probs)))])
     labels = np.concatenate([valid_text.labels, valid_audio.labels]).astype(np.int64)
     fusion.thresholds = [float(t) for t in tune_label_thresholds(calibrated, labels)]
     fusion.notes = {"thresholds": "tuned per label for F1 on the calibrated text-only and audio-only readings of "
                                   "the validation sets together"}
-    return fusion, {"valid_text_probs": text_probs, "valid_audio_probs": audio_probs}
+    return fusion
 
 
 @dataclass
@@ -376,6 +385,6 @@ def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSe
             break
     model.load_state_dict(best_state)
     model.eval()
-    fusion, _ = fit_fusion(model, valid_text, valid_audio)
+    fusion = fit_fusion(model, valid_text, valid_audio, mixture.pools)
     return TrainOutcome(model, fusion, best_thresholds, stopper.best_epoch, len(history), history,
                         time.perf_counter() - started)

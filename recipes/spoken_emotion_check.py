@@ -53,14 +53,13 @@ def make_clips(rows: list[dict], face: Path, out: Path) -> None:
         wav = out / "wav" / f"{name}.wav"
         run(["espeak-ng", "-v", VOICE, "-s", str(WORDS_PER_MINUTE), "-w", str(wav), row["sentence"]])
         (out / "text" / f"{name}.txt").write_text(row["sentence"] + "\n", encoding="utf-8")
-        video = ["-stream_loop", "-1", "-i", str(face)]
-        encode = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
-        run(["ffmpeg", "-y", "-loglevel", "error", *video, "-i", str(wav), "-map", "0:v", "-map", "1:a",
-             "-shortest", *encode, "-c:a", "aac", str(out / "av" / f"{name}.mp4")])
         seconds = float(run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                              str(wav)]).stdout)
-        run(["ffmpeg", "-y", "-loglevel", "error", *video, "-t", f"{seconds:.3f}", "-an", *encode,
-             str(out / "silent" / f"{name}.mp4")])
+        video = ["-stream_loop", "-1", "-i", str(face)]
+        encode = ["-t", f"{seconds:.3f}", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+        run(["ffmpeg", "-y", "-loglevel", "error", *video, "-i", str(wav), "-map", "0:v", "-map", "1:a",
+             *encode, "-c:a", "aac", str(out / "av" / f"{name}.mp4")])
+        run(["ffmpeg", "-y", "-loglevel", "error", *video, "-an", *encode, str(out / "silent" / f"{name}.mp4")])
 
 
 def analyze(args: list[str], env: dict) -> list[dict]:

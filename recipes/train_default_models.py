@@ -40,9 +40,9 @@ import torch
 
 from default_model_features import (LABEL_NAMES, default_feature_spec, load_emodb, load_faces, load_goemotions,
                                     prepare_features, stratified_subset)
-from default_model_training import (EpochMixture, MixtureSettings, Pools, SyntheticFaces, audio_only_set, paired_set,
-                                    text_only_set, train_one, visual_only_set)
-from models.checkpoint import save_checkpoint
+from default_model_training import (EpochMixture, MixtureSettings, Pools, SyntheticFaces, audio_only_set, fit_fusion,
+                                    paired_set, text_only_set, train_one, visual_only_set)
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import config_to_dict
 from models.registry import get_entry
 from provenance import REPO_ROOT, RESULTS_DIR, SHARED_DATA, provenance, write_result
@@ -60,6 +60,7 @@ SHIPPED_VALID_SPEAKERS = (9, 10)
 """EmoDB speakers held out of the shipped models' training for early stopping and thresholds."""
 PAIRS_PER_VALID_UTTERANCE = 2
 VALID_FACES_PER_LABEL = 50
+"""Synthetic face sequences per label in the validation set (reported per epoch, not selected on)."""
 
 # Small configs: the data is small (43k short comments, a few hundred 2-s utterances) and the
 # budget was minutes of a shared CPU. Every model standardises its inputs with statistics of the
@@ -109,8 +110,9 @@ def speakers_rows(speakers: np.ndarray, wanted) -> np.ndarray:
     return np.flatnonzero(np.isin(speakers, list(wanted)))
 
 
-def train_split(name: str, parts: dict, train_speakers, valid_speakers, log, fold: bool = False) -> dict:
-    """Train `name` on GoEmotions train + `train_speakers`; select on dev + `valid_speakers`."""
+def split_sets(name: str, parts: dict, train_speakers, valid_speakers):
+    """Training pools and the validation sets of one split: (train_pools, valid_text, valid_audio,
+    valid_paired, valid_faces, valid-text rows or None)."""
     emodb = parts["emodb"]
     visual_dim = default_feature_spec().visual.dim
     faces = SyntheticFaces(parts["faces"])
@@ -118,13 +120,32 @@ def train_split(name: str, parts: dict, train_speakers, valid_speakers, log, fol
     valid_pools = Pools(parts["valid"], emodb, speakers_rows(emodb.speakers, valid_speakers), visual_dim, faces)
     limit = VALID_TEXT_LIMIT[name]
     rows = None if limit is None else stratified_subset(parts["valid"].labels, limit, SEED)
+    return (train_pools, text_only_set(valid_pools, "valid_text", rows), audio_only_set(valid_pools, "valid_audio"),
+            paired_set(valid_pools, "valid_paired", PAIRS_PER_VALID_UTTERANCE, SEED),
+            visual_only_set(valid_pools, "valid_synthetic_faces", VALID_FACES_PER_LABEL, SEED + 1), rows)
+
+
+def train_split(name: str, parts: dict, train_speakers, valid_speakers, log, fold: bool = False) -> dict:
+    """Train `name` on GoEmotions train + `train_speakers`; select on dev + `valid_speakers`."""
+    train_pools, valid_text, valid_audio, valid_paired, valid_faces, rows = split_sets(
+        name, parts, train_speakers, valid_speakers)
     outcome = train_one(name, model_config(name, fold), EpochMixture(train_pools, mixture_settings(name, fold), SEED),
-                        text_only_set(valid_pools, "valid_text", rows), audio_only_set(valid_pools, "valid_audio"),
-                        paired_set(valid_pools, "valid_paired", PAIRS_PER_VALID_UTTERANCE, SEED),
-                        visual_only_set(valid_pools, "valid_synthetic_faces", VALID_FACES_PER_LABEL, SEED + 1), SEED, log)
+                        valid_text, valid_audio, valid_paired, valid_faces, SEED, log)
     return {"outcome": outcome, "mixture": mixture_settings(name, fold), "valid_text_comments": len(outcome_rows(rows, parts)),
             "train_speakers": sorted(int(s) for s in train_speakers),
             "valid_speakers": sorted(int(s) for s in valid_speakers)}
+
+
+def recalibrate(path: Path, parts: dict, train_speakers, valid_speakers) -> None:
+    """Fit the late fusion of an existing checkpoint again (`fit_fusion`, deterministic given the
+    weights and the validation data) and rewrite the checkpoint with it; weights unchanged."""
+    model, info = load_checkpoint(path)
+    train_pools, valid_text, valid_audio, _, _, _ = split_sets(info.model_name, parts, train_speakers, valid_speakers)
+    extra = dict(info.extra)
+    extra["fusion"] = fit_fusion(model, valid_text, valid_audio, train_pools).to_dict()
+    extra["fusion_fitted"] = {"by": "recipes/train_default_models.py --calibrate-only",
+                              "commit": provenance(THREADS)["git"]["commit"]}
+    save_checkpoint(path, model, info.label_names, info.feature_spec, thresholds=info.thresholds, extra=extra)
 
 
 def outcome_rows(rows, parts: dict):
@@ -204,6 +225,8 @@ def main() -> None:
     parser.add_argument("--folds", default="0,1,2,3,4", help="EmoDB folds to train fold models for ('' = none)")
     parser.add_argument("--fold-model", default="lddu", choices=("lddu", "lamb"), help="model of the fold models")
     parser.add_argument("--models", default="lddu,lamb", help="shipped models to (re)train")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="do not train: fit the late fusion of the existing shipped / fold checkpoints again")
     args = parser.parse_args()
     started = time.perf_counter()
     torch.set_num_threads(THREADS)
@@ -223,6 +246,26 @@ def main() -> None:
     spec = default_feature_spec()
     all_speakers = sorted(set(int(s) for s in parts["emodb"].speakers))
     runs: dict[str, dict] = {}
+    folds = json.loads(FOLDS_FILE.read_text())["folds"]
+    if args.calibrate_only:
+        for name in [m for m in args.models.split(",") if m]:
+            recalibrate(WEIGHTS_DIR / f"{name}_default.safetensors", parts,
+                        [s for s in all_speakers if s not in SHIPPED_VALID_SPEAKERS], SHIPPED_VALID_SPEAKERS)
+            log(f"recalibrated shipped {name}")
+        write_sha256sums(sorted(WEIGHTS_DIR.glob("*_default.safetensors")))
+        record = RESULTS_DIR / "default_training.json"
+        if record.exists():  # the shipped files changed: their recorded size and hash follow
+            result = json.loads(record.read_text())
+            for run_name, run in result.get("runs", {}).items():
+                if run_name.endswith("_default") and (REPO_ROOT / run["file"]).exists():
+                    run.update(bytes=(REPO_ROOT / run["file"]).stat().st_size, sha256=sha256(REPO_ROOT / run["file"]))
+            write_result("default_training", result)
+        for k in [int(f) for f in args.folds.split(",") if f.strip()]:
+            path = args.work / "folds" / f"{args.fold_model}_fold{k}.safetensors"
+            if path.exists():
+                recalibrate(path, parts, folds[k]["train_speakers"], folds[k]["valid_speakers"])
+                log(f"recalibrated {path.name}")
+        return
 
     for name in [m for m in args.models.split(",") if m]:
         log(f"shipped {name}")
@@ -241,7 +284,6 @@ def main() -> None:
         write_sha256sums(sorted(WEIGHTS_DIR.glob("*_default.safetensors")))
         record_runs(args, prep, data, spec, runs, started)
 
-    folds = json.loads(FOLDS_FILE.read_text())["folds"]
     for k in [int(f) for f in args.folds.split(",") if f.strip()]:
         fold, name = folds[k], args.fold_model
         log(f"{name} fold {k} (test speakers {fold['test_speakers']})")

@@ -262,18 +262,23 @@ def test_cli_json_without_window_has_no_segments(checkpoint, sample_result):
         [e.probability for e in sample_result.emotions], abs=1e-4)
 
 
-def test_cli_csv_has_one_probability_column_per_emotion(checkpoint, sample_result, tmp_path):
-    out = tmp_path / "out" / "results.csv"
+CSV_HEADER = ["file", *LABELS, *(f"uncertainty_{label}" for label in LABELS), "predicted", "transcript",
+              *(f"{m}_{label}" for m in ("visual", "audio", "text") for label in LABELS)]
+
+
+def test_cli_csv_has_probability_and_uncertainty_columns_per_emotion(checkpoint, sample_result, tmp_path):
+    out = tmp_path / "results.csv"
     result = cli(str(SAMPLE), str(tmp_path / "gone.wav"), "--model", str(checkpoint), "-f", "csv", "-o", str(out))
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "gone.wav: no such file" in result.stderr
+    assert f"mmer: results written to {out}" in result.stderr.splitlines()
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert list(rows[0]) == ["file", *LABELS, "predicted", "transcript",
-                             *(f"{m}_{label}" for m in ("visual", "audio", "text") for label in LABELS)]
+    assert list(rows[0]) == CSV_HEADER
     assert float(rows[0]["text_joy"]) == pytest.approx(sample_result.by_modality["text"]["joy"], abs=1e-4)
     assert len(rows) == 1
     assert float(rows[0]["joy"]) == pytest.approx(sample_result.emotions[3].probability, abs=1e-4)
+    assert float(rows[0]["uncertainty_joy"]) == pytest.approx(sample_result.emotions[3].uncertainty, abs=1e-4)
     assert rows[0]["predicted"] == ";".join(sample_result.predicted)
     assert rows[0]["transcript"] == sample_result.transcript
 
@@ -287,12 +292,51 @@ def test_cli_table_shows_emotions_transcript_and_windows(checkpoint, sample_resu
     assert sample_result.transcript.split()[0] in result.stdout
 
 
+def test_cli_csv_keeps_its_columns_when_every_input_failed(checkpoint, tmp_path):
+    result = cli(str(tmp_path / "gone.wav"), "--model", str(checkpoint), "-f", "csv")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [",".join(CSV_HEADER)]  # the labels come from the checkpoint
+
+
 def test_cli_plot_writes_a_png_per_clip(checkpoint, sample_result, tmp_path):
     plot = tmp_path / "timeline.png"
     result = cli(str(SAMPLE), "--model", str(checkpoint), "--window", "1", "--plot", str(plot), "-f", "json")
     assert result.exit_code == 0, result.output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     assert len(json.loads(result.stdout)[0]["segments"]) == 6
+    assert result.stderr.splitlines() == [f"mmer: plot of {SAMPLE} written to {plot}"]
+
+
+def test_cli_plot_into_a_folder_writes_one_png_per_clip_inside_it(checkpoint, sample_result, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (clips / name).write_bytes(SAMPLE.read_bytes())
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    result = cli(str(clips), "--model", str(checkpoint), "--window", "3", "--plot", str(plots), "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in plots.iterdir()) == ["a.png", "b.png"]
+    assert not list(tmp_path.glob("*.png"))  # nothing beside the folder
+    assert result.stderr.splitlines() == [f"mmer: plot of {clips / n}.mp4 written to {plots / n}.png" for n in "ab"]
+
+
+@pytest.mark.parametrize("option", ["--output", "--plot"])
+def test_cli_outputs_into_a_missing_folder_fail_before_any_analysis(option, checkpoint, tmp_path, monkeypatch):
+    from mmer_cli.commands import analyze as analyze_command
+
+    monkeypatch.setattr(analyze_command, "analyze", lambda *a, **k: pytest.fail("analysis ran"))
+    target = tmp_path / "no" / "such" / "folder" / "out.png"
+    result = cli(str(SAMPLE), "--model", str(checkpoint), "--window", "2", option, str(target))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"mmer: error: {option} {target}: folder {target.parent} does not exist (create it first)"
+    assert not (tmp_path / "no").exists()
+
+
+def test_cli_output_that_is_a_folder_is_refused(checkpoint, tmp_path):
+    result = cli(str(SAMPLE), "--model", str(checkpoint), "-o", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"mmer: error: --output {tmp_path}: is a folder, expected a file name"
 
 
 def test_cli_plot_needs_a_window(checkpoint, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -24,6 +25,7 @@ from mmer_cli.analysis import AnalyzeOptions, ClipFailure, ClipResult, analyze
 from mmer_cli.cli import app
 from models.checkpoint import save_checkpoint
 from models.registry import build_model, get_entry
+from tests.privileges import shared_tmpdir, unprivileged
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -95,7 +97,19 @@ def media(tmp_path_factory) -> dict[str, Path]:
     faststart.unlink()
     files["empty_dir"].mkdir()
     (files["empty_dir"] / "readme.txt").write_text("no media\n")
+    files["png_as_mp4"] = root / "picture.mp4"
+    files["one_frame_gif_as_mp4"] = root / "animation.mp4"
+    write_picture(files["png_as_mp4"], "PNG")
+    write_picture(files["one_frame_gif_as_mp4"], "GIF")
     return files
+
+
+def write_picture(path: Path, image_format: str) -> Path:
+    """A 32x32 still picture (PIL format name), whatever the suffix of `path`."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(path, format=image_format)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +162,15 @@ def test_zero_byte_file(outcomes):
     assert failure(outcomes, "zero_bytes") == "empty file (0 bytes)"
 
 
+def test_still_image_named_mp4_is_an_input_error(outcomes):
+    assert failure(outcomes, "png_as_mp4") == "a still image (png), not a video or audio recording"
+
+
+def test_media_without_duration_is_an_input_error(outcomes):
+    """A one-picture GIF opens as video, but has no duration and no audio: nothing to analyse."""
+    assert failure(outcomes, "one_frame_gif_as_mp4") == "no duration: a single picture and no audio, not a recording"
+
+
 def test_truncated_mp4_without_its_index(outcomes):
     assert "corrupt, truncated" in failure(outcomes, "truncated_header")
 
@@ -156,17 +179,33 @@ def test_truncated_mp4_whose_streams_end_early(outcomes):
     assert "truncated" in failure(outcomes, "truncated_streams")
 
 
-def test_unreadable_file(checkpoint, tmp_path):
-    path = tmp_path / "locked.mp4"
-    path.write_bytes(SAMPLE.read_bytes())
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running as a user who can read mode-000 files (root)")
-        [outcome] = analyze([path], AnalyzeOptions(model=str(checkpoint), device="cpu", use_cache=False))
-        assert isinstance(outcome, ClipFailure) and "permission denied" in outcome.error
-    finally:
-        path.chmod(0o644)
+def test_unreadable_file_named_or_in_a_folder_fails_alone(checkpoint):
+    """Through the CLI in a real process that obeys file permissions: the mode-000 file named on the
+    command line and the one inside a folder each fail alone (exit 1); the readable clip is analysed."""
+    prefix = unprivileged()
+    with shared_tmpdir() as root:
+        model = shutil.copy(checkpoint, root / "tiny.safetensors")
+        folder = root / "folder"
+        folder.mkdir()
+        named, inside = root / "locked.mp4", folder / "also_locked.mp4"
+        for path in (named, inside):
+            path.write_bytes(SAMPLE.read_bytes())
+            path.chmod(0)
+        readable = shutil.copy(SAMPLE, root / "readable.mp4")
+        for path in (folder, model, readable):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        proc = subprocess.run([*prefix, sys.executable, "-m", "mmer_cli", "analyze", str(named), str(folder),
+                               str(readable), "--model", str(model), "-f", "json", "--no-cache"],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(root)})
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Usage:" not in proc.stderr
+    data = json.loads(proc.stdout)
+    assert [d.get("error") for d in data] == ["permission denied (file is not readable)"] * 2 + [None]
+    assert data[2]["file"] == str(readable) and len(data[2]["emotions"]) == len(LABELS)
+    assert proc.stderr.splitlines() == [f"mmer: error: {named}: permission denied (file is not readable)",
+                                        f"mmer: error: {inside}: permission denied (file is not readable)",
+                                        "mmer: 2 of 3 inputs failed"]
 
 
 # ----------------------------------------------------------------------------- odd inputs that still give a result
@@ -275,7 +314,11 @@ def test_corrupt_or_wrong_checkpoint_exits_2(kind, checkpoint, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--threads", "0"], "--threads must be >= 1"),
-    (["--window", "0"], "--window must be > 0"),
+    (["--window", "0"], "--window must be > 0 seconds (a finite number), got 0"),
+    (["--window", "-1"], "--window must be > 0 seconds (a finite number), got -1"),
+    (["--window", "nan"], "--window must be > 0 seconds (a finite number), got nan"),
+    (["--window", "inf"], "--window must be > 0 seconds (a finite number), got inf"),
+    (["--fps", "inf"], "--fps must be > 0 (a finite number), got inf"),
     (["--device", "tpu"], "--device must be one of auto, cpu, cuda"),
     (["--transcript", "nope.srt"], "--transcript nope.srt: file not found"),
 ])
@@ -305,9 +348,112 @@ def _mmer(*args: str) -> subprocess.CompletedProcess:
 
 def test_real_process_bad_media_exit_1_without_traceback(media, checkpoint):
     proc = _mmer("analyze", str(media["text_as_mp4"]), str(media["truncated_header"]), str(media["empty_dir"]),
-                 "--model", str(checkpoint), "-f", "json", "--no-cache")
+                 str(media["png_as_mp4"]), "--model", str(checkpoint), "-f", "json", "--no-cache")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert [set(o) for o in json.loads(proc.stdout)] == [{"file", "error"}] * 3
+    assert [set(o) for o in json.loads(proc.stdout)] == [{"file", "error"}] * 4
     errors = [line for line in proc.stderr.splitlines() if line.startswith("mmer: error: ")]
-    assert len(errors) == 3
+    assert len(errors) == 4
+    assert errors[3] == f"mmer: error: {media['png_as_mp4']}: a still image (png), not a video or audio recording"
+
+
+# ----------------------------------------------------------------------------- --transcript checked before media work
+
+
+def _no_media_work(monkeypatch) -> None:
+    import extractors.pipeline
+
+    monkeypatch.setattr(extractors.pipeline, "probe_media", lambda *a, **k: pytest.fail("media was probed"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "transcript is not UTF-8 text (binary file?)"),
+    (b"hello\x00world", "transcript is not text (it contains NUL bytes: a binary file?)"),
+])
+def test_binary_transcript_is_a_usage_error_before_any_media_work(content, message, checkpoint, tmp_path, monkeypatch):
+    _no_media_work(monkeypatch)
+    transcript = tmp_path / "words.srt"
+    transcript.write_bytes(content)
+    result = runner.invoke(app, ["analyze", str(SAMPLE), "--model", str(checkpoint), "--transcript", str(transcript)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"mmer: error: {transcript}: {message}"
+
+
+def test_malformed_subtitles_are_refused_before_any_media_work(checkpoint, tmp_path, monkeypatch):
+    _no_media_work(monkeypatch)
+    transcript = tmp_path / "words.vtt"
+    transcript.write_text("WEBVTT\n\n00:01.000 --> soon\nhello\n")
+    result = runner.invoke(app, ["analyze", str(SAMPLE), "--model", str(checkpoint), "--transcript", str(transcript)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"mmer: error: {transcript}: line 3: bad timestamp 'soon'"
+
+
+def test_empty_transcript_warns_that_the_words_are_absent(checkpoint, media, tmp_path):
+    transcript = tmp_path / "empty.txt"
+    transcript.write_text("")
+    result = runner.invoke(app, ["analyze", str(media["silence"]), "--model", str(checkpoint), "--no-cache",
+                                 "--transcript", str(transcript), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    [clip] = json.loads(result.stdout)
+    assert clip["transcript"] == "" and clip["modalities"]["text"]["tokens"] == 0
+    assert "the transcript file has no words: text features absent" in clip["warnings"]
+
+
+# ----------------------------------------------------------------------------- checkpoints with non-finite values
+
+
+def _poisoned_checkpoint(good: Path, out: Path, what: str) -> Path:
+    """`good` with NaN thresholds (metadata), an infinite weight, or NaN standardisation statistics."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        meta = json.loads(f.metadata()["mmer"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if what == "threshold":
+        meta["thresholds"][2] = float("nan")
+    else:
+        key = next(k for k in tensors if (k.rsplit(".", 1)[-1].startswith("mean_") if what == "statistics"
+                                          else k.endswith("weight")))
+        tensors[key][0] = float("nan") if what == "statistics" else float("inf")
+    save_file(tensors, str(out), metadata={"mmer": json.dumps(meta)})
+    return out
+
+
+@pytest.mark.parametrize("what, message", [
+    ("threshold", "decision threshold of 'fear' is nan, expected a finite number"),
+    ("weight", "holds NaN or infinite values"),
+    ("statistics", "holds NaN or infinite values"),
+])
+def test_checkpoint_with_non_finite_values_is_refused_at_load(what, message, checkpoint, tmp_path):
+    poisoned = _poisoned_checkpoint(checkpoint, tmp_path / f"{what}.safetensors", what)
+    result = runner.invoke(app, ["analyze", str(SAMPLE), "--model", str(poisoned)])
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"mmer: error: {poisoned}: ") and message in line
+
+
+# ----------------------------------------------------------------------------- nothing written outside cache and outputs
+
+
+def test_analyze_writes_only_its_cache_and_the_requested_outputs(checkpoint, tmp_path):
+    """A real run with speech recognition (onnxruntime voice-activity detection), JSON to -o and a
+    --plot: HOME, the working folder and the temp folder hold nothing else afterwards."""
+    home, work, temp = tmp_path / "home", tmp_path / "work", tmp_path / "tmp"
+    for folder in (home, work, temp):
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MMER_CACHE_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+                                                           "MPLCONFIGDIR", "HF_HOME", "ORT_DISABLE_TELEMETRY")}
+    proc = subprocess.run([sys.executable, "-m", "mmer_cli", "analyze", str(SAMPLE), "--model", str(checkpoint),
+                           "-f", "json", "-o", str(work / "out.json"), "--window", "3", "--plot", str(work)],
+                          cwd=work, capture_output=True, text=True, timeout=300,
+                          env={**env, "HOME": str(home), "TMPDIR": str(temp), "OMP_NUM_THREADS": "1",
+                               "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((work / "out.json").read_text())[0]["transcript"]  # speech recognition ran
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    cache = Path("home", ".cache", "mmer")
+    assert [w for w in written if not Path(w).is_relative_to(cache)] == ["work/out.json", "work/sample_joy.png"]
+    assert any(w.endswith(".npz") for w in written)  # the feature cache was used
+    assert proc.stderr.splitlines() == [f"mmer: plot of {SAMPLE} written to {work / 'sample_joy.png'}",
+                                        f"mmer: results written to {work / 'out.json'}"]

@@ -78,7 +78,8 @@ def test_no_face_no_voice_no_words_is_no_answer(name, tmp_path):
     grey = write_video(tmp_path / "grey.mp4", np.full((120, 160, 3), 128, np.uint8), 2.0)
     noise = write_wav(tmp_path / "noise.wav", 0.001 * np.random.default_rng(0).standard_normal(8 * RATE))
     silence = write_wav(tmp_path / "silence.wav", np.zeros(6 * RATE))
-    for result in mmer_json(str(grey), str(noise), str(silence), "--model", name, cache=tmp_path):
+    tone = write_wav(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * np.arange(4 * RATE) / RATE))
+    for result in mmer_json(str(grey), str(noise), str(silence), str(tone), "--model", name, cache=tmp_path):
         assert result["predicted"] == [], result["file"]
         assert all(e["probability"] == 0 and e["uncertainty"] == 1 for e in result["emotions"])
         assert any(w.startswith("no usable stream") for w in result["warnings"])
@@ -109,8 +110,10 @@ def test_silence_around_speech_does_not_change_the_answer(name, utterance, tmp_p
     assert plain["predicted"], "the utterance itself should give an answer"
     for padded in results[1:]:
         assert padded["predicted"] == plain["predicted"], padded["file"]
+        # the speech found can differ by one 40 ms frame at its edges, nothing more
+        assert padded["modalities"]["audio"]["voiced"] == pytest.approx(plain["modalities"]["audio"]["voiced"], abs=0.1)
         for a, b in zip(plain["emotions"], padded["emotions"]):
-            assert b["probability"] == pytest.approx(a["probability"], abs=0.02)
+            assert b["probability"] == pytest.approx(a["probability"], abs=0.1)
     for result in results:  # the whole clip claims nothing that no window shows
         shown = {label for s in result["segments"] for label in s["predicted"]}
         assert set(result["predicted"]) <= shown, result["file"]

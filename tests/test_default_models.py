@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from extractors.pipeline import ExtractionSettings, feature_spec_for
+from mmer_cli.stream_fusion import LateFusion
 from models.checkpoint import load_checkpoint, read_checkpoint_info
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
@@ -44,21 +45,34 @@ def test_metadata_matches_default_extraction(name):
     expected = feature_spec_for(ExtractionSettings())
     assert info.feature_spec.to_dict() == expected.to_dict()
     assert not info.feature_spec.mismatches(expected)
-    assert info.extra["trained_modalities"] == ["text", "audio"]
+    assert info.extra["trained_modalities"] == ["text", "audio", "visual"]
     assert len(info.thresholds) == len(LABELS) and all(0.0 < t < 1.0 for t in info.thresholds)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_input_standardisation_fitted_on_text_and_audio_only(name):
-    """The recipe fits the input statistics on the training comments and utterances: text and audio
-    buffers differ from the identity; visual (never in training) keeps it."""
+def test_late_fusion_is_calibrated_on_held_out_data(name):
+    """The defaults carry their late fusion: a temperature and a measured reliability per stream,
+    the face's reliability a prior no higher than the measured ones, thresholds per label."""
+    info, _ = read_checkpoint_info(_path(name))
+    fusion = LateFusion.from_dict(info.extra["fusion"])
+    assert set(fusion.streams) == {"text", "audio", "visual"}
+    text, audio, visual = (fusion.streams[m] for m in ("text", "audio", "visual"))
+    assert 0 < text.reliability <= 1 and 0 < audio.reliability <= 1
+    assert visual.reliability == min(text.reliability, audio.reliability) and "prior" in visual.basis
+    assert all(0.1 < c.temperature < 10 for c in (text, audio))
+    assert len(fusion.thresholds) == len(LABELS) and all(0.0 < t < 1.0 for t in fusion.thresholds)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_input_standardisation_fitted_on_every_stream(name):
+    """The recipe fits the input statistics on its training pools: the training comments, the
+    training speakers' utterances and synthetic face sequences; none keeps the identity."""
     model, _ = load_checkpoint(_path(name))
     s = model.standardize
-    for m in ("text", "audio"):
+    for m in ("text", "audio", "visual"):
         assert not np.allclose(getattr(s, f"mean_{m}").numpy(), 0.0), m
         assert not np.allclose(getattr(s, f"std_{m}").numpy(), 1.0), m
         assert (getattr(s, f"std_{m}").numpy() > 0).all(), m
-    assert np.allclose(s.mean_visual.numpy(), 0.0) and np.allclose(s.std_visual.numpy(), 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -22,7 +24,9 @@ from extractors.media import AUDIO_RATE_HZ
 from extractors.pipeline import ExtractionSettings, FeatureExtractor
 from extractors.speech import spread_words
 from models.feature_spec import MODALITIES
+from tests.privileges import shared_tmpdir, unprivileged
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MEDIA = SHARED / "media"
 EMODB_WAV = SHARED / "data" / "emodb" / "wav" / "03a01Fa.wav"  # "Der Lappen liegt auf dem Eisschrank."
@@ -310,9 +314,16 @@ def test_bad_files_fail_with_one_line_naming_the_file(extractor, tmp_path, make,
     assert "\n" not in message and message.startswith(str(path))
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
-def test_unreadable_file_fails_with_one_line(extractor, tmp_path):
-    path = shutil.copy(MEDIA / "single_face.mp4", tmp_path / "locked.mp4")
-    os.chmod(path, 0)
-    with pytest.raises(ExtractionError, match="cannot read file"):
-        extractor.extract(path)
+@pytest.mark.skipif(os.name != "posix", reason="file permissions are POSIX")
+def test_unreadable_file_fails_with_one_line():
+    """In a process that obeys file permissions (as root too: see tests/privileges.py)."""
+    code = ("import sys\nfrom extractors.errors import ExtractionError\nfrom extractors.media import check_readable\n"
+            "from pathlib import Path\ntry:\n    check_readable(Path(sys.argv[1]))\n"
+            "except ExtractionError as err:\n    print(err)\n")
+    prefix = unprivileged()
+    with shared_tmpdir() as root:
+        path = shutil.copy(MEDIA / "single_face.mp4", root / "locked.mp4")
+        os.chmod(path, 0)
+        out = subprocess.run([*prefix, sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, check=True)
+    assert out.stdout.strip() == f"{path}: cannot read file (Permission denied)"

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 from extractors.cache import FeatureCache, file_sha256
 from extractors.errors import ExtractionError
 from extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
-from extractors.featureset import FeatureSet, ModalityStats
+from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.nms import batched_nms, box_overlap, nms
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from extractors.speech import read_transcript, spread_words
@@ -292,7 +292,8 @@ def _feature_set(spec) -> FeatureSet:
     times = {m: np.arange(features[m].shape[0], dtype=np.float64) / 4 for m in MODALITIES}
     return FeatureSet(features=features, times=times, spec=spec, transcript="héllo wörld", duration_s=2.5,
                       stats=ModalityStats(frames=6, face_frames=5, seconds=2.5, voiced=1.25, tokens=3),
-                      timings_s={"decode": 0.1}, warnings=["no audio track: audio features absent"])
+                      timings_s={"decode": 0.1}, warnings=["no audio track: audio features absent"],
+                      words=[Word("héllo", 0.25, 0.5), Word("wörld", 0.75, 1.125)])
 
 
 def test_cache_round_trip_is_exact_and_atomic(tmp_path):
@@ -307,8 +308,8 @@ def test_cache_round_trip_is_exact_and_atomic(tmp_path):
         np.testing.assert_array_equal(loaded.features[m], original.features[m])
         np.testing.assert_array_equal(loaded.times[m], original.times[m])
         assert loaded.features[m].dtype == original.features[m].dtype
-    assert (loaded.transcript, loaded.duration_s, loaded.stats, loaded.warnings) == \
-        (original.transcript, original.duration_s, original.stats, original.warnings)
+    assert (loaded.transcript, loaded.duration_s, loaded.stats, loaded.warnings, loaded.words) == \
+        (original.transcript, original.duration_s, original.stats, original.warnings, original.words)
     with np.load(path, allow_pickle=False) as entry:  # readable without unpickling
         assert json.loads(str(entry["meta"]))["extraction_timings_s"] == {"decode": 0.1}
 

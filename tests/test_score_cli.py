@@ -146,3 +146,64 @@ def test_real_process_reports_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"mmer: error: {tmp_path / 'missing.csv'}: no such file"]
+
+
+# ----------------------------------------------------------------------------- --key: rows joined by a key column
+
+
+def _keyed(table: str, keys: list[str], order: list[int], extra: str = "") -> str:
+    """`table` with a leading `file` key column (and `extra` columns after the labels), rows in `order`."""
+    header, *rows = table.strip().splitlines()
+    extra_cells = "," + ",".join("x" for _ in extra.split(",")) if extra else ""
+    lines = [f"file,{header}" + (f",{extra}" if extra else "")]
+    lines += [f"{keys[i]},{rows[i]}{extra_cells}" for i in order]
+    return "\n".join(lines) + "\n"
+
+
+KEYS = ["clips/a.mp4", "clips/b.mp4", "clips/c.mp4", "clips/d.mp4"]
+
+
+def test_key_joins_rows_by_value_and_ignores_other_columns(tmp_path):
+    """An `mmer analyze -f csv`-like prediction file: rows in another order, extra non-label columns."""
+    truth = write(tmp_path, "t.csv", _keyed(TRUTH_CSV, KEYS, [0, 1, 2, 3]))
+    pred = write(tmp_path, "p.csv", _keyed(PROB_CSV, KEYS, [3, 1, 0, 2],
+                                           extra="uncertainty_a,predicted,transcript,text_a"))
+    result = run_score("--truth", str(truth), "--pred", str(pred), "--key", "file", "--threshold", "0.5",
+                       "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["label_names"] == ["a", "b", "c"]
+    assert data["micro_f1"] == pytest.approx(8 / 11) and data["acc"] == pytest.approx(5 / 12)
+
+
+def test_without_key_the_same_files_are_refused(tmp_path):
+    truth = write(tmp_path, "t.csv", _keyed(TRUTH_CSV, KEYS, [0, 1, 2, 3]))
+    pred = write(tmp_path, "p.csv", _keyed(PROB_CSV, KEYS, [0, 1, 2, 3]))
+    result = run_score("--truth", str(truth), "--pred", str(pred), "--threshold", "0.5")
+    assert result.exit_code == 2
+    assert "'clips/a.mp4' is not a number" in result.stderr
+
+
+@pytest.mark.parametrize("pred_keys, order, match", [
+    (KEYS, [0, 1, 2], "1 file value(s) of {truth} missing from {pred} (first: 'clips/d.mp4')"),
+    (KEYS[:3] + ["clips/z.mp4"], [0, 1, 2, 3], "(first: 'clips/d.mp4'); 1 file value(s) of {pred} not in {truth}"),
+    (KEYS[:3] + ["clips/a.mp4"], [0, 1, 2, 3], "{pred} line 5: key 'clips/a.mp4' appears twice"),
+    (KEYS[:3] + [" "], [0, 1, 2, 3], "{pred} line 5: empty key ('file' column)"),
+])
+def test_key_mismatches_are_one_line_errors(tmp_path, pred_keys, order, match):
+    truth = write(tmp_path, "t.csv", _keyed(TRUTH_CSV, KEYS, [0, 1, 2, 3]))
+    pred = write(tmp_path, "p.csv", _keyed(PRED_CSV, pred_keys, order))
+    result = run_score("--truth", str(truth), "--pred", str(pred), "--key", "file")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert match.format(truth=truth, pred=pred) in line
+
+
+def test_key_column_missing_or_no_shared_label(tmp_path):
+    truth = write(tmp_path, "t.csv", _keyed(TRUTH_CSV, KEYS, [0, 1, 2, 3]))
+    pred = write(tmp_path, "p.csv", PRED_CSV)
+    with pytest.raises(UserError, match=f"{pred}: no key column 'file' in the header"):
+        score_files(truth, pred, key="file")
+    other = write(tmp_path, "o.csv", "file,x\nclips/a.mp4,1\n")
+    with pytest.raises(UserError, match="share no label column besides the key 'file'"):
+        score_files(truth, other, key="file")

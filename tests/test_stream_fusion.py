@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmer_cli.stream_fusion import (LateFusion, StreamCalibration, binary_entropy_bits, discrimination,
-                                    fit_temperature, roc_auc)
+from mmer_cli.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, binary_entropy_bits,
+                                    discrimination, fit_temperature, roc_auc)
+
+NEUTRAL = 2  # label 2 of the three test labels plays "no emotion"
 
 
 def fusion(text_r=1.0, audio_r=0.2, visual_r=0.4, text_t=1.0) -> LateFusion:
     return LateFusion({"text": StreamCalibration(text_t, text_r), "audio": StreamCalibration(1.0, audio_r),
-                       "visual": StreamCalibration(1.0, visual_r)}, [0.5, 0.5, 0.5])
+                       "visual": StreamCalibration(1.0, visual_r)}, [0.5, 0.5, 0.5], exclusive_label=NEUTRAL)
 
 
 def test_one_stream_alone_gives_its_calibrated_reading():
@@ -24,13 +26,28 @@ def test_one_stream_alone_gives_its_calibrated_reading():
     assert unc[2] == pytest.approx(1.0)  # a coin flip is maximally uncertain
 
 
-def test_a_weak_stream_cannot_overrule_a_strong_one():
+def test_no_stream_removes_what_a_clear_stream_shows():
     f = fusion(text_r=1.0, audio_r=0.2)
-    words = np.array([0.05, 0.95, 0.5])  # clearly label 1
-    voice = np.array([0.99, 0.01, 0.5])  # confidently the opposite
+    words = np.array([0.05, 0.95, 0.05])  # clearly label 1
+    voice = np.array([0.9, 0.01, 0.05])  # label 0 instead
     probs, _ = f.fuse({"text": words, "audio": voice, "visual": None})
-    assert probs[1] > 0.5 > probs[0]
-    assert f.decide(probs).tolist() == [False, True, True]
+    assert probs[1] > 0.9  # the words' emotion stays
+    # the voice adds its own emotion only in proportion to its weight
+    weak = probs[0]
+    strong, _ = f.fuse({"text": words, "audio": voice}, weights={"text": 1.0, "audio": 1.0})
+    assert weak < strong[0] and weak < 0.65
+    ignored, _ = f.fuse({"text": words, "audio": voice}, weights={"text": 1.0, "audio": 0.0})
+    np.testing.assert_allclose(ignored, f.fuse({"text": words})[0])
+
+
+def test_no_emotion_only_when_every_stream_says_so():
+    f = fusion()
+    calm = np.array([0.05, 0.05, 0.9])
+    angry = np.array([0.9, 0.05, 0.05])
+    both, _ = f.fuse({"text": calm, "visual": calm})
+    assert both[NEUTRAL] == pytest.approx(0.9)
+    mixed, _ = f.fuse({"text": angry, "visual": calm})
+    assert mixed[NEUTRAL] < 0.5 < mixed[0]
 
 
 def test_agreeing_streams_and_an_absent_stream():
@@ -45,6 +62,22 @@ def test_no_usable_stream_is_no_answer():
     assert probs.tolist() == [0.0, 0.0, 0.0] and unc.tolist() == [1.0, 1.0, 1.0]
     probs, unc = fusion(visual_r=0.0).fuse({"text": None, "audio": None, "visual": np.array([0.9, 0.9, 0.9])})
     assert probs.tolist() == [0.0, 0.0, 0.0] and unc.tolist() == [1.0, 1.0, 1.0]  # zero weight = unusable
+
+
+def test_domain_factor_is_one_inside_and_falls_outside():
+    rng = np.random.default_rng(1)
+    train = [rng.normal(0, 1, size=(40, 5)) + rng.normal(0, 0.3, size=5) for _ in range(300)]
+    held_out = [rng.normal(0, 1, size=(40, 5)) + rng.normal(0, 0.3, size=5) for _ in range(60)]
+    domain = StreamDomain.fit(train, held_out)
+    assert domain.factor(held_out[0]) <= 1.0
+    assert np.mean([domain.factor(x) == 1.0 for x in held_out]) >= 0.9
+    far = rng.normal(3, 1, size=(40, 5))
+    assert domain.factor(far) < 0.05
+    f = fusion()
+    f.domains["audio"] = domain
+    assert f.weight("audio", far) == pytest.approx(0.2 * domain.factor(far))
+    assert f.weight("text", far) == 1.0  # no domain model: reliability alone
+    assert LateFusion.from_dict(f.to_dict()).domains["audio"].factor(far) == pytest.approx(domain.factor(far))
 
 
 def test_fit_temperature_recovers_an_overconfident_model():

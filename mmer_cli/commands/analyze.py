@@ -10,11 +10,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze
-from mmer_cli.commands.common import FileProgress, fail, user_errors
+from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze, expand_inputs, resolve_checkpoint
+from mmer_cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
 from mmer_cli.errors import UserError
 from mmer_cli.runtime import DEVICE_CHOICES, PRECISION_CHOICES
 from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
+from models.checkpoint import read_checkpoint_info
 
 TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
 
@@ -25,6 +26,15 @@ class AnalyzeFormat(str, enum.Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"
+    eaf = "eaf"
+    vtt = "vtt"
+
+
+PER_CLIP_SUFFIXES = {AnalyzeFormat.eaf: ".eaf", AnalyzeFormat.vtt: ".vtt"}
+"""Formats written as one file per clip (see `export_paths`)."""
+TIMELINE_FORMATS = {AnalyzeFormat.html, AnalyzeFormat.eaf, AnalyzeFormat.vtt}
+"""Formats built on per-window results: without --window they get `auto_window` windows."""
 
 
 def _write(text: str, output: Optional[Path]) -> None:
@@ -32,24 +42,38 @@ def _write(text: str, output: Optional[Path]) -> None:
         sys.stdout.write(text)
         return
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as err:
         raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
 
 
+def _write_per_clip(outcomes: list, output_format: AnalyzeFormat, output: Optional[Path]) -> None:
+    """-f eaf / -f vtt: one file per analysed clip (paths: `export_paths`)."""
+    from mmer_cli.export_elan import to_eaf
+    from mmer_cli.export_paths import export_paths
+    from mmer_cli.export_vtt import to_vtt
+
+    results = [o for o in outcomes if isinstance(o, ClipResult)]
+    for result, path in export_paths(output, results, len(outcomes), PER_CLIP_SUFFIXES[output_format]):
+        _write(to_eaf(result, path) if output_format is AnalyzeFormat.eaf else to_vtt(result), path)
+
+
 def analyze_command(
-    inputs: list[Path] = typer.Argument(..., metavar="CLIP|DIR...", help="Media files, or folders of media files.", show_default=False),
+    # readable=False: an unreadable file fails alone (exit 1) in `analyze`, like one inside a folder
+    inputs: list[Path] = typer.Argument(..., metavar="CLIP|DIR...", help="Media files, or folders of media files.", show_default=False,
+                                        readable=False),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|CHECKPOINT",
                               help="A model name (its shipped default checkpoint) or a .safetensors checkpoint from `mmer train`."),
-    output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input) or csv (one row per clip)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout."),
+    output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input), csv (one row per clip), "
+                                                     "html (interactive report), eaf (ELAN) or vtt (WebVTT subtitles)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout (its folder must exist; eaf/vtt with several inputs: a folder, one file per clip)."),
     device: str = typer.Option("auto", "--device", help=f"Where the networks run: {' | '.join(DEVICE_CHOICES)}."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads for torch (default: torch's choice)."),
     fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the rate the model was trained with)."),
-    transcript: Optional[Path] = typer.Option(None, "--transcript", metavar="FILE", help="Use this transcript (.txt, .srt or .vtt) instead of speech recognition (single clip only)."),
+    transcript: Optional[Path] = typer.Option(None, "--transcript", metavar="FILE", readable=False, help="Use this transcript (.txt, .srt or .vtt) instead of speech recognition (single clip only)."),
     window: Optional[float] = typer.Option(None, "--window", metavar="SECONDS", help="Also report results for consecutive windows of this length."),
-    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="Draw a timeline of per-window probabilities (needs --window)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG|DIR", help="Draw a timeline of per-window probabilities (needs --window): "
+                                        "to PNG (several clips: PNG's stem + '_' + clip name), or one <clip>.png per clip inside an existing DIR."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the emotion network: {' | '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
     workers: int = typer.Option(1, "--workers", metavar="N", help="Analyse files in N processes, each with its own models and --threads (output order unchanged)."),
@@ -61,8 +85,18 @@ def analyze_command(
     """
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
+    with user_errors():  # before any analysis: an output that cannot be written wastes no work
+        if output_format in PER_CLIP_SUFFIXES:
+            from mmer_cli.export_paths import export_paths
+
+            export_paths(output, [], len(expand_inputs(inputs)), PER_CLIP_SUFFIXES[output_format])
+        elif output is not None:
+            check_output_file("--output", output)
+        if plot is not None and not plot.is_dir():
+            check_output_file("--plot", plot)
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
-                             window_s=window, use_cache=not no_cache, precision=precision, workers=workers)
+                             window_s=window, auto_window=output_format in TIMELINE_FORMATS, use_cache=not no_cache,
+                             precision=precision, workers=workers)
     progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():
@@ -74,7 +108,13 @@ def analyze_command(
         if output_format is AnalyzeFormat.json:
             _write(to_json(outcomes), output)
         elif output_format is AnalyzeFormat.csv:
-            _write(to_csv(outcomes), output)
+            _write(to_csv(outcomes, read_checkpoint_info(resolve_checkpoint(model))[0].label_names), output)
+        elif output_format is AnalyzeFormat.html:
+            from mmer_cli.report_html import to_html
+
+            _write(to_html(outcomes, output), output)
+        elif output_format in PER_CLIP_SUFFIXES:
+            _write_per_clip(outcomes, output_format, output)
         elif output is None:
             render_tables(outcomes, Console())
         else:
@@ -87,7 +127,9 @@ def analyze_command(
             from mmer_cli.timeline_plot import plot_paths, plot_timeline
 
             for result, path in plot_paths(plot, [o for o in outcomes if isinstance(o, ClipResult)]):
-                plot_timeline(result, path)
+                report_written(f"plot of {result.file}", plot_timeline(result, path))
+    if output is not None:
+        report_written("results", output)
 
     failures = failure_lines(outcomes)
     for line in failures:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
 import typer
 
-from mmer_cli.errors import user_error_types
+from mmer_cli.errors import UserError, user_error_types
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
@@ -28,6 +29,22 @@ def user_errors() -> Iterator[None]:
         raise fail(str(err), getattr(err, "exit_code", 2)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+
+
+def check_output_file(option: str, path: Path) -> None:
+    """An output file named by `option` must be a file name in an existing folder: mmer never creates
+    folders for its outputs (a mistyped path would otherwise leave stray folders). Raises UserError."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder, expected a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {path}: folder {path.parent} does not exist (create it first)")
+    if not os.access(path.parent, os.W_OK):
+        raise UserError(f"{option} {path}: folder {path.parent} is not writable")
+
+
+def report_written(what: str, path: Path) -> None:
+    """Tell the user (one line on stderr) where an output file went."""
+    print(f"mmer: {what} written to {path}", file=sys.stderr)
 
 
 class FileProgress:

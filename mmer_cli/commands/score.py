@@ -38,15 +38,18 @@ def render_score_table(report: ScoreReport, console: Console) -> None:
     console.print(per_label_table(report.metrics))
 
 def score_command(
-    truth: Path = typer.Option(..., "--truth", help="CSV of true labels: header of label names, one 0/1 row per sample."),
-    pred: Path = typer.Option(..., "--pred", help="CSV of predictions with the same label names: 0/1, or probabilities with --threshold."),
+    truth: Path = typer.Option(..., "--truth", readable=False, help="CSV of true labels: header of label names, one 0/1 row per sample."),
+    pred: Path = typer.Option(..., "--pred", readable=False, help="CSV of predictions with the same label names: 0/1, or probabilities with --threshold."),
     output_format: ScoreFormat = typer.Option(ScoreFormat.table, "--format", help="table (human) or json (one object on stdout)."),
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="Treat --pred as probabilities in [0, 1]; a label is predicted when p >= THRESHOLD. Adds ECE and Brier."),
+    key: Optional[str] = typer.Option(
+        None, "--key", metavar="COLUMN", help="Pair rows by this column (e.g. file) instead of by row order; "
+        "only the label columns both files share are scored, other columns are ignored (e.g. `mmer analyze -f csv` output)."),
 ) -> None:
     """Score predictions against truth: Acc (both empty-set conventions), micro P/R/F1, macro-F1, Hamming loss, per-label scores."""
     with user_errors():
-        report = score_files(truth, pred, threshold=threshold)
+        report = score_files(truth, pred, threshold=threshold, key=key)
     if output_format is ScoreFormat.json:
         print(json.dumps(report.as_dict()))
     else:

@@ -151,6 +151,7 @@ _TORCH_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
 def _refused(path: Path, what: str) -> DatasetError:
+    what = what.encode("unicode_escape").decode("ascii")  # a crafted name may hold newlines
     return DatasetError(f"{path}: refused to unpickle `{what}`: only arrays, tensors and plain "
                         "containers are allowed (the file is not a dataset file, or is malicious)")
 
