@@ -60,35 +60,43 @@ PROFILE_PHASES = ("data", "forward", "loss", "backward", "optimizer")
 PROFILE_TOP_OPS = 10
 
 
-def _train_step(model, optimizer, batches, device, grad_clip: float, label=None) -> None:
-    """One optimisation step as the trainer runs it; `label(name)` wraps each phase (profiling)."""
+def _train_step(model, optimizer, batches, device, grad_clip: float, label=None, amp=None, scaler=None) -> None:
+    """One optimisation step as the trainer runs it; `label(name)` wraps each phase (profiling).
+    amp: a mmer_cli.runtime.Precision (None = fp32); scaler: its fp16 GradScaler (or None)."""
     import contextlib
 
     import torch
 
     phase = label or (lambda name: contextlib.nullcontext())
+    autocast = amp.autocast if amp is not None else contextlib.nullcontext
     with phase("data"):
         batch = next(batches).to(device)
-    with phase("forward"):
+    with phase("forward"), autocast():
         output = model(batch)
-    with phase("loss"):
+    with phase("loss"), autocast():
         loss = model.loss(output, batch)
     with phase("backward"):
         optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
+        (loss.total if scaler is None else scaler.scale(loss.total)).backward()
     with phase("optimizer"):
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
 
 
-def _profile_step(model, optimizer, batches, device, grad_clip: float) -> dict:
+def _profile_step(model, optimizer, batches, device, grad_clip: float, amp=None, scaler=None) -> dict:
     """One extra training step under torch.profiler: wall ms per phase and the top operators by self time."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        _train_step(model, optimizer, batches, device, grad_clip, label=record_function)
+        _train_step(model, optimizer, batches, device, grad_clip, label=record_function, amp=amp, scaler=scaler)
     events = prof.key_averages()
     phases = {e.key: e.cpu_time_total / 1000.0 for e in events if e.key in PROFILE_PHASES}
     ops = sorted((e for e in events if e.key not in PROFILE_PHASES), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -101,21 +109,29 @@ def _profile_step(model, optimizer, batches, device, grad_clip: float) -> dict:
 
 
 def run_case(model_name: str, shape: str, threads: int, device_choice: str, warmup_steps: int,
-             train_steps: int, infer_batches: int, seed: int, profile: bool = False) -> dict:
-    """Measure one case in this process; returns a JSON-ready dict."""
+             train_steps: int, infer_batches: int, seed: int, profile: bool = False, precision: str = "fp32",
+             checkpointing: bool = False, batch_size: int | None = None) -> dict:
+    """Measure one case in this process; returns a JSON-ready dict. precision: "fp32" | "bf16" |
+    "fp16" (autocast, as `mmer train --precision`); checkpointing: the config's
+    activation_checkpointing where it has one; batch_size: instead of the config's (dry runs)."""
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
 
     from mmer_cli.datasets.base import MultimodalDataset, collate
     from mmer_cli.optimization import build_optimizer
-    from mmer_cli.runtime import resolve_device
+    from mmer_cli.runtime import resolve_device, resolve_precision
     from models.registry import build_model, get_entry
 
     torch.set_num_threads(threads)
     device = resolve_device(device_choice)
+    amp = resolve_precision(precision, device)
     dims = {m: d for m, (_, d) in SHAPES[shape].items()}
     config = dataclasses.replace(get_entry(model_name).config_class(), num_labels=NUM_LABELS, input_dims=dims)
+    if batch_size is not None:
+        config = dataclasses.replace(config, batch_size=batch_size)
+    if checkpointing and hasattr(config, "activation_checkpointing"):
+        config = dataclasses.replace(config, activation_checkpointing=True)
     batch_size = config.batch_size
     n = batch_size * max(warmup_steps + train_steps + int(profile), infer_batches)
     rng = np.random.default_rng(seed)
@@ -129,6 +145,7 @@ def run_case(model_name: str, shape: str, threads: int, device_choice: str, warm
     model.prepare_training(MOSEI_TRAIN_SAMPLES)
     model.to(device).train()
     optimizer = build_optimizer(model, config)
+    scaler = amp.grad_scaler()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -142,19 +159,20 @@ def run_case(model_name: str, shape: str, threads: int, device_choice: str, warm
     for step in range(warmup_steps + train_steps):
         sync()
         started, cpu_started = time.perf_counter(), time.process_time()
-        _train_step(model, optimizer, batches, device, config.grad_clip)
+        _train_step(model, optimizer, batches, device, config.grad_clip, amp=amp, scaler=scaler)
         sync()
         if step >= warmup_steps:
             step_times.append(time.perf_counter() - started)
             step_cpu.append(time.process_time() - cpu_started)
-    profiled = _profile_step(model, optimizer, batches, device, config.grad_clip) if profile else None
+    profiled = _profile_step(model, optimizer, batches, device, config.grad_clip, amp, scaler) if profile else None
 
     infer_times, infer_cpu = [], []
     batches = iter(loader)
     for _ in range(infer_batches):
         sync()
         started, cpu_started = time.perf_counter(), time.process_time()
-        model.predict(next(batches).to(device))
+        with amp.autocast():
+            model.predict(next(batches).to(device))
         sync()
         infer_times.append(time.perf_counter() - started)
         infer_cpu.append(time.process_time() - cpu_started)
@@ -171,6 +189,8 @@ def run_case(model_name: str, shape: str, threads: int, device_choice: str, warm
         "model": model_name,
         "shape": shape,
         "threads": threads,
+        "precision": amp.name,
+        "activation_checkpointing": bool(getattr(config, "activation_checkpointing", False)),
         "device": str(device),
         "batch_size": batch_size,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -232,15 +252,16 @@ def render_markdown(report: dict) -> str:
         lines.append(f"- GPU: {env['gpu']}")
     lines += [
         "",
-        "| model | shape | threads | batch | train samples/s | train epoch (min) | infer samples/s | epoch + validation (min) | epoch + validation, CPU time (min) | peak RSS (MiB) |"
+        "| model | shape | threads | precision | batch | train samples/s | train epoch (min) | infer samples/s | epoch + validation (min) | epoch + validation, CPU time (min) | peak RSS (MiB) |"
         + (" CUDA peak (MiB) |" if env["device"] == "cuda" else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if env["device"] == "cuda" else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if env["device"] == "cuda" else ""),
     ]
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['shape']} | {r['threads']} | failed: {r['error']} |")
+            lines.append(f"| {r['model']} | {r['shape']} | {r['threads']} | {r.get('precision', 'fp32')} | failed: {r['error']} |")
             continue
-        row = (f"| {r['model']} | {r['shape']} | {r['threads']} | {r['batch_size']} | {r['train_samples_per_s']:.1f} | "
+        precision = r.get("precision", "fp32") + (", act. checkpointing" if r.get("activation_checkpointing") else "")
+        row = (f"| {r['model']} | {r['shape']} | {r['threads']} | {precision} | {r['batch_size']} | {r['train_samples_per_s']:.1f} | "
                f"{r['train_epoch_min']:.1f} | {r['infer_samples_per_s']:.1f} | {r['epoch_with_validation_min']:.1f} | "
                f"{r['epoch_with_validation_cpu_min']:.1f} | "
                f"{r['peak_rss_mib']:.0f} |")
@@ -277,8 +298,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after which a case is stopped and reported as not finished")
     parser.add_argument("--profile", action="store_true",
                         help="profile one extra training step per case: time per phase and the top operators")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
+                        help="one case per value (autocast as `mmer train --precision`)")
+    parser.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off",
+                        help="LDDU's activation_checkpointing (training memory); both = one case each")
+    parser.add_argument("--batch-size", type=int, default=None, help="instead of each config's (dry runs)")
+    parser.add_argument("--tag", default="", help="suffix of the result files: throughput_<device><tag>.md")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -288,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             limit = int(args.memory_limit_gib * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         result = run_case(args.model, args.shape, args.threads[0], args.device, args.warmup_steps,
-                          args.train_steps, args.infer_batches, args.seed, args.profile)
+                          args.train_steps, args.infer_batches, args.seed, args.profile, args.precision,
+                          args.checkpointing, args.batch_size)
         print(json.dumps(result))
         return 0
 
@@ -299,35 +329,39 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models or model_names()
     load_before = os.getloadavg()
     results = []
-    for model in models:
-        for shape in args.shapes:
-            for threads in args.threads:
-                command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model, "--shape", shape,
-                           "--threads", str(threads), "--device", device, "--warmup-steps", str(args.warmup_steps),
-                           "--train-steps", str(args.train_steps), "--infer-batches", str(args.infer_batches),
-                           "--seed", str(args.seed)] + (["--profile"] if args.profile else [])
-                if args.memory_limit_gib:
-                    command += ["--memory-limit-gib", str(args.memory_limit_gib)]
-                env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-                try:
-                    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT,
-                                          timeout=args.case_timeout)
-                except subprocess.TimeoutExpired:
-                    done = None
-                if done is None:
-                    result = {"model": model, "shape": shape, "threads": threads,
-                              "error": f"did not finish within {args.case_timeout:.0f} s"}
-                elif done.returncode != 0:
-                    error = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                    result = {"model": model, "shape": shape, "threads": threads, "error": error}
-                else:
-                    result = json.loads(done.stdout.strip().splitlines()[-1])
-                results.append(result)
-                summary = result.get("error") or (f"train {result['train_samples_per_s']:.1f} samples/s "
-                                                  f"(epoch {result['train_epoch_min']:.1f} min), infer "
-                                                  f"{result['infer_samples_per_s']:.1f} samples/s, peak RSS "
-                                                  f"{result['peak_rss_mib']:.0f} MiB")
-                print(f"{model} {shape} threads={threads}: {summary}", flush=True)
+    checkpointing = {"off": [False], "on": [True], "both": [False, True]}[args.activation_checkpointing]
+    cases = [(m, s, t, p, c) for m in models for s in args.shapes for t in args.threads for p in args.precisions
+             for c in (checkpointing if m == "lddu" else [False])]
+    for model, shape, threads, precision, ckpt in cases:
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model, "--shape", shape,
+                   "--threads", str(threads), "--device", device, "--warmup-steps", str(args.warmup_steps),
+                   "--train-steps", str(args.train_steps), "--infer-batches", str(args.infer_batches),
+                   "--seed", str(args.seed), "--precision", precision] + (["--profile"] if args.profile else []) \
+            + (["--checkpointing"] if ckpt else []) \
+            + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+        if args.memory_limit_gib:
+            command += ["--memory-limit-gib", str(args.memory_limit_gib)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+                                  timeout=args.case_timeout)
+        except subprocess.TimeoutExpired:
+            done = None
+        if done is None:
+            result = {"model": model, "shape": shape, "threads": threads, "precision": precision,
+                      "error": f"did not finish within {args.case_timeout:.0f} s"}
+        elif done.returncode != 0:
+            error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            result = {"model": model, "shape": shape, "threads": threads, "precision": precision, "error": error}
+        else:
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(result)
+        summary = result.get("error") or (f"train {result['train_samples_per_s']:.1f} samples/s "
+                                          f"(epoch {result['train_epoch_min']:.1f} min), infer "
+                                          f"{result['infer_samples_per_s']:.1f} samples/s, peak RSS "
+                                          f"{result['peak_rss_mib']:.0f} MiB")
+        print(f"{model} {shape} threads={threads} {precision}{' checkpointing' if ckpt else ''}: {summary}",
+              flush=True)
     report = {
         "environment": environment(device),
         "settings": {"warmup_steps": args.warmup_steps, "train_steps": args.train_steps,
@@ -339,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"throughput_{device}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out_dir / f"throughput_{device}.md").write_text(render_markdown(report))
-    print(f"wrote {args.out_dir / f'throughput_{device}.json'} and .md")
+    stem = args.out_dir / f"throughput_{device}{args.tag}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(render_markdown(report))
+    print(f"wrote {stem}.json and .md")
     return 0 if all("error" not in r for r in results) else 1
 
 

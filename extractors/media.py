@@ -164,7 +164,14 @@ class MediaReader:
         self.threads = threads  # decoder threads
         self.audio = DecodedAudio()
         self.frames_sampled = 0
+        self._samples: _SampleBuffer | None = None  # audio decoded so far, while iterating
         self.frames_decoded = 0  # every decoded video frame, sampled or not
+
+    def audio_so_far(self) -> np.ndarray:
+        """(N,) float32 16 kHz: the audio decoded up to now (a view; all of it once iteration ends)."""
+        if self._samples is None:
+            return self.audio.samples
+        return self._samples.view()
 
     def frame_batches(self) -> Iterator[FrameBatch]:
         import av
@@ -192,7 +199,7 @@ class MediaReader:
         if audio is not None:
             streams.append(audio)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE_HZ)
-            samples = _SampleBuffer(int((self.info.duration_s + 1.0) * AUDIO_RATE_HZ))
+            samples = self._samples = _SampleBuffer(int((self.info.duration_s + 1.0) * AUDIO_RATE_HZ))
         audio_start: float | None = None
         frames, times = [], []
         next_sample_s = 0.0
@@ -226,6 +233,7 @@ class MediaReader:
             for out in resampler.resample(None):
                 samples.append(out.to_ndarray().reshape(-1))
             self.audio = DecodedAudio(samples=samples.view(), start_s=max(audio_start or 0.0, 0.0))
+            self._samples = None
         self._check_complete(decoded_end)
 
     def _to_rgb(self, frame) -> np.ndarray:

@@ -5,8 +5,11 @@ embeddings, with an on-disk cache. The public entry points of the `extractors` p
     for path in paths:
         features = extractor.extract(path)   # ExtractionError (one line) for a bad file
 
-Each model is loaded once and reused for every later file; models load in a background thread, the
-audio and text ones while the video is decoded and searched for faces.
+Each model is loaded once and reused for every later file, and only when a file needs it: models
+load in a background thread while the video is decoded and searched for faces. The speech models
+(speech recognition, text encoder) are fetched only once the voice-activity detector has heard
+speech in the audio decoded so far, so a silent clip never loads them; the acoustic model only for
+a clip with speech.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_se
 from extractors.cache import FeatureCache, file_sha256
 from extractors.errors import ExtractionError
 from extractors.featureset import FeatureSet, ModalityStats
-from extractors.media import (AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio, MediaInfo, MediaReader,
-                              check_readable, probe_media)
+from extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
+                              MediaInfo, MediaReader, check_readable, probe_media)
 from extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
                                read_transcript)
 from extractors.text import TextEncoder, encoder_info
@@ -42,6 +45,9 @@ FRAMES_PER_BATCH = 16
 MIN_VOICED_S = 0.25
 """Below this many seconds of speech (extractors.voice_activity) the audio has no voice: the audio
 stream is absent and speech recognition is skipped."""
+SPEECH_HINT_S = 30.0
+"""While the video is decoded, the first this many seconds of audio are checked (in the pieces decoded
+so far) for speech, to start loading the speech models early; later speech is found by the full pass."""
 VISUAL_EXTRACTOR = "mtcnn-face-geometry+fer2013-expression"
 TEXT_EXTRACTOR = "bert-wordpiece"
 
@@ -133,6 +139,14 @@ class _Models:
                     self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmer-model-load")
                 self._pending[name] = self._executor.submit(self._builders[name])
 
+    def requested(self) -> list[str]:
+        """Names of the models built or being built, sorted."""
+        return sorted({*self._built, *self._pending})
+
+    def ready(self, name: str) -> bool:
+        """Whether `name` is built (or its build has finished), without waiting."""
+        return name in self._built or (name in self._pending and self._pending[name].done())
+
     def get(self, name: str, clock: _Clock):
         """The model; seconds spent waiting for it to be built are added to the "load" stage."""
         if name not in self._built:
@@ -155,12 +169,19 @@ class FeatureExtractor:
         self._settings_digest = self._digest() if settings.use_cache else ""
         device = settings.device
         self._models = _Models({
+            "vad": _voice_activity_detector,
             "faces": lambda: _face_detector(device),
             "expression": lambda: _expression_reader(device),
             "acoustic": lambda: AcousticExtractor(settings.acoustic),
             "asr": lambda: SpeechRecognizer(self._asr_dir, device, _torch_threads()),
             "text": lambda: TextEncoder(self._encoder_info, device),
         })
+
+    @property
+    def loaded_models(self) -> list[str]:
+        """Models loaded (or loading) so far, sorted: "acoustic", "asr", "expression", "faces",
+        "text", "vad". Only what the files extracted so far needed."""
+        return self._models.requested()
 
     def _digest(self) -> str:
         """Hash of every setting that changes the features (device and caching excluded)."""
@@ -196,10 +217,10 @@ class FeatureExtractor:
         info = probe_media(path)
         clock.add("decode", time.perf_counter() - start)
         transcript_file = self.settings.transcript is not None
+        # Speech recognition and the text encoder come later, once speech is heard (`_SpeechHint`).
         self._models.prefetch((["faces", "expression"] if info.has_video else [])
-                              + (["acoustic"] if info.has_audio else [])
-                              + (["asr"] if info.has_audio and not transcript_file else [])
-                              + (["text"] if info.has_audio or transcript_file else []))
+                              + (["vad"] if info.has_audio else [])
+                              + (["text"] if transcript_file else []))
 
         warnings: list[str] = []
         reader, visual, visual_times, face_frames = self._read_visual(info, clock)
@@ -240,12 +261,15 @@ class FeatureExtractor:
 
         reader = MediaReader(info, self.settings.fps, self.settings.max_side_px, FRAMES_PER_BATCH,
                              threads=_torch_threads())
+        speech_models = ["acoustic"] + (["asr", "text"] if self.settings.transcript is None else [])
+        hint = _SpeechHint(self._models, speech_models if info.has_audio else [])
         rows, times = [], []
         track = FaceTrack()
         face_s = 0.0
         start = time.perf_counter()
         load_before = clock.seconds.get("load", 0.0)
         for batch in reader.frame_batches():
+            hint.listen(reader.audio_so_far())
             face_start = time.perf_counter()
             detector = self._models.get("faces", clock)
             height, width = batch.frames.shape[1:3]
@@ -271,11 +295,20 @@ class FeatureExtractor:
     def _audio_features(self, audio: DecodedAudio, clock: _Clock):
         """Acoustic features (T, D) float32 of the frames inside speech, their media times (T,) and
         the seconds of speech (`speech_features`)."""
+        nothing = np.zeros((0, self.spec.audio.dim), np.float32), np.zeros(0)
         if audio.samples.shape[0] == 0:
-            return np.zeros((0, self.spec.audio.dim), np.float32), np.zeros(0), 0.0
+            return *nothing, 0.0
+        self._models.get("vad", clock)
+        start = time.perf_counter()
+        spans = speech_spans(audio.samples)
+        clock.add("acoustic", time.perf_counter() - start)
+        if spoken_seconds(spans) < MIN_VOICED_S:
+            return *nothing, spoken_seconds(spans)  # no voice: the acoustic model is not needed
+        if self.settings.transcript is None:
+            self._models.prefetch(["asr", "text"])  # they load while the acoustic features are computed
         extractor = self._models.get("acoustic", clock)
         start = time.perf_counter()
-        features, times, voiced = speech_features(extractor, audio.samples)
+        features, times, voiced = speech_features(extractor, audio.samples, spans)
         clock.add("acoustic", time.perf_counter() - start)
         return features, times + audio.start_s, voiced
 
@@ -309,18 +342,52 @@ class FeatureExtractor:
         return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in words]
 
 
-def speech_features(acoustic: AcousticExtractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def speech_features(acoustic: AcousticExtractor, samples: np.ndarray,
+                    spans: list[tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The audio stream of 16 kHz mono `samples` (N,): acoustic features (T, D) float32 of the
     frames inside speech (extractors.voice_activity), their times (T,) in seconds from samples[0],
     and the seconds of speech. Below MIN_VOICED_S of speech there are no frames: silence and noise
-    are not a voice."""
-    spans = speech_spans(samples)
+    are not a voice. `spans`: the speech spans of `samples` when already found (`speech_spans`)."""
+    spans = speech_spans(samples) if spans is None else spans
     voiced = spoken_seconds(spans)
     if voiced < MIN_VOICED_S:
         return np.zeros((0, acoustic.spec.dim), np.float32), np.zeros(0), voiced
     features, times = acoustic(samples)
     keep = inside(times, spans)
     return features[keep], times[keep], voiced
+
+
+class _SpeechHint:
+    """Starts loading the speech models (`names`) as soon as the voice-activity detector hears
+    MIN_VOICED_S of speech in the first SPEECH_HINT_S seconds of audio decoded so far. Checks only
+    new audio, and only once the detector is loaded (never waits for it); a hint only, the features
+    come from the full pass over the whole audio."""
+
+    def __init__(self, models: _Models, names: list[str]):
+        self._models, self._names = models, names
+        self._checked = 0  # samples already listened to
+        self._voiced = 0.0
+
+    def listen(self, samples: np.ndarray) -> None:
+        """samples: (N,) float32 16 kHz audio decoded so far (grows between calls)."""
+        limit = int(SPEECH_HINT_S * AUDIO_RATE_HZ)
+        if not self._names or self._checked >= limit or not self._models.ready("vad"):
+            return
+        piece = samples[self._checked:limit]
+        if piece.shape[0] < AUDIO_RATE_HZ:  # under a second new: wait for more
+            return
+        self._checked += piece.shape[0]
+        self._voiced += spoken_seconds(speech_spans(piece))
+        if self._voiced >= MIN_VOICED_S:
+            self._models.prefetch(self._names)
+            self._names = []
+
+
+def _voice_activity_detector():
+    """Loads (and caches inside faster-whisper) the Silero voice-activity model."""
+    from faster_whisper.vad import get_vad_model
+
+    return get_vad_model()
 
 
 def _face_detector(device: str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,7 +25,7 @@ from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
-from mmer_cli.runtime import resolve_device, set_threads
+from mmer_cli.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer_cli.stream_fusion import LateFusion
 from models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
 from models.feature_spec import MODALITIES
@@ -60,6 +60,8 @@ class AnalyzeOptions:
     auto_window: when window_s is None, analyse windows anyway, of `auto_window_s(duration)` seconds
         (the HTML report, ELAN and WebVTT exports need a timeline).
     use_cache: reuse/stash extracted features in the extractor cache.  cache_dir: its folder.
+    precision: "fp32" | "bf16" | "fp16": autocast for the emotion network (the extractors stay fp32).
+    workers: files analysed in this many processes, each with its own models and `threads`.
     """
 
     model: str = DEFAULT_MODEL
@@ -71,6 +73,8 @@ class AnalyzeOptions:
     auto_window: bool = False
     use_cache: bool = True
     cache_dir: Path | None = None
+    precision: str = "fp32"
+    workers: int = 1
 
 
 @dataclass
@@ -223,8 +227,10 @@ class Analyzer:
         if options.transcript is not None and not Path(options.transcript).is_file():
             raise UserError(f"--transcript {options.transcript}: file not found")
         set_threads(options.threads)
+        keep_heap_flat()  # peak memory independent of clip length (mmer_cli.runtime)
         self.options = options
         self.device = resolve_device(options.device)
+        self.precision = resolve_precision(options.precision, self.device)
         self.checkpoint = resolve_checkpoint(options.model)
         self.model, self.info = load_checkpoint(self.checkpoint, self.device)
         self.settings = self._settings_for(self.info)
@@ -402,7 +408,8 @@ class Analyzer:
         ]
         batch = collate(samples)
         batch.labels = None
-        prediction = self.model.predict(batch.to(self.device), with_uncertainty=only is None)
+        with self.precision.autocast():
+            prediction = self.model.predict(batch.to(self.device), with_uncertainty=only is None)
         probs = prediction.probs.float().cpu().numpy()
         if prediction.uncertainty is None:
             return probs, np.zeros_like(probs)
@@ -419,16 +426,24 @@ def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:
 def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCallback | None = None) -> list[AnalyzeOutcome]:
     """Analyse media files and folders; one outcome per file, in input order.
 
+    With options.workers > 1 the files are shared among that many processes (`_worker_pool`), each
+    with its own models; outcomes and their order are the same as with one.
     Raises UserError/CheckpointError (exit 2) for problems that concern every input: bad options,
     missing or corrupt checkpoint, feature-spec mismatch. Per-file problems become ClipFailure.
     """
     if not paths:
         raise UserError("no input given: pass one or more media files or folders")
+    if options.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {options.workers}")
     inputs = expand_inputs(paths)
     files = [p for p in inputs if isinstance(p, Path)]
     if options.transcript is not None and len(files) > 1:
         raise UserError(f"--transcript applies to a single clip, but {len(files)} media files were given")
-    analyzer = Analyzer(options)
+    analyzer = Analyzer(options)  # checks options, checkpoint and features once, before any file
+    workers = min(options.workers, len(files))
+    if workers > 1:
+        del analyzer  # each worker builds its own
+        return _analyze_in_workers(inputs, options, workers, progress)
     outcomes: list[AnalyzeOutcome] = []
     done = 0
     for item in inputs:
@@ -437,16 +452,78 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
             continue
         if progress is not None:
             progress(done, len(files), str(item))
-        try:
-            outcomes.append(analyzer.analyze_file(item))
-        except ExtractionError as err:
-            message = str(err)
-            prefix = f"{item}: "
-            outcomes.append(ClipFailure(str(item), message[len(prefix):] if message.startswith(prefix) else message))
-        except Exception as err:  # noqa: BLE001 - one broken file must not stop the others
-            first_line = (str(err).splitlines() or [""])[0]
-            outcomes.append(ClipFailure(str(item), f"unexpected {type(err).__name__} while analysing: {first_line}"))
+        outcomes.append(_analyze_one(analyzer, item))
         done += 1
     if progress is not None:
         progress(done, len(files), "")
     return outcomes
+
+
+def _analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
+    """One file -> ClipResult, or ClipFailure with a one-line reason (never raises for the file)."""
+    try:
+        return analyzer.analyze_file(item)
+    except ExtractionError as err:
+        message = str(err)
+        prefix = f"{item}: "
+        return ClipFailure(str(item), message[len(prefix):] if message.startswith(prefix) else message)
+    except Exception as err:  # noqa: BLE001 - one broken file must not stop the others
+        first_line = (str(err).splitlines() or [""])[0]
+        return ClipFailure(str(item), f"unexpected {type(err).__name__} while analysing: {first_line}")
+
+
+_worker_analyzer: Analyzer | None = None  # the Analyzer of a worker process (`_start_worker`)
+
+
+def _start_worker(options: AnalyzeOptions) -> None:
+    global _worker_analyzer
+    _worker_analyzer = Analyzer(options)
+
+
+def _worker_analyze(item: Path) -> AnalyzeOutcome:
+    return _analyze_one(_worker_analyzer, item)
+
+
+def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOptions, workers: int,
+                        progress: ProgressCallback | None) -> list[AnalyzeOutcome]:
+    """The files of `inputs` analysed by `workers` spawned processes (fresh interpreters: no state
+    forked from this one), results put back in input order. Without --threads each worker gets an
+    equal share of the CPUs. A worker that dies fails only the file it was analysing (ClipFailure):
+    the unfinished files are rerun, one worker at a time until the culprit is found."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
+    worker_options = replace(options, workers=1, threads=threads)
+    files = [i for i, item in enumerate(inputs) if isinstance(item, Path)]
+    outcomes: dict[int, AnalyzeOutcome] = {i: item for i, item in enumerate(inputs) if isinstance(item, ClipFailure)}
+    done, size = 0, workers
+    while len(outcomes) < len(inputs):
+        pending = [i for i in files if i not in outcomes]
+        broken = False
+        with ProcessPoolExecutor(max_workers=min(size, len(pending)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(worker_options,)) as pool:
+            futures = {pool.submit(_worker_analyze, inputs[i]): i for i in pending}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    outcomes[i] = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                done += 1
+                if progress is not None:
+                    progress(done, len(files), str(inputs[i]))
+        if broken and size == 1:
+            # One worker runs its files in order: the first unfinished one killed it.
+            first = next(i for i in pending if i not in outcomes)
+            outcomes[first] = ClipFailure(str(inputs[first]), "the worker process analysing it died "
+                                                              "(out of memory or a crash in a native library)")
+            done += 1
+            size = workers
+        elif broken:
+            size = 1  # several files were in flight: rerun the unfinished ones one by one to find the culprit
+    if progress is not None:
+        progress(done, len(files), "")
+    return [outcomes[i] for i in range(len(inputs))]

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 from mmer_cli.datasets.base import SPLITS, BenchmarkData, MultimodalDataset, collate
 from mmer_cli.errors import UserError
 from mmer_cli.metrics import MultilabelMetrics, brier_score, expected_calibration_error, multilabel_metrics
-from mmer_cli.runtime import resolve_device, set_threads
+from mmer_cli.runtime import Precision, resolve_device, resolve_precision, set_threads
 from mmer_cli.thresholds import apply_thresholds
 from models.checkpoint import CheckpointInfo, load_checkpoint
 
@@ -38,12 +38,14 @@ def predict_probs(
     device: torch.device,
     indices: Sequence[int] | None = None,
     with_uncertainty: bool = True,
+    precision: Precision | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run `model.predict` over (a subset of) a split, in eval mode, in sample order.
 
     Returns (probs, uncertainty), both (N, q) float64 in [0, 1] (N = len(indices) or len(dataset));
     uncertainty is None when with_uncertainty=False and the model skipped it (LAMB's MC passes).
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. precision: autocast for the forward passes
+    (None = fp32).
     """
     subset = dataset if indices is None else Subset(dataset, list(indices))
     num_labels = dataset.labels.shape[1]
@@ -55,7 +57,8 @@ def predict_probs(
     probs, unc = [], []
     try:
         for batch in loader:
-            pred = model.predict(batch.to(device), with_uncertainty=with_uncertainty)
+            with (precision or Precision()).autocast():
+                pred = model.predict(batch.to(device), with_uncertainty=with_uncertainty)
             probs.append(pred.probs.detach().to("cpu", torch.float64).numpy())
             if pred.uncertainty is not None:
                 unc.append(pred.uncertainty.detach().to("cpu", torch.float64).numpy())
@@ -157,10 +160,12 @@ def evaluate_model(
     threshold_mode: str,
     batch_size: int,
     device: torch.device,
+    precision: Precision | None = None,
 ) -> EvalReport:
-    """Predict `split` of `data` with `model` and score it at `thresholds` (q values)."""
+    """Predict `split` of `data` with `model` (at `precision`, None = fp32) and score it at
+    `thresholds` (q values)."""
     dataset = require_split(data, split)
-    probs, unc = predict_probs(model, dataset, batch_size, device)
+    probs, unc = predict_probs(model, dataset, batch_size, device, precision=precision)
     metrics, ece, brier, mean_unc = score_probabilities(probs, unc, dataset.labels, data.label_names, thresholds)
     return EvalReport(
         model=model_name, checkpoint=checkpoint, dataset=data.name, split=split, label_names=list(data.label_names),
@@ -178,11 +183,13 @@ def evaluate(
     threshold: float | None = None,
     device: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
 ) -> EvalReport:
     """Load `checkpoint`, load benchmark `dataset` from `data` (+ `labels` file), score `split`.
 
     threshold: one decision threshold for every label; None uses the checkpoint's thresholds
-    (per label tuned on validation, or the run's fixed threshold).
+    (per label tuned on validation, or the run's fixed threshold). precision: "fp32" | "bf16" |
+    "fp16" for the network's forward passes (`mmer_cli.runtime.resolve_precision`).
     Raises UserError (exit 2) when the checkpoint's labels or feature spec differ from the dataset's.
     """
     from mmer_cli.datasets import dataset_names, load_dataset
@@ -193,6 +200,7 @@ def evaluate(
         raise UserError(f"--threshold must be in [0, 1], got {threshold}")
     set_threads(threads)
     dev = resolve_device(device)
+    amp = resolve_precision(precision, dev)
     checkpoint = Path(checkpoint)
     model, info = load_checkpoint(checkpoint, device=dev)
     bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
@@ -203,7 +211,9 @@ def evaluate(
     else:
         thresholds, mode = [float(threshold)] * len(info.label_names), "global"
     report = evaluate_model(model, info.model_name, str(checkpoint), bench, split, thresholds, mode,
-                            info.config.batch_size, dev)
+                            info.config.batch_size, dev, amp)
+    if amp.dtype is not None:
+        report.extra["precision"] = amp.name
     if "global_threshold" in info.extra:
         report.extra["tuned_global_threshold"] = info.extra["global_threshold"]
     return report

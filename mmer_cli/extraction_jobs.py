@@ -27,7 +27,7 @@ import numpy as np
 from extractors.errors import ExtractionError
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer_cli.datasets.base import SPLITS
-from mmer_cli.datasets.cache import CacheWriter
+from mmer_cli.datasets.cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer_cli.errors import UserError
 
 REPORT_NAME = "extract_report.json"
@@ -235,6 +235,33 @@ def _results_in_pool(jobs: Sequence[ExtractJob], settings: ExtractionSettings, w
         finally:
             for future in pending:
                 future.cancel()
+
+
+# ----------------------------------------------------------------------------- shards
+
+SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" -> (K, N) with 1 <= K <= N; UserError otherwise."""
+    match = SHARD_PATTERN.match(text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise UserError(f"--shard must be K/N with 1 <= K <= N (e.g. 3/8), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_jobs(job_list: JobList, k: int, n: int) -> JobList:
+    """The K-th of N disjoint shards of `job_list`: the jobs at positions K-1, K-1+N, ... of the
+    listing sorted by sample id. Deterministic (the same listing gives the same shards on every
+    machine), sizes differ by at most one, and the N shards together are the whole listing."""
+    ordered = sorted(job_list.jobs, key=lambda job: job.sample_id)
+    return JobList(job_list.label_names, ordered[k - 1::n], job_list.skipped if k == 1 else [])
+
+
+def shard_dir(out_dir: Path, k: int, n: int) -> Path:
+    """Where shard K of N writes: a cache folder inside `out_dir`, which `--dataset cache` then
+    reads as one merged cache (mmer_cli.datasets.cache)."""
+    return Path(out_dir) / f"{SHARD_DIR_PREFIX}{k:0{len(str(n))}d}-of-{n}"
 
 
 # ----------------------------------------------------------------------------- the run

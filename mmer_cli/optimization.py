@@ -26,20 +26,30 @@ class NonFiniteLoss(ArithmeticError):
 
 
 def optimization_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                      schedule: "LRSchedule", grad_clip: float) -> float:
+                      schedule: "LRSchedule", grad_clip: float, scaler: torch.amp.GradScaler | None = None) -> float:
     """Back-propagate the scalar `loss`, clip the global gradient norm to `grad_clip` (0 = off),
     step the optimiser and the per-step schedule. Returns the learning rate the step used.
 
+    scaler: fp16 loss scaling (`Precision.grad_scaler`); a step whose scaled gradients overflow is
+    skipped by the scaler, which then lowers its scale.
     Raises NonFiniteLoss, before any update, when `loss` is NaN or infinite.
     """
     if not torch.isfinite(loss).item():
         raise NonFiniteLoss("non-finite training loss (try a lower lr or grad_clip)")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     lr = float(optimizer.param_groups[0]["lr"])
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     schedule.after_step()
     return lr
 

@@ -50,7 +50,7 @@ from mmer_cli.errors import UserError
 from mmer_cli.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
 from mmer_cli.optimization import EarlyStopping, LRSchedule, NonFiniteLoss, build_optimizer, optimization_step
 from mmer_cli.run_dir import RunDir, atomic_write_text
-from mmer_cli.runtime import set_threads
+from mmer_cli.runtime import Precision, resolve_precision, set_threads
 from mmer_cli.thresholds import tune_global_threshold, tune_label_thresholds
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import (
@@ -99,6 +99,10 @@ class TrainOptions:
     threshold_mode / threshold: override the config's decision-threshold fields ("tuned" | "fixed",
     and the fixed value); a threshold without a mode means "fixed".
     seeds: number of seeds for `train_seeds` (seed, seed+1, ...).
+    precision: "fp32" | "bf16" | "fp16": autocast for the forward passes and losses of training,
+    validation and test (weights and optimiser state stay float32; fp16 scales the loss).
+    compile: run the training forward pass through torch.compile (the saved weights are the same
+    modules' weights, so checkpoints do not change form).
     """
 
     model: str | None = None
@@ -121,6 +125,8 @@ class TrainOptions:
     threshold_mode: str | None = None
     threshold: float | None = None
     seeds: int = 1
+    precision: str = "fp32"
+    compile: bool = False
 
 
 @dataclass
@@ -442,20 +448,33 @@ def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold
     }
 
 
+def _compile_forward(forward: TrainForward) -> None:
+    """Route the training forward pass through torch.compile (the module itself, and so what is
+    saved, stays the uncompiled one). A one-line UserError when torch cannot compile here."""
+    if not hasattr(torch, "compile"):
+        raise UserError("--compile: this torch has no torch.compile")
+    if forward.ddp is None:
+        forward.model = torch.compile(forward.model)
+    else:
+        forward.ddp = torch.compile(forward.ddp)
+
+
 def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds: list[float], extra: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_checkpoint(tmp, model, bench.label_names, bench.feature_spec, thresholds=thresholds, extra=extra)
     tmp.replace(path)
 
 
-def _validate(model, bench: BenchmarkData, config, ctx: DistContext) -> tuple[np.ndarray, np.ndarray | None]:
+def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
+              amp: Precision) -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities (and the uncertainty when the model gives it for free, else None) on the full
     validation split; every rank predicts a strided shard (i = rank, rank + W, ...) and the shards
     are gathered back into sample order on all ranks."""
     dataset = bench.splits["valid"]
     n = len(dataset)
     mine = list(range(ctx.rank, n, ctx.world_size))
-    probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine, with_uncertainty=False)
+    probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine, with_uncertainty=False,
+                               precision=amp)
     if not ctx.distributed:
         return probs, unc
     shards = gather_to_all(ctx, (probs, unc))
@@ -649,6 +668,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         barrier(ctx)
         state = None
     config = plan.config
+    amp = resolve_precision(options.precision, ctx.device)
     maximize = SELECT_METRICS[plan.select_metric]
     train_set = bench.splits["train"]
 
@@ -692,11 +712,14 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         if ctx.is_main:
             run.create()
     if ctx.is_main:
-        run.write_config(plan.to_json(ctx, bench))
+        run.write_config({**plan.to_json(ctx, bench), "precision": amp.name, "compile": options.compile})
 
     # Under DDP a probe batch (the first training samples) decides find_unused_parameters.
     probe = collate([train_set[i] for i in range(min(len(train_set), config.batch_size))]) if ctx.distributed else None
     forward = TrainForward(model, ctx, probe)
+    if options.compile:
+        _compile_forward(forward)
+    scaler = amp.grad_scaler()
     reporter.run_started(RunStart(
         run_dir=run.root, model=plan.model, dataset=plan.dataset, preset=plan.preset,
         num_parameters=sum(p.numel() for p in model.parameters()),
@@ -717,10 +740,11 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         count, lr = 0, float(optimizer.param_groups[0]["lr"])
         for step, batch in enumerate(loader, 1):
             batch = batch.to(ctx.device)
-            output = forward(batch)
-            loss = model.loss(output, batch)
+            with amp.autocast():
+                output = forward(batch)
+                loss = model.loss(output, batch)
             try:
-                lr = optimization_step(model, loss.total, optimizer, schedule, config.grad_clip)
+                lr = optimization_step(model, loss.total, optimizer, schedule, config.grad_clip, scaler)
             except NonFiniteLoss as err:
                 raise TrainingFailed(f"epoch {epoch}, step {step}: {err}") from None
             size = batch.batch_size
@@ -734,7 +758,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         train_parts = {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
 
         reporter.validating(epoch)
-        probs, unc = _validate(model, bench, config, ctx)
+        probs, unc = _validate(model, bench, config, ctx, amp)
         val, val_global, thresholds, global_t = _score_validation(probs, unc, bench, config)
         value = float(val[plan.select_metric])
         improved = stopper.update(value, epoch)
@@ -768,7 +792,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
     test_report = None
     if ctx.is_main:
         reporter.testing(best_epoch)
-        test_report = _test_best(run, plan, bench, config, ctx, records, best_epoch)
+        test_report = _test_best(run, plan, bench, config, ctx, records, best_epoch, amp)
     barrier(ctx)
     best_record = next((r for r in records if r["epoch"] == best_epoch), {})
     return TrainResult(
@@ -780,14 +804,14 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
 
 
 def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: DistContext, records: list[dict],
-               best_epoch: int) -> EvalReport:
+               best_epoch: int, amp: Precision) -> EvalReport:
     """Evaluate best.safetensors on the test split (the only time the test split is read), record the
     result in test_metrics.json and in the best checkpoint's metadata."""
     model, info = load_checkpoint(run.best_path, device=ctx.device)
     mode = "fixed" if config.threshold_mode == "fixed" else "per_label"
     try:
         report = evaluate_model(model, plan.model, str(run.best_path), bench, "test", info.thresholds,
-                                mode, config.batch_size, ctx.device)
+                                mode, config.batch_size, ctx.device, amp)
     except PredictionFailed as err:
         raise TrainingFailed(f"{run.best_path}: {err}") from None
     report.extra["best_epoch"] = best_epoch

@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from models.attention import AttentionBlock, has_any, key_padding_mask, sinusoidal_positions
@@ -74,6 +75,8 @@ class LDDUConfig(OptimSettings):
     ff_dim: int = 512  # hidden width of each encoder layer's MLP (not stated; 2*hidden)
     dropout: float = 0.3  # encoder, pooling and classifier dropout (authors' code; paper silent)
     attention_dropout: float = 0.0  # dropout on encoder attention weights (slow on CPU; off by default)
+    activation_checkpointing: bool = False  # training memory: keep only each encoder layer's input and
+    # recompute the layer in the backward pass (same numbers, dropout included; about a third more compute)
     # Emotion space modelling (Eq. 1-2)
     use_emotion_space: bool = True  # False = Table 3 (1) "w/o ESM": per-label MLP attention pooling
     proj_dim: int = 256  # width of the Proj layers of Eq. 1-2
@@ -229,11 +232,17 @@ class GroupedLinear(nn.Module):
 
 
 class ModalityEncoder(nn.Module):
-    """Uni-modal extractor: (B, T, D_in) frames + (B, T) valid mask -> O (B, T, hidden)."""
+    """Uni-modal extractor: (B, T, D_in) frames + (B, T) valid mask -> O (B, T, hidden).
+
+    checkpointing: while training with gradients, each layer keeps only its input (B, T, hidden)
+    for the backward pass and recomputes the rest there (torch.utils.checkpoint, RNG state
+    restored so dropout draws the same masks): the same outputs and gradients in far less memory.
+    """
 
     def __init__(self, in_dim: int, hidden: int, layers: int, heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float) -> None:
+                 attention_dropout: float, checkpointing: bool = False) -> None:
         super().__init__()
+        self.checkpointing = checkpointing
         self.input_norm = nn.LayerNorm(in_dim)
         self.project = nn.Linear(in_dim, hidden)
         self.dropout = nn.Dropout(dropout)
@@ -244,8 +253,12 @@ class ModalityEncoder(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         h = self.project(self.input_norm(x))  # (B, T, hidden)
         h = self.dropout(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device))
+        recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            h = layer(h, kv_valid=valid)
+            if recompute:
+                h = torch.utils.checkpoint.checkpoint(layer, h, None, valid, use_reentrant=False)
+            else:
+                h = layer(h, kv_valid=valid)
         return h
 
 
@@ -308,7 +321,8 @@ class LDDU(EmotionModel):
         q = c.num_labels
         layers = {"text": c.text_layers, "audio": c.audio_layers, "visual": c.visual_layers}
         self.encoders = nn.ModuleDict({
-            m: ModalityEncoder(c.input_dims[m], c.hidden, layers[m], c.heads, c.ff_dim, c.dropout, c.attention_dropout)
+            m: ModalityEncoder(c.input_dims[m], c.hidden, layers[m], c.heads, c.ff_dim, c.dropout, c.attention_dropout,
+                               c.activation_checkpointing)
             for m in MODALITIES
         })
         self.emotions = nn.Parameter(torch.randn(q, c.hidden) * c.hidden ** -0.5) if c.use_emotion_space else None

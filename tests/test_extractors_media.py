@@ -162,6 +162,18 @@ def test_silence_is_no_voice_and_no_words(extractor, tmp_path):
     assert fs.transcript == "" and fs.timings_s["asr"] == 0.0
 
 
+def test_models_load_only_when_the_clip_needs_them():
+    """A clip without a voice loads no speech model (no acoustic, ASR or text model); one with
+    speech loads them, once the voice-activity detector has heard it."""
+    silent = MEDIA / "single_face.mp4"  # its audio track is silent
+    extractor = FeatureExtractor(ExtractionSettings(use_cache=False))
+    fs = extractor.extract(silent)
+    assert fs.present("visual") and not fs.present("audio") and not fs.present("text")
+    assert extractor.loaded_models == ["expression", "faces", "vad"]
+    extractor.extract(EMODB_WAV)
+    assert extractor.loaded_models == ["acoustic", "asr", "expression", "faces", "text", "vad"]
+
+
 def test_transcript_file_replaces_speech_recognition(tmp_path):
     srt = tmp_path / "words.srt"
     srt.write_text("1\n00:00:00,200 --> 00:00:01,800\nthe cloth lies on the fridge\n", encoding="utf-8")

@@ -189,9 +189,9 @@ class SplitRecorder:
         self.real = real
         self.sizes: list[int] = []
 
-    def __call__(self, model, dataset, batch_size, device, indices=None, with_uncertainty=True):
+    def __call__(self, model, dataset, batch_size, device, indices=None, with_uncertainty=True, precision=None):
         self.sizes.append(len(dataset) if indices is None else len(indices))
-        return self.real(model, dataset, batch_size, device, indices, with_uncertainty)
+        return self.real(model, dataset, batch_size, device, indices, with_uncertainty, precision)
 
 
 LEARNING_OVERRIDES = {"lddu": ["beta_scl=0"]}

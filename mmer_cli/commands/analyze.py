@@ -13,7 +13,7 @@ from rich.console import Console
 from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze, expand_inputs, resolve_checkpoint
 from mmer_cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
 from mmer_cli.errors import UserError
-from mmer_cli.runtime import DEVICE_CHOICES
+from mmer_cli.runtime import DEVICE_CHOICES, PRECISION_CHOICES
 from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
 from models.checkpoint import read_checkpoint_info
 
@@ -75,6 +75,8 @@ def analyze_command(
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG|DIR", help="Draw a timeline of per-window probabilities (needs --window): "
                                         "to PNG (several clips: PNG's stem + '_' + clip name), or one <clip>.png per clip inside an existing DIR."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    precision: str = typer.Option("fp32", "--precision", help=f"Number format of the emotion network: {' | '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
+    workers: int = typer.Option(1, "--workers", metavar="N", help="Analyse files in N processes, each with its own models and --threads (output order unchanged)."),
 ) -> None:
     """Recognise the emotions in media files: probability, decision and uncertainty per emotion.
 
@@ -93,7 +95,8 @@ def analyze_command(
         if plot is not None and not plot.is_dir():
             check_output_file("--plot", plot)
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
-                             window_s=window, auto_window=output_format in TIMELINE_FORMATS, use_cache=not no_cache)
+                             window_s=window, auto_window=output_format in TIMELINE_FORMATS, use_cache=not no_cache,
+                             precision=precision, workers=workers)
     progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():

@@ -14,6 +14,7 @@ from mmer_cli.commands.common import user_errors
 from mmer_cli.commands.metric_tables import overall_table, per_label_table
 from mmer_cli.datasets import dataset_names
 from mmer_cli.evaluation import EvalReport, evaluate
+from mmer_cli.runtime import PRECISION_CHOICES
 
 
 class EvalFormat(str, enum.Enum):
@@ -45,11 +46,12 @@ def eval_command(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="One decision threshold for all labels instead of the checkpoint's tuned per-label thresholds."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    precision: str = typer.Option("fp32", "--precision", help=f"Number format of the network: {', '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
 ) -> None:
     """Evaluate a checkpoint: Acc (both conventions), P, R, micro/macro-F1, Hamming loss, per-label F1, ECE, Brier."""
     with user_errors():
         report = evaluate(checkpoint, dataset, data, labels=labels, split=split, threshold=threshold,
-                          device=device, threads=threads)
+                          device=device, threads=threads, precision=precision)
     if output_format is EvalFormat.json:
         print(json.dumps(report.as_dict()))
     else:

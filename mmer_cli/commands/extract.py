@@ -38,6 +38,7 @@ def extract_command(
     device: str = typer.Option("cpu", "--device", help=f"Where the extractor networks run: {' | '.join(DEVICE_CHOICES)}."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="torch CPU threads per worker (default 1)."),
     fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the extractor's)."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Extract only the K-th of N disjoint shards of the files, into CACHE_DIR/shard-K-of-N (N machines build one cache; `--dataset cache` reads CACHE_DIR whole)."),
     language: Optional[str] = typer.Option(None, "--language", metavar="CODE", help="Spoken language code for speech recognition (default: detected; the packaged model is English-only)."),
 ) -> None:
     """Extract face, voice and text features of labelled media into a cache folder (resumable).
@@ -47,7 +48,8 @@ def extract_command(
     CACHE_DIR/extract_report.json), 2 for a usage error.
     """
     from extractors.pipeline import ExtractionSettings
-    from mmer_cli.extraction_jobs import REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, run_extraction
+    from mmer_cli.extraction_jobs import (REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, parse_shard,
+                                          run_extraction, shard_dir, shard_jobs)
 
     if (dataset is None) == (labels is None):
         raise fail("give either DIR --labels CSV, or --dataset CORPUS --media DIR")
@@ -60,6 +62,8 @@ def extract_command(
     if fps is not None and fps <= 0:
         raise fail(f"--fps must be > 0, got {fps:g}")
 
+    with user_errors():
+        part = None if shard is None else parse_shard(shard)
     progress = FileProgress("extracting")
     try:
         with user_errors():
@@ -68,6 +72,8 @@ def extract_command(
                 job_list = jobs_from_corpus(dataset, media, _corpus_options(corpus_option))
             else:
                 job_list = jobs_from_labels_csv(media_dir, labels)
+            if part is not None:
+                job_list, out = shard_jobs(job_list, *part), shard_dir(out, *part)
             values = dict(device=resolved.type, use_cache=False, language=language)
             if fps is not None:
                 values["fps"] = fps

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mmer_cli.commands.common import user_errors
 from mmer_cli.datasets import dataset_names
+from mmer_cli.runtime import PRECISION_CHOICES
 from mmer_cli.training import (
     SELECT_METRICS, SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainOptions, TrainReporter, TrainResult, train,
     train_seeds,
@@ -159,6 +160,8 @@ def train_command(
     threshold_mode: Optional[str] = typer.Option(
         None, "--threshold-mode", help=f"Decision thresholds: {' or '.join(THRESHOLD_MODES)} (tuned per label on validation, or one fixed value)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="The fixed decision threshold (implies --threshold-mode fixed)."),
+    precision: str = typer.Option("fp32", "--precision", help=f"Number format of the networks: {', '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast mixed precision)."),
+    compile_model: bool = typer.Option(False, "--compile", help="Compile the training forward pass with torch.compile (needs a C++ compiler on CPU)."),
     seeds: Optional[int] = typer.Option(
         None, "--seeds", help="Train N runs (seeds --seed, --seed+1, ...) into OUT/seed-<seed>/ and summarise them in OUT/seeds_summary.json."),
 ) -> None:
@@ -167,7 +170,7 @@ def train_command(
         model=model, dataset=dataset, data=data, labels=labels, config_file=config, overrides=list(overrides),
         epochs=epochs, batch_size=batch_size, device=device, threads=threads, seed=seed, out=out, resume=resume,
         select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
-        threshold=threshold, seeds=1 if seeds is None else seeds,
+        threshold=threshold, seeds=1 if seeds is None else seeds, precision=precision, compile=compile_model,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)

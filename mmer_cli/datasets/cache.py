@@ -15,6 +15,10 @@ A sample file is written to a temporary name and renamed into place before its i
 appended, so an interrupted run leaves no half-written sample in the index; re-opening the cache
 with the same label names and feature spec continues where it stopped (`CacheWriter.has`).
 One writer at a time per folder.
+
+Sharded caches: `mmer extract --shard K/N` writes shard K into CACHE/shard-K-of-N/ (each a cache
+as above). A folder without a manifest whose `shard-*` subfolders are caches with the same label
+names and feature spec is read as one cache, the union of its shards (`load_cache`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ INDEX_NAME = "index.jsonl"
 SAMPLES_DIR = "samples"
 TIMES_PREFIX = "times_"
 _TMP_SUFFIX = ".tmp"
+SHARD_DIR_PREFIX = "shard-"
 
 
 @dataclass(frozen=True)
@@ -288,18 +293,40 @@ def read_cached_sample(path: Path, spec: FeatureSpec) -> dict[str, np.ndarray]:
     return features
 
 
+def shard_folders(data: Path) -> list[Path]:
+    """The folders that make up the cache at `data`: itself, or when it has no manifest, its
+    `shard-*` subfolders that have one (sorted)."""
+    data = Path(data)
+    if (data / MANIFEST_NAME).is_file() or not data.is_dir():
+        return [data]
+    shards = sorted(p for p in data.glob(f"{SHARD_DIR_PREFIX}*") if (p / MANIFEST_NAME).is_file())
+    return shards or [data]
+
+
 @register_dataset("cache")
 def load_cache(data: Path, labels: Path | None = None) -> BenchmarkData:
-    """A cache folder written by `CacheWriter`; samples are read from disk one at a time."""
-    label_names, spec = read_manifest(data)
-    entries = read_index(data, len(label_names))
-    for entry in entries:
-        if not (data / entry.file).is_file():
-            raise DatasetError(f"{data / entry.file}: cached sample file listed in {INDEX_NAME} is missing")
+    """A cache folder written by `CacheWriter`, or a folder of shards (`shard_folders`) read as one;
+    samples are read from disk one at a time."""
+    folders = shard_folders(Path(data))
+    label_names, spec = read_manifest(folders[0])
+    entries: list[tuple[Path, CacheEntry]] = []
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        names, other = read_manifest(folder)
+        problems = ([] if names == label_names else [f"label names {names} != {label_names}"]) + spec.mismatches(other)
+        if problems:
+            raise DatasetError(f"{folder}: shard written with other settings than {folders[0]}: " + "; ".join(problems))
+        for entry in read_index(folder, len(label_names)):
+            if entry.id in seen:
+                raise DatasetError(f"{folder}: sample id {entry.id!r} is also in {seen[entry.id]}")
+            seen[entry.id] = folder
+            if not (folder / entry.file).is_file():
+                raise DatasetError(f"{folder / entry.file}: cached sample file listed in {INDEX_NAME} is missing")
+            entries.append((folder, entry))
     out = BenchmarkData(name="cache", label_names=label_names, feature_spec=spec)
     for split in SPLITS:
-        chosen = [e for e in entries if e.split == split]
-        files = [data / e.file for e in chosen]
+        chosen = [e for _, e in entries if e.split == split]
+        files = [folder / e.file for folder, e in entries if e.split == split]
         matrix = np.array([e.labels for e in chosen], dtype=np.float32).reshape(len(chosen), len(label_names))
         out.splits[split] = MultimodalDataset(lambda i, files=files: read_cached_sample(files[i], spec),
                                               matrix, [e.id for e in chosen])
