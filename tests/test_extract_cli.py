@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from extractors.face import VISUAL_DIM
 from extractors.pipeline import ExtractionSettings, feature_spec_for
 from mmer_cli.cli import app
 from mmer_cli.commands import extract as extract_command_module
@@ -134,7 +135,7 @@ def test_extract_speech_clips_with_a_corrupt_one(tmp_path):
     assert data.splits["train"].ids == [clips[0].name] and data.splits["valid"].ids == [clips[1].name]
     assert data.splits["valid"].labels.tolist() == [[0, 1, 1]]
     sample = data.splits["train"][0]
-    assert sample.features["visual"].shape == (0, 22)  # audio-only clip
+    assert sample.features["visual"].shape == (0, VISUAL_DIM)  # audio-only clip
     assert sample.features["audio"].shape[0] > 10 and sample.features["text"].shape[0] > 0
 
     again = extract(str(media), "--labels", str(tmp_path / "labels.csv"), "--out", str(cache))
