@@ -48,6 +48,7 @@ TARGET_RTF = 0.5  # warm, on the 20 s 640x360 clip
 TARGET_COLD_S = 4.0  # fresh process: python start, imports, model load, first clip (issue 12)
 TARGET_FLAT_RSS = {6: 0.05, 30: 0.10}  # peak RSS of the clip looped n times within this of the 19.7 s clip's
 TARGET_PEAK_RSS_MB = 1536.0  # 1.5 GB
+TARGET_EXPRESSION_SHARE = 0.10  # the face-expression network's time over the rest of the warm analysis (issue 8)
 
 
 # ----------------------------------------------------------------------------- children
@@ -467,7 +468,7 @@ def main() -> None:
     # Times measured with more runnable processes than CPUs are not the program's own speed.
     loaded = max(load_before[0], load_after[0]) > logical_cpus()
 
-    stage_order = ["decode", "face", "acoustic", "asr", "text", "model"]
+    stage_order = ["decode", "face", "expression", "acoustic", "asr", "text", "model"]
     targets = []
     if warm:
         ref = warm["clips"][LONG_SOURCE]
@@ -475,6 +476,13 @@ def main() -> None:
                         "measured": f"{ref['rtf']:.2f} (dominant stage: "
                                     f"{dominant({s: ref['stages_s'].get(s, 0.0) for s in stage_order})})",
                         "met": ref["rtf"] <= TARGET_RTF or (None if loaded else False)})
+        expression = ref["stages_s"].get("expression", 0.0)
+        added = expression / max(ref["wall_s"] - expression, 1e-9)
+        targets.append({"target": f"the expression network adds <= {TARGET_EXPRESSION_SHARE:.0%} to the warm analyze "
+                                  f"time of {LONG_SOURCE}",
+                        "measured": f"{expression:.2f} s on {ref['face_frames']} faces: +{added:.1%} "
+                                    f"(same process and load as the other stages)",
+                        "met": added <= TARGET_EXPRESSION_SHARE})
     if cold:
         c = cold[SAMPLE.name]
         met = c["cold_start_s"] <= TARGET_COLD_S
@@ -502,8 +510,8 @@ def main() -> None:
     notes = [
         f"Model used: {model_note}.",
         "RTF = wall seconds of `Analyzer.analyze_file` / clip duration; stage seconds come from the result's `timings_s` "
-        "(decode includes demuxing, audio resampling and frame scaling; face = MTCNN and the expression network on "
-        "sampled frames; acoustic includes voice-activity detection).",
+        "(decode includes demuxing, audio resampling and frame scaling; face = MTCNN on the sampled frames; "
+        "expression = the FER2013 network on the tracked faces; acoustic includes voice-activity detection).",
         "Cold start counts python start-up, imports, checkpoint load, extractor model loading (a background thread "
         "overlaps it with decoding) and the first clip. A target marked 'not measurable (load)' was missed in a run "
         "whose load average exceeded the CPU count: rerun on an idle machine before calling it missed.",

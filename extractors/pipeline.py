@@ -104,7 +104,7 @@ def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     )
 
 
-STAGES = ("decode", "face", "acoustic", "asr", "text")
+STAGES = ("decode", "face", "expression", "acoustic", "asr", "text")
 """Stages always present in `FeatureSet.timings_s` of an extraction (0.0 when skipped)."""
 
 
@@ -265,7 +265,7 @@ class FeatureExtractor:
         hint = _SpeechHint(self._models, speech_models if info.has_audio else [])
         rows, times = [], []
         track = FaceTrack()
-        face_s = 0.0
+        face_s = expression_s = 0.0
         start = time.perf_counter()
         load_before = clock.seconds.get("load", 0.0)
         for batch in reader.frame_batches():
@@ -283,12 +283,16 @@ class FeatureExtractor:
                     boxes.append(faces.boxes[pick])
                     times.append(t)
             if geometry:
-                expression = self._models.get("expression", clock)(crops_of, boxes)  # (N, 7)
+                reader_net = self._models.get("expression", clock)
+                expression_start = time.perf_counter()
+                expression = reader_net(crops_of, boxes)  # (N, 7)
+                expression_s += time.perf_counter() - expression_start
                 rows.extend(np.concatenate([np.stack(geometry), expression], axis=1).astype(np.float32))
             face_s += time.perf_counter() - face_start
         loading = clock.seconds.get("load", 0.0) - load_before
         clock.add("decode", time.perf_counter() - start - face_s)
-        clock.add("face", face_s - loading)
+        clock.add("face", face_s - loading - expression_s)
+        clock.add("expression", expression_s)
         visual = np.stack(rows) if rows else np.zeros((0, VISUAL_DIM), np.float32)
         return reader, visual, np.asarray(times, dtype=np.float64), len(rows)
 
