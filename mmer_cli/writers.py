@@ -21,7 +21,7 @@ EVIDENCE_STREAMS = ("visual", "audio", "text")
 """Order of the per-modality evidence in JSON objects and CSV columns."""
 STREAM_HEADINGS = {"visual": "face", "audio": "voice", "text": "words"}
 """Table column headings of the per-modality evidence."""
-BAR_WIDTH = 20  # characters of a full probability bar
+BAR_WIDTH = 10  # characters of a full probability bar (the table fits 80 columns with the per-stream columns)
 PROB_DECIMALS = 4  # rounding of probabilities/uncertainties in JSON
 TIME_DECIMALS = 3  # rounding of seconds in JSON
 
