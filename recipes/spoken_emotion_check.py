@@ -91,10 +91,11 @@ def score(results: list[dict], intended: list[str]) -> dict:
                         "predicted": result["predicted"], "top_by_stream": alone,
                         "transcript": result.get("transcript", "")})
     n = len(intended)
-    by_stream = {m: {"top1_rate": sum(a["top_by_stream"][m] == a["intended"] for a in answers) / n,
-                     "top_labels": {label: sum(a["top_by_stream"][m] == label for a in answers)
-                                    for label in sorted({str(a["top_by_stream"][m]) for a in answers})}}
-                 for m in ("visual", "audio", "text")}
+    by_stream = {}
+    for m in ("visual", "audio", "text"):
+        tops = [str(a["top_by_stream"][m]) for a in answers]  # "None": the stream was absent
+        by_stream[m] = {"top1_rate": sum(t == a["intended"] for t, a in zip(tops, answers)) / n,
+                        "top_labels": {label: tops.count(label) for label in sorted(set(tops))}}
     return {"top1_rate": top_hits / n, "among_predicted_rate": present_hits / n, "n": n,
             "per_label": per_label, "each_stream_alone": by_stream, "answers": answers}
 
