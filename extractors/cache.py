@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from extractors.featureset import FeatureSet, ModalityStats, Word
-from models.feature_spec import MODALITIES, FeatureSpec
+from mmer_core.feature_spec import MODALITIES, FeatureSpec
 
 CACHE_FORMAT = 2
 """2: word times (`words`) added. Bumped when the entry layout changes; older entries are then ignored."""

@@ -10,6 +10,7 @@ becomes a `ClipFailure`; the other files still run.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 import time
@@ -25,16 +26,14 @@ from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
+from mmer_cli.catalog import DEFAULT_MODEL
 from mmer_cli.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer_cli.stream_fusion import LateFusion
 from models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 from models.registry import model_names
 
-DEFAULT_MODEL = "lddu"
-"""The network `mmer analyze` uses when --model is not given."""
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
+WEIGHTS_DIR = Path(str(importlib.resources.files("models") / "weights"))
 """Where the shipped default checkpoints live: <name>_default.safetensors."""
 MAX_SPAN_S = 45.0
 """Longest stretch of media (seconds) the network sees in one pass. Its attention costs memory and

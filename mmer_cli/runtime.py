@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mmer_cli.catalog import DEVICE_CHOICES, PRECISION_CHOICES
 from mmer_cli.errors import UserError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(choice: str = "auto") -> torch.device:
@@ -36,7 +35,6 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

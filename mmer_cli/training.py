@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mmer_cli import __version__
+from mmer_core import __version__
+from mmer_cli.catalog import SELECT_METRICS
 from mmer_cli.datasets.base import BenchmarkData, collate
 from mmer_cli.distributed import (
     DistContext, TrainForward, all_reduce_sum, barrier, broadcast_from_main, gather_to_all, init_distributed, shutdown,
@@ -58,15 +59,6 @@ from models.config import (
     preset_overrides,
 )
 from models.registry import build_model, get_entry, model_names
-
-SELECT_METRICS: dict[str, bool] = {
-    "micro_f1": True,
-    "macro_f1": True,
-    "acc": True,
-    "acc_empty_as_one": True,
-    "hamming_loss": False,
-}
-"""Validation metrics a run can be selected on, and whether higher is better."""
 
 STATE_VERSION = 1
 """Layout version of state.pt."""

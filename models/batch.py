@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 
 
 @dataclass

@@ -6,8 +6,10 @@ import dataclasses
 import json
 import typing
 
+from mmer_core.errors import MmerError
 
-class ConfigError(ValueError):
+
+class ConfigError(MmerError, ValueError):
     """A config key or value that does not fit the model's config dataclass."""
 
 

@@ -44,10 +44,10 @@ from mmer_cli.errors import UserError
 from mmer_cli.extraction_jobs import JobList, jobs_from_labels_csv
 from mmer_cli.scoring import ScoreReport, score_files
 from models.checkpoint import CheckpointError, CheckpointInfo, read_checkpoint_info
+from conftest import SAMPLE, SAMPLE_SRT
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "sample_joy.mp4"
-SAMPLE_SRT = REPO / "samples" / "sample_joy.srt"
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 CASE_SECONDS = 30.0
 """Longest time one library case may take (a hang or a pathological slowdown fails the case)."""
 CLI_ANALYZE_SECONDS = 90.0

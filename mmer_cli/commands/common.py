@@ -10,7 +10,8 @@ from typing import Iterator
 
 import typer
 
-from mmer_cli.errors import UserError, user_error_types
+from mmer_cli.errors import UserError
+from mmer_core.errors import MmerError
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
@@ -25,7 +26,7 @@ def user_errors() -> Iterator[None]:
     """Inside a command: known user errors become one stderr line and their exit code."""
     try:
         yield
-    except user_error_types() as err:
+    except MmerError as err:
         raise fail(str(err), getattr(err, "exit_code", 2)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None

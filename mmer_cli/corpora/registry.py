@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from mmer_cli.catalog import CORPUS_NAMES
 from mmer_cli.corpora.listing import CorpusListing
 from mmer_cli.errors import UserError
 
@@ -48,6 +49,8 @@ def register_corpus(name: str, options: tuple[CorpusOption, ...], summary: str):
     def decorate(fn: Callable[..., CorpusListing]) -> Callable[..., CorpusListing]:
         if name in _REGISTRY:
             raise ValueError(f"corpus {name!r} registered twice")
+        if name not in CORPUS_NAMES:
+            raise ValueError(f"corpus {name!r} is missing from mmer_cli.catalog.CORPUS_NAMES")
         _REGISTRY[name] = CorpusEntry(name=name, list_clips=fn, options=tuple(options), summary=summary)
         return fn
 

@@ -14,12 +14,13 @@ import torch
 from torch.utils.data import Dataset
 
 from models.batch import MultimodalBatch
-from models.feature_spec import MODALITIES, FeatureSpec
+from mmer_core.errors import MmerError
+from mmer_core.feature_spec import MODALITIES, FeatureSpec
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(MmerError, ValueError):
     """A benchmark/cache file that cannot be read as the named dataset; message names file and problem."""
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from mmer_cli.datasets.base import SPLITS, BenchmarkData, DatasetError, MultimodalDataset
 from mmer_cli.datasets.registry import register_dataset
-from models.feature_spec import MODALITIES, FeatureSpec, FeatureSpecMismatch
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, FeatureSpecMismatch
 
 CACHE_FORMAT = "mmer-feature-cache"
 CACHE_FORMAT_VERSION = 1
@@ -63,7 +63,7 @@ class CacheEntry:
 
 
 def _manifest(label_names: list[str], spec: FeatureSpec) -> dict:
-    from mmer_cli import __version__
+    from mmer_core import __version__
 
     return {"format": CACHE_FORMAT, "format_version": CACHE_FORMAT_VERSION,
             "label_names": list(label_names), "feature_spec": spec.to_dict(),
