@@ -26,6 +26,7 @@ import numpy as np
 
 from extractors.errors import ExtractionError
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer_core.atomic_file import write_text_atomic
 from mmer_cli.datasets.base import SPLITS
 from mmer_cli.datasets.cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer_cli.errors import UserError
@@ -310,6 +311,4 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
 
 def write_report(report: ExtractReport, path: Path) -> None:
     """The report as indented JSON (replaced atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")

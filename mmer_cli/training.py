@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mmer_core import __version__
+from mmer_core.atomic_file import replacing, write_text_atomic
 from mmer_cli.catalog import SELECT_METRICS
 from mmer_cli.datasets.base import BenchmarkData, collate
 from mmer_cli.distributed import (
@@ -50,7 +51,7 @@ from mmer_cli.distributed import (
 from mmer_cli.errors import UserError
 from mmer_cli.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
 from mmer_cli.optimization import EarlyStopping, LRSchedule, NonFiniteLoss, build_optimizer, optimization_step
-from mmer_cli.run_dir import RunDir, atomic_write_text
+from mmer_cli.run_dir import RunDir
 from mmer_cli.runtime import Precision, resolve_precision, set_threads
 from mmer_cli.thresholds import tune_global_threshold, tune_label_thresholds
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -452,9 +453,8 @@ def _compile_forward(forward: TrainForward) -> None:
 
 
 def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds: list[float], extra: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_checkpoint(tmp, model, bench.label_names, bench.feature_spec, thresholds=thresholds, extra=extra)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_checkpoint(tmp, model, bench.label_names, bench.feature_spec, thresholds=thresholds, extra=extra)
 
 
 def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
@@ -638,7 +638,7 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
         "metrics": {k: dataclasses.asdict(v) for k, v in summary.items()},
     }
     Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(out) / SEEDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
+    write_text_atomic(Path(out) / SEEDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
     return summary
 
 

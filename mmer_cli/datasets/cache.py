@@ -28,7 +28,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmer_core.atomic_file import replacing
 from mmer_cli.datasets.base import SPLITS, BenchmarkData, DatasetError, MultimodalDataset
 from mmer_cli.datasets.registry import register_dataset
 from mmer_core.feature_spec import MODALITIES, FeatureSpec, FeatureSpecMismatch
@@ -258,16 +258,10 @@ class CacheWriter:
         return arrays
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=_TMP_SUFFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(path, suffix=_TMP_SUFFIX) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
