@@ -163,9 +163,9 @@ def resolve_checkpoint(model: str) -> Path:
         return path
     path = Path(model).expanduser()
     if not path.exists():
-        raise UserError(f"--model {model}: neither a model name ({', '.join(names)}) nor an existing checkpoint file")
+        raise UserError(f"model {model}: neither a model name ({', '.join(names)}) nor an existing checkpoint file", parameter="model")
     if path.is_dir():
-        raise UserError(f"--model {model}: is a folder, not a checkpoint file")
+        raise UserError(f"model {model}: is a folder, not a checkpoint file", parameter="model")
     return path
 
 
@@ -220,11 +220,11 @@ class Analyzer:
 
     def __init__(self, options: AnalyzeOptions) -> None:
         if options.window_s is not None and not (math.isfinite(options.window_s) and options.window_s > 0):
-            raise UserError(f"--window must be > 0 seconds (a finite number), got {options.window_s:g}")
+            raise UserError(f"window_s must be > 0 seconds (a finite number), got {options.window_s:g}", parameter="window_s")
         if options.fps is not None and not (math.isfinite(options.fps) and options.fps > 0):
-            raise UserError(f"--fps must be > 0 (a finite number), got {options.fps:g}")
+            raise UserError(f"fps must be > 0 (a finite number), got {options.fps:g}", parameter="fps")
         if options.transcript is not None and not Path(options.transcript).is_file():
-            raise UserError(f"--transcript {options.transcript}: file not found")
+            raise UserError(f"transcript {options.transcript}: file not found", parameter="transcript")
         set_threads(options.threads)
         keep_heap_flat()  # peak memory independent of clip length (mmer_cli.runtime)
         self.options = options
@@ -433,11 +433,11 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
     if not paths:
         raise UserError("no input given: pass one or more media files or folders")
     if options.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {options.workers}")
+        raise UserError(f"workers must be >= 1, got {options.workers}", parameter="workers")
     inputs = expand_inputs(paths)
     files = [p for p in inputs if isinstance(p, Path)]
     if options.transcript is not None and len(files) > 1:
-        raise UserError(f"--transcript applies to a single clip, but {len(files)} media files were given")
+        raise UserError(f"transcript applies to a single clip, but {len(files)} media files were given", parameter="transcript")
     analyzer = Analyzer(options)  # checks options, checkpoint and features once, before any file
     workers = min(options.workers, len(files))
     if workers > 1:

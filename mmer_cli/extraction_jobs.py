@@ -247,7 +247,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     """"K/N" -> (K, N) with 1 <= K <= N; UserError otherwise."""
     match = SHARD_PATTERN.match(text)
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
-        raise UserError(f"--shard must be K/N with 1 <= K <= N (e.g. 3/8), got {text!r}")
+        raise UserError(f"shard must be K/N with 1 <= K <= N (e.g. 3/8), got {text!r}", parameter="shard")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -278,7 +278,7 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
     Raises UserError/DatasetError when the cache folder belongs to other labels or features.
     """
     if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
+        raise UserError(f"workers must be >= 1, got {workers}", parameter="workers")
     out_dir = Path(out_dir)
     writer = CacheWriter(out_dir, job_list.label_names, feature_spec_for(settings))
     started = time.perf_counter()

@@ -285,7 +285,7 @@ def _with_threshold_options(config, threshold_mode: str | None, threshold: float
     """Apply --threshold-mode / --threshold: a threshold alone means "fixed"; "tuned" with a
     threshold is contradictory."""
     if threshold_mode is not None and threshold_mode not in THRESHOLD_MODES:
-        raise ConfigError(f"--threshold-mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}")
+        raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}", parameter="threshold_mode")
     if threshold is not None:
         if threshold_mode == "tuned":
             raise ConfigError("--threshold sets a fixed threshold; it cannot go with --threshold-mode tuned")
@@ -382,7 +382,7 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
     if options.model not in model_names():
         raise UserError(f"unknown model {options.model!r}; choose one of {', '.join(model_names())}")
     if options.select_metric not in SELECT_METRICS:
-        raise UserError(f"--select-metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}")
+        raise UserError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}", parameter="select_metric")
     bench = _load_data(options.dataset, options.data, options.labels)
     preset = options.preset or "paper"
     config = resolve_config(options.model, bench.label_names, bench.feature_spec.dims, options.config_file,
@@ -439,7 +439,7 @@ def _compile_forward(forward: TrainForward) -> None:
     """Route the training forward pass through torch.compile (the module itself, and so what is
     saved, stays the uncompiled one). A one-line UserError when torch cannot compile here."""
     if not hasattr(torch, "compile"):
-        raise UserError("--compile: this torch has no torch.compile")
+        raise UserError("compile: this torch has no torch.compile", parameter="compile")
     if forward.ddp is None:
         forward.model = torch.compile(forward.model)
     else:
@@ -505,7 +505,7 @@ def _in_process_group(options: TrainOptions, reporter: TrainReporter | None, bod
     reporter = reporter or TrainReporter()
     set_threads(options.threads)
     if options.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {options.workers}")
+        raise UserError(f"workers must be >= 0, got {options.workers}", parameter="workers")
     ctx = init_distributed(options.device)
     try:
         return body(options, reporter if ctx.is_main else TrainReporter(), ctx)
@@ -562,7 +562,7 @@ def train_seeds(options: TrainOptions, reporter: TrainReporter | None = None) ->
     from their saved state (with their saved config), missing ones start with `options`.
     """
     if options.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {options.seeds}")
+        raise UserError(f"seeds must be >= 1, got {options.seeds}", parameter="seeds")
     return _in_process_group(options, reporter, _train_seeds)
 
 

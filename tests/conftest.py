@@ -1,7 +1,8 @@
 """What several test files share: repository paths, the sample clip, a tiny random checkpoint, the CLI
 runner and the `slow` marker (tests on the real shipped models and extractor networks).
 
-Test files import the helpers with `from conftest import ...` (pytest puts tests/ on sys.path).
+Test files import the helpers with `from tests.conftest import ...` (also from subprocesses run in the
+repository root).
 `pytest -m "not slow"` leaves out the tests marked slow.
 """
 

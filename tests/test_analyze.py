@@ -23,8 +23,8 @@ from models.checkpoint import save_checkpoint
 from mmer_core.feature_spec import ModalitySpec
 from models.registry import build_model, get_entry, model_names
 
-from conftest import LABELS, SAMPLE, SAMPLE_SRT, mmer
-from conftest import tiny_checkpoint as shared_tiny_checkpoint
+from tests.conftest import LABELS, SAMPLE, SAMPLE_SRT, mmer
+from tests.conftest import tiny_checkpoint as shared_tiny_checkpoint
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from mmer_cli.analysis import AnalyzeOptions, ClipFailure, ClipResult, analyze
 from mmer_cli.cli import app
-from conftest import LABELS, REPO, SAMPLE, SHARED, tiny_checkpoint
+from tests.conftest import LABELS, REPO, SAMPLE, SHARED, tiny_checkpoint
 from tests.privileges import shared_tmpdir, unprivileged
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs

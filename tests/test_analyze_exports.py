@@ -28,7 +28,7 @@ from mmer_cli.export_vtt import cue_text, to_vtt
 from mmer_cli.report_html import to_html
 # The sample clip, its labels and test_analyze's fixtures (tiny random-weight checkpoint, private feature cache)
 from tests.test_analyze import LABELS, SAMPLE, checkpoint, cli, feature_cache, workdir  # noqa: F401 (fixtures)
-from conftest import REPO
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 

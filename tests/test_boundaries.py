@@ -102,3 +102,20 @@ def test_static_name_tables_match_the_registries():
     assert model_names() == ["lamb", "lddu"]
     for name in model_names():
         assert get_entry(name).model_class.registry_name == name
+
+
+def test_library_errors_name_parameters_and_the_cli_spells_them_as_flags():
+    from mmer_cli.analysis import Analyzer, AnalyzeOptions
+    from mmer_cli.commands.common import flag_message
+    from mmer_cli.errors import UserError
+    from mmer_cli.runtime import set_threads
+
+    with pytest.raises(UserError) as threads:
+        set_threads(0)
+    assert (str(threads.value), flag_message(threads.value)) == ("threads must be >= 1, got 0",
+                                                                  "--threads must be >= 1, got 0")
+    with pytest.raises(UserError) as window:
+        Analyzer(AnalyzeOptions(window_s=-1.0))
+    assert str(window.value) == "window_s must be > 0 seconds (a finite number), got -1"
+    assert flag_message(window.value) == "--window must be > 0 seconds (a finite number), got -1"
+    assert flag_message(UserError("threads file: other text")) == "threads file: other text"  # no parameter named

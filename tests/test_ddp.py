@@ -39,7 +39,7 @@ from models.batch import ModelOutput, MultimodalBatch
 from models.checkpoint import load_checkpoint
 from models.registry import model_names
 from tests.synthetic_benchmarks import write_mosei_aligned
-from conftest import REPO
+from tests.conftest import REPO
 
 SIZES = (32, 16, 16)  # train divisible by the global batch 8: no partial batches, no sampler padding
 

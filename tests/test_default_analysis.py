@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, SHARED
+from tests.conftest import REPO, SHARED
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 

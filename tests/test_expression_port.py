@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from tests.conftest import REPO
 from extractors.expression import EXPRESSION_LABELS, ExpressionReader, load_expression_network, weights_metadata
 
 sys.path.insert(0, str(REPO / "recipes"))

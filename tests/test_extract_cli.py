@@ -19,7 +19,7 @@ from mmer_cli.commands import extract as extract_command_module
 from mmer_cli.datasets.cache import load_cache
 from mmer_cli.errors import UserError
 from mmer_cli.extraction_jobs import REPORT_NAME, jobs_from_labels_csv
-from conftest import SHARED
+from tests.conftest import SHARED
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 

@@ -25,7 +25,7 @@ from extractors.pipeline import ExtractionSettings, FeatureExtractor
 from extractors.speech import spread_words
 from mmer_core.feature_spec import MODALITIES
 from tests.privileges import shared_tmpdir, unprivileged
-from conftest import REPO, SHARED
+from tests.conftest import REPO, SHARED
 
 MEDIA = SHARED / "media"
 EMODB_WAV = SHARED / "data" / "emodb" / "wav" / "03a01Fa.wav"  # "Der Lappen liegt auf dem Eisschrank."

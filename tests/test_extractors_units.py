@@ -24,7 +24,7 @@ from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_sp
 from extractors.speech import read_transcript, spread_words
 from extractors.text import PACKAGED_ENCODER_NAME, encoder_info
 from mmer_core.feature_spec import MODALITIES
-from conftest import REPO
+from tests.conftest import REPO
 
 
 # --- NMS -------------------------------------------------------------------------------------

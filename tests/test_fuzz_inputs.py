@@ -44,7 +44,7 @@ from mmer_cli.errors import UserError
 from mmer_cli.extraction_jobs import JobList, jobs_from_labels_csv
 from mmer_cli.scoring import ScoreReport, score_files
 from models.checkpoint import CheckpointError, CheckpointInfo, read_checkpoint_info
-from conftest import SAMPLE, SAMPLE_SRT
+from tests.conftest import SAMPLE, SAMPLE_SRT
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 

@@ -20,9 +20,9 @@ from mmer_cli.evaluation import predict_probs
 from mmer_cli.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
 from mmer_cli.runtime import Precision, resolve_precision
 from models.checkpoint import load_checkpoint
-from conftest import TINY_TRAIN as COMMON
-from conftest import mmer as cli
-from conftest import ok
+from tests.conftest import TINY_TRAIN as COMMON
+from tests.conftest import mmer as cli
+from tests.conftest import ok
 from tests import synthetic_benchmarks as sb
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
@@ -56,7 +56,7 @@ def test_resolve_precision_choices_and_errors():
     assert resolve_precision("bf16", torch.device("cpu")).dtype is torch.bfloat16
     assert resolve_precision("fp16", torch.device("cpu")).grad_scaler() is not None
     assert resolve_precision("bf16", torch.device("cpu")).grad_scaler() is None
-    with pytest.raises(UserError, match="--precision must be one of fp32, bf16, fp16"):
+    with pytest.raises(UserError, match="^precision must be one of fp32, bf16, fp16"):
         resolve_precision("int8", torch.device("cpu"))
 
 
@@ -115,7 +115,7 @@ def test_shards_are_disjoint_deterministic_and_cover_the_listing():
     assert shard_dir(Path("cache"), 3, 12) == Path("cache/shard-03-of-12")
     assert parse_shard("2/8") == (2, 8)
     for bad in ("0/3", "4/3", "3", "a/b"):
-        with pytest.raises(UserError, match="--shard must be K/N"):
+        with pytest.raises(UserError, match="^shard must be K/N"):
             parse_shard(bad)
 
 
@@ -228,7 +228,7 @@ def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     import shutil
 
     from mmer_cli.analysis import AnalyzeOptions, analyze
-    from conftest import SAMPLE, tiny_checkpoint
+    from tests.conftest import SAMPLE, tiny_checkpoint
 
     media = tmp_path / "media"
     media.mkdir()
@@ -247,7 +247,7 @@ def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     assert _without_timings(two) == _without_timings(one)
     assert [type(o).__name__ for o in two] == ["ClipResult", "ClipFailure", "ClipResult", "ClipFailure"]
     assert seen[-1] == (3, 3)
-    with pytest.raises(UserError, match="--workers must be >= 1"):
+    with pytest.raises(UserError, match="^workers must be >= 1"):
         analyze(inputs, AnalyzeOptions(**{**options.__dict__, "workers": 0}))
 
 

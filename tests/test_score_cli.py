@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mmer_cli.cli import app
 from mmer_cli.errors import UserError
 from mmer_cli.scoring import score_files
-from conftest import REPO
+from tests.conftest import REPO
 
 
 # Same case as tests/test_metrics.py: Acc 5/12, Acc(empty=1) 2/3, P 4/6, R 4/5, micro-F1 8/11, HL 3/12.

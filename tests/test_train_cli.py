@@ -28,9 +28,9 @@ from mmer_cli.training import TrainOptions, TrainReporter, resolve_config, train
 from models.checkpoint import read_checkpoint_info
 from models.config import ConfigError
 from models.registry import model_names
-from conftest import TINY_TRAIN as COMMON
-from conftest import mmer as cli
-from conftest import REPO, ok
+from tests.conftest import TINY_TRAIN as COMMON
+from tests.conftest import mmer as cli
+from tests.conftest import REPO, ok
 from tests import synthetic_benchmarks as sb
 
 

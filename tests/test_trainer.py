@@ -10,7 +10,7 @@ import torch
 
 from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
 from mmer_cli.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
-from test_models import build, make_batch
+from tests.test_models import build, make_batch
 
 
 class Recorder(TrainerHooks):
