@@ -24,11 +24,11 @@ import torch
 from extractors.errors import ExtractionError
 from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
-from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
 from mmer_cli.catalog import DEFAULT_MODEL
 from mmer_cli.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer_cli.stream_fusion import LateFusion
+from models.batch import MultimodalBatch
 from models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
 from mmer_core.feature_spec import MODALITIES
 from models.registry import model_names
@@ -398,15 +398,9 @@ class Analyzer:
         """Batch the feature sets (absent modalities masked; with `only`, every other one too)
         -> probs (N, q), uncertainty (N, q). A single-stream pass (`only`) needs no uncertainty
         (zeros; LAMB then skips its Monte-Carlo passes)."""
-        q = len(self.info.label_names)
         masked = set(self.ignored_modalities) | ({m for m in MODALITIES if m != only} if only else set())
-        samples = [
-            Sample(features={m: x[:0] if m in masked else x for m, x in fs.features.items()},
-                   labels=np.zeros(q, dtype=np.float32), index=i)
-            for i, fs in enumerate(feature_sets)
-        ]
-        batch = collate(samples)
-        batch.labels = None
+        batch = MultimodalBatch.pad([{m: x[:0] if m in masked else x for m, x in fs.features.items()}
+                                     for fs in feature_sets])
         with self.precision.autocast():
             prediction = self.model.predict(batch.to(self.device), with_uncertainty=only is None)
         probs = prediction.probs.float().cpu().numpy()
