@@ -9,9 +9,7 @@ from typing import Any, Callable
 from mmer_cli.catalog import CORPUS_NAMES
 from mmer_cli.corpora.listing import CorpusListing
 from mmer_cli.errors import UserError
-
-_TRUE_WORDS = {"1", "true", "yes", "on"}
-_FALSE_WORDS = {"0", "false", "no", "off"}
+from mmer_core.text_values import parse_text
 
 
 @dataclass(frozen=True)
@@ -76,21 +74,14 @@ def corpus_options(name: str) -> tuple[CorpusOption, ...]:
 
 def _convert(corpus: str, option: CorpusOption, value: Any) -> Any:
     """Convert a (possibly string) option value to the option's kind, or raise UserError."""
-    if option.kind is bool:
-        if isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if word in _TRUE_WORDS | _FALSE_WORDS:
-            return word in _TRUE_WORDS
-        raise UserError(f"{corpus} option {option.name}: expected true or false, got {value!r}")
-    if option.kind is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{corpus} option {option.name}: expected a number, got {value!r}") from None
-    if option.kind is Path:
-        return Path(value).expanduser()
-    return str(value)
+    if option.kind is bool and isinstance(value, bool):
+        return value
+    if option.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_text(str(value), option.kind)
+    except ValueError as err:
+        raise UserError(f"{corpus} option {option.name}: {err}") from None
 
 
 def list_corpus(name: str, media_dir: Path, **options: Any) -> CorpusListing:
