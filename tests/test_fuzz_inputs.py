@@ -304,7 +304,7 @@ def test_score_csv_files(cases, pair, key, threshold):
     case = cases()
     truth_path, pred_path = case.write("truth.csv", truth), case.write("pred.csv", pred)
     report = case.run(lambda: score_files(truth_path, pred_path, threshold=threshold, key=key), (UserError,),
-                      options=("--threshold",))
+                      options=("threshold",))  # the library parameter (the CLI shows --threshold)
     if report is not None:
         assert isinstance(report, ScoreReport) and report.label_names
         assert all(math.isfinite(v) for v in report.metrics.as_dict().values() if isinstance(v, float))
