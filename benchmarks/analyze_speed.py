@@ -231,7 +231,7 @@ def stand_in_checkpoint(path: Path, shipped: Path) -> tuple[Path, str]:
     from mmer_cli.stream_fusion import LateFusion, StreamCalibration
     from models.checkpoint import save_checkpoint
     from models.config import config_from_dict
-    from models.feature_spec import MODALITIES
+    from mmer_core.feature_spec import MODALITIES
     from models.registry import build_model, get_entry
 
     spec = feature_spec_for(ExtractionSettings())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from extractors.featureset import FeatureSet, ModalityStats, Word
-from models.feature_spec import MODALITIES, FeatureSpec
+from mmer_core.atomic_file import replacing
+from mmer_core.feature_spec import MODALITIES, FeatureSpec
 
 CACHE_FORMAT = 2
 """2: word times (`words`) added. Bumped when the entry layout changes; older entries are then ignored."""
@@ -83,12 +83,6 @@ class FeatureCache:
                 "warnings": features.warnings, "extraction_timings_s": features.timings_s}
         arrays = {f"features_{m}": features.features[m] for m in MODALITIES}
         arrays.update({f"times_{m}": features.times[m] for m in MODALITIES})
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{key[:8]}.", suffix=".tmp", delete=False)
-        try:
-            with handle:
-                np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+        with replacing(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path

@@ -1,5 +1,7 @@
 """Errors raised while turning a media file into features; messages are one line, for the user."""
 
+from mmer_core.errors import MmerError
 
-class ExtractionError(ValueError):
+
+class ExtractionError(MmerError, ValueError):
     """The input cannot be turned into features (corrupt, truncated, wrong format, unreadable...)."""

@@ -35,7 +35,7 @@ from extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_
                                read_transcript)
 from extractors.text import TextEncoder, encoder_info
 from extractors.voice_activity import VAD_VERSION, inside, speech_spans, spoken_seconds
-from models.feature_spec import FeatureSpec, ModalitySpec
+from mmer_core.feature_spec import FeatureSpec, ModalitySpec
 
 __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
            "MEDIA_SUFFIXES", "VIDEO_SUFFIXES", "AUDIO_SUFFIXES", "ExtractionError"]

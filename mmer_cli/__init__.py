@@ -1,3 +1,5 @@
 """mmer: multimodal multi-label emotion recognition from raw video (face, voice, words)."""
 
-__version__ = "0.1.0"
+from mmer_core import __version__
+
+__all__ = ["__version__"]

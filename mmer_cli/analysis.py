@@ -10,6 +10,7 @@ becomes a `ClipFailure`; the other files still run.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 import time
@@ -23,18 +24,16 @@ import torch
 from extractors.errors import ExtractionError
 from extractors.featureset import FeatureSet, ModalityStats, Word
 from extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
-from mmer_cli.datasets.base import Sample, collate
 from mmer_cli.errors import UserError
+from mmer_cli.catalog import DEFAULT_MODEL
 from mmer_cli.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer_cli.stream_fusion import LateFusion
+from models.batch import MultimodalBatch
 from models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 from models.registry import model_names
 
-DEFAULT_MODEL = "lddu"
-"""The network `mmer analyze` uses when --model is not given."""
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
+WEIGHTS_DIR = Path(str(importlib.resources.files("models") / "weights"))
 """Where the shipped default checkpoints live: <name>_default.safetensors."""
 MAX_SPAN_S = 45.0
 """Longest stretch of media (seconds) the network sees in one pass. Its attention costs memory and
@@ -164,9 +163,9 @@ def resolve_checkpoint(model: str) -> Path:
         return path
     path = Path(model).expanduser()
     if not path.exists():
-        raise UserError(f"--model {model}: neither a model name ({', '.join(names)}) nor an existing checkpoint file")
+        raise UserError(f"model {model}: neither a model name ({', '.join(names)}) nor an existing checkpoint file", parameter="model")
     if path.is_dir():
-        raise UserError(f"--model {model}: is a folder, not a checkpoint file")
+        raise UserError(f"model {model}: is a folder, not a checkpoint file", parameter="model")
     return path
 
 
@@ -221,11 +220,11 @@ class Analyzer:
 
     def __init__(self, options: AnalyzeOptions) -> None:
         if options.window_s is not None and not (math.isfinite(options.window_s) and options.window_s > 0):
-            raise UserError(f"--window must be > 0 seconds (a finite number), got {options.window_s:g}")
+            raise UserError(f"window_s must be > 0 seconds (a finite number), got {options.window_s:g}", parameter="window_s")
         if options.fps is not None and not (math.isfinite(options.fps) and options.fps > 0):
-            raise UserError(f"--fps must be > 0 (a finite number), got {options.fps:g}")
+            raise UserError(f"fps must be > 0 (a finite number), got {options.fps:g}", parameter="fps")
         if options.transcript is not None and not Path(options.transcript).is_file():
-            raise UserError(f"--transcript {options.transcript}: file not found")
+            raise UserError(f"transcript {options.transcript}: file not found", parameter="transcript")
         set_threads(options.threads)
         keep_heap_flat()  # peak memory independent of clip length (mmer_cli.runtime)
         self.options = options
@@ -399,15 +398,9 @@ class Analyzer:
         """Batch the feature sets (absent modalities masked; with `only`, every other one too)
         -> probs (N, q), uncertainty (N, q). A single-stream pass (`only`) needs no uncertainty
         (zeros; LAMB then skips its Monte-Carlo passes)."""
-        q = len(self.info.label_names)
         masked = set(self.ignored_modalities) | ({m for m in MODALITIES if m != only} if only else set())
-        samples = [
-            Sample(features={m: x[:0] if m in masked else x for m, x in fs.features.items()},
-                   labels=np.zeros(q, dtype=np.float32), index=i)
-            for i, fs in enumerate(feature_sets)
-        ]
-        batch = collate(samples)
-        batch.labels = None
+        batch = MultimodalBatch.pad([{m: x[:0] if m in masked else x for m, x in fs.features.items()}
+                                     for fs in feature_sets])
         with self.precision.autocast():
             prediction = self.model.predict(batch.to(self.device), with_uncertainty=only is None)
         probs = prediction.probs.float().cpu().numpy()
@@ -434,11 +427,11 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
     if not paths:
         raise UserError("no input given: pass one or more media files or folders")
     if options.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {options.workers}")
+        raise UserError(f"workers must be >= 1, got {options.workers}", parameter="workers")
     inputs = expand_inputs(paths)
     files = [p for p in inputs if isinstance(p, Path)]
     if options.transcript is not None and len(files) > 1:
-        raise UserError(f"--transcript applies to a single clip, but {len(files)} media files were given")
+        raise UserError(f"transcript applies to a single clip, but {len(files)} media files were given", parameter="transcript")
     analyzer = Analyzer(options)  # checks options, checkpoint and features once, before any file
     workers = min(options.workers, len(files))
     if workers > 1:

@@ -144,7 +144,7 @@ def require_matching_dataset(info: CheckpointInfo, data: BenchmarkData, checkpoi
 
 def require_split(data: BenchmarkData, split: str) -> MultimodalDataset:
     if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}", parameter="split")
     if split not in data.splits or len(data.splits[split]) == 0:
         raise UserError(f"dataset {data.name} has no samples in split {split!r}")
     return data.splits[split]
@@ -197,7 +197,7 @@ def evaluate(
     if dataset not in dataset_names():
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(dataset_names())}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold must be in [0, 1], got {threshold}")
+        raise UserError(f"threshold must be in [0, 1], got {threshold}", parameter="threshold")
     set_threads(threads)
     dev = resolve_device(device)
     amp = resolve_precision(precision, dev)

@@ -26,6 +26,7 @@ import numpy as np
 
 from extractors.errors import ExtractionError
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer_core.atomic_file import write_text_atomic
 from mmer_cli.datasets.base import SPLITS
 from mmer_cli.datasets.cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer_cli.errors import UserError
@@ -246,7 +247,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     """"K/N" -> (K, N) with 1 <= K <= N; UserError otherwise."""
     match = SHARD_PATTERN.match(text)
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
-        raise UserError(f"--shard must be K/N with 1 <= K <= N (e.g. 3/8), got {text!r}")
+        raise UserError(f"shard must be K/N with 1 <= K <= N (e.g. 3/8), got {text!r}", parameter="shard")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -277,7 +278,7 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
     Raises UserError/DatasetError when the cache folder belongs to other labels or features.
     """
     if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
+        raise UserError(f"workers must be >= 1, got {workers}", parameter="workers")
     out_dir = Path(out_dir)
     writer = CacheWriter(out_dir, job_list.label_names, feature_spec_for(settings))
     started = time.perf_counter()
@@ -310,6 +311,4 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
 
 def write_report(report: ExtractReport, path: Path) -> None:
     """The report as indented JSON (replaced atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")

@@ -16,12 +16,12 @@ name and renamed into place, so an interrupted run always has a consistent last 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from mmer_cli.errors import UserError
+from mmer_core.atomic_file import replacing, write_text_atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -29,13 +29,6 @@ BEST_CHECKPOINT = "best.safetensors"
 LAST_CHECKPOINT = "last.safetensors"
 STATE_FILE = "state.pt"
 TEST_METRICS_FILE = "test_metrics.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and a rename (never leaves a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class RunDir:
@@ -85,7 +78,7 @@ class RunDir:
 
     # config.json --------------------------------------------------------------------------------
     def write_config(self, settings: dict) -> None:
-        atomic_write_text(self.config_path, json.dumps(settings, indent=2) + "\n")
+        write_text_atomic(self.config_path, json.dumps(settings, indent=2) + "\n")
 
     def read_config(self) -> dict:
         try:
@@ -117,13 +110,12 @@ class RunDir:
     def truncate_metrics(self, last_epoch: int) -> None:
         """Drop records of epochs after `last_epoch` (written before a crash, not in the saved state)."""
         kept = [r for r in self.read_metrics() if int(r.get("epoch", 0)) <= last_epoch]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     # state.pt -----------------------------------------------------------------------------------
     def save_state(self, state: dict) -> None:
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        with replacing(self.state_path) as tmp:
+            torch.save(state, tmp)
 
     def load_state(self) -> dict:
         try:
@@ -136,4 +128,4 @@ class RunDir:
 
     # test_metrics.json --------------------------------------------------------------------------
     def write_test_metrics(self, report: dict) -> None:
-        atomic_write_text(self.test_metrics_path, json.dumps(report, indent=2) + "\n")
+        write_text_atomic(self.test_metrics_path, json.dumps(report, indent=2) + "\n")

@@ -8,19 +8,18 @@ from dataclasses import dataclass
 
 import torch
 
+from mmer_cli.catalog import DEVICE_CHOICES, PRECISION_CHOICES
 from mmer_cli.errors import UserError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(choice: str = "auto") -> torch.device:
     """"auto" -> CUDA when available, else CPU; "cuda" without a GPU is a user error."""
     if choice not in DEVICE_CHOICES:
-        raise UserError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+        raise UserError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}", parameter="device")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available on this machine")
+        raise UserError("device cuda: no CUDA GPU is available on this machine", parameter="device")
     return torch.device(choice)
 
 
@@ -32,11 +31,10 @@ def set_threads(threads: int | None) -> None:
     if threads is None:
         return
     if threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
+        raise UserError(f"threads must be >= 1, got {threads}", parameter="threads")
     torch.set_num_threads(threads)
 
 
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -68,14 +66,14 @@ class Precision:
 def resolve_precision(choice: str, device: torch.device) -> Precision:
     """--precision on `device`; a one-line UserError when the device cannot run it."""
     if choice not in PRECISION_CHOICES:
-        raise UserError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {choice!r}")
+        raise UserError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {choice!r}", parameter="precision")
     if choice == "fp32":
         return Precision("fp32", device.type)
     if not torch.amp.is_autocast_available(device.type):
-        raise UserError(f"--precision {choice}: mixed precision (autocast) is not supported on {device.type}; use fp32")
+        raise UserError(f"precision {choice}: mixed precision (autocast) is not supported on {device.type}; use fp32", parameter="precision")
     if device.type == "cuda" and choice == "bf16" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 support; "
-                        "use fp16 or fp32")
+        raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 support; "
+                        "use fp16 or fp32", parameter="precision")
     return Precision(choice, device.type)
 
 

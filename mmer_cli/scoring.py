@@ -244,7 +244,7 @@ def score_files(truth_path: str | Path, pred_path: str | Path, threshold: float 
     Raises UserError for any problem with the files, the key or the threshold.
     """
     if threshold is not None and not (0.0 <= threshold <= 1.0):
-        raise UserError(f"--threshold must be between 0 and 1, got {threshold:g}")
+        raise UserError(f"threshold must be between 0 and 1, got {threshold:g}", parameter="threshold")
     if key is None:
         truth = read_label_csv(truth_path)
         pred = read_label_csv(pred_path)

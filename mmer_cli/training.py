@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import time
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -41,32 +40,26 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mmer_cli import __version__
+from mmer_core import __version__
+from mmer_core.atomic_file import replacing, write_text_atomic
+from mmer_cli.catalog import SELECT_METRICS
 from mmer_cli.datasets.base import BenchmarkData, collate
 from mmer_cli.distributed import (
     DistContext, TrainForward, all_reduce_sum, barrier, broadcast_from_main, gather_to_all, init_distributed, shutdown,
 )
 from mmer_cli.errors import UserError
 from mmer_cli.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
-from mmer_cli.optimization import EarlyStopping, LRSchedule, NonFiniteLoss, build_optimizer, optimization_step
-from mmer_cli.run_dir import RunDir, atomic_write_text
+from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer_cli.run_dir import RunDir
 from mmer_cli.runtime import Precision, resolve_precision, set_threads
 from mmer_cli.thresholds import tune_global_threshold, tune_label_thresholds
+from mmer_cli.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import (
     THRESHOLD_MODES, ConfigError, apply_overrides, check_optim_settings, config_from_dict, config_to_dict,
     preset_overrides,
 )
 from models.registry import build_model, get_entry, model_names
-
-SELECT_METRICS: dict[str, bool] = {
-    "micro_f1": True,
-    "macro_f1": True,
-    "acc": True,
-    "acc_empty_as_one": True,
-    "hamming_loss": False,
-}
-"""Validation metrics a run can be selected on, and whether higher is better."""
 
 STATE_VERSION = 1
 """Layout version of state.pt."""
@@ -78,12 +71,6 @@ SUMMARY_METRICS: tuple[str, ...] = (
 probabilities), in that order."""
 
 SEEDS_SUMMARY_FILE = "seeds_summary.json"
-
-
-class TrainingFailed(UserError):
-    """Training cannot go on (non-finite loss, ...). Exit code 1."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -298,7 +285,7 @@ def _with_threshold_options(config, threshold_mode: str | None, threshold: float
     """Apply --threshold-mode / --threshold: a threshold alone means "fixed"; "tuned" with a
     threshold is contradictory."""
     if threshold_mode is not None and threshold_mode not in THRESHOLD_MODES:
-        raise ConfigError(f"--threshold-mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}")
+        raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}", parameter="threshold_mode")
     if threshold is not None:
         if threshold_mode == "tuned":
             raise ConfigError("--threshold sets a fixed threshold; it cannot go with --threshold-mode tuned")
@@ -395,7 +382,7 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
     if options.model not in model_names():
         raise UserError(f"unknown model {options.model!r}; choose one of {', '.join(model_names())}")
     if options.select_metric not in SELECT_METRICS:
-        raise UserError(f"--select-metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}")
+        raise UserError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}", parameter="select_metric")
     bench = _load_data(options.dataset, options.data, options.labels)
     preset = options.preset or "paper"
     config = resolve_config(options.model, bench.label_names, bench.feature_spec.dims, options.config_file,
@@ -452,7 +439,7 @@ def _compile_forward(forward: TrainForward) -> None:
     """Route the training forward pass through torch.compile (the module itself, and so what is
     saved, stays the uncompiled one). A one-line UserError when torch cannot compile here."""
     if not hasattr(torch, "compile"):
-        raise UserError("--compile: this torch has no torch.compile")
+        raise UserError("compile: this torch has no torch.compile", parameter="compile")
     if forward.ddp is None:
         forward.model = torch.compile(forward.model)
     else:
@@ -460,9 +447,8 @@ def _compile_forward(forward: TrainForward) -> None:
 
 
 def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds: list[float], extra: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_checkpoint(tmp, model, bench.label_names, bench.feature_spec, thresholds=thresholds, extra=extra)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_checkpoint(tmp, model, bench.label_names, bench.feature_spec, thresholds=thresholds, extra=extra)
 
 
 def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
@@ -519,7 +505,7 @@ def _in_process_group(options: TrainOptions, reporter: TrainReporter | None, bod
     reporter = reporter or TrainReporter()
     set_threads(options.threads)
     if options.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {options.workers}")
+        raise UserError(f"workers must be >= 0, got {options.workers}", parameter="workers")
     ctx = init_distributed(options.device)
     try:
         return body(options, reporter if ctx.is_main else TrainReporter(), ctx)
@@ -576,7 +562,7 @@ def train_seeds(options: TrainOptions, reporter: TrainReporter | None = None) ->
     from their saved state (with their saved config), missing ones start with `options`.
     """
     if options.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {options.seeds}")
+        raise UserError(f"seeds must be >= 1, got {options.seeds}", parameter="seeds")
     return _in_process_group(options, reporter, _train_seeds)
 
 
@@ -646,8 +632,68 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
         "metrics": {k: dataclasses.asdict(v) for k, v in summary.items()},
     }
     Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(out) / SEEDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
+    write_text_atomic(Path(out) / SEEDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
     return summary
+
+
+class _RunHooks(TrainerHooks):
+    """`mmer train`'s epochs: DataLoader batches (re-seeded per epoch), validation scored with tuned
+    thresholds, and after each epoch the best/last checkpoints, metrics.jsonl and state.pt (rank 0)."""
+
+    def __init__(self, run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: DistContext, amp: Precision,
+                 reporter: TrainReporter, model, optimizer, schedule, stopper, sampler, loader, loader_gen) -> None:
+        self.run, self.plan, self.bench, self.config, self.ctx, self.amp = run, plan, bench, config, ctx, amp
+        self.reporter, self.model, self.optimizer, self.schedule, self.stopper = reporter, model, optimizer, schedule, stopper
+        self.sampler, self.loader, self.loader_gen = sampler, loader, loader_gen
+        self.scored: tuple = ()
+        self.stopped_early = False
+
+    def epoch_started(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.loader_gen.manual_seed(self.plan.seed * 100003 + epoch)
+        self.reporter.epoch_started(epoch, len(self.loader))
+
+    def batches(self, epoch: int):
+        return self.loader
+
+    def batch_done(self, epoch: int, step: int, loss: float) -> None:
+        self.reporter.batch_done(epoch, step, len(self.loader), loss)
+
+    def reduce(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(self.ctx, values)
+
+    def validate(self, epoch: int) -> float:
+        self.reporter.validating(epoch)
+        probs, unc = _validate(self.model, self.bench, self.config, self.ctx, self.amp)
+        self.scored = _score_validation(probs, unc, self.bench, self.config)
+        return float(self.scored[0][self.plan.select_metric])
+
+    def epoch_done(self, outcome: EpochOutcome) -> None:
+        val, val_global, thresholds, global_t = self.scored
+        stopper, epoch = self.stopper, outcome.epoch
+        self.stopped_early = outcome.stop
+        record = EpochRecord(
+            epoch=epoch, train=outcome.train, val=val, val_global=val_global, thresholds=thresholds,
+            global_threshold=global_t, lr=outcome.lr, seconds=outcome.seconds,
+            select_metric=self.plan.select_metric, improved=outcome.improved, best_epoch=stopper.best_epoch,
+            best_value=float(stopper.best),
+        )
+        training_rngs = gather_to_all(self.ctx, rng_state())
+        if self.ctx.is_main:
+            run, model = self.run, self.model
+            extra = _checkpoint_extra(self.plan, epoch, stopper.best_epoch, global_t, val)
+            if outcome.improved:
+                _save_checkpoint_atomic(run.best_path, model, self.bench, thresholds, extra)
+            _save_checkpoint_atomic(run.last_path, model, self.bench, thresholds, extra)
+            run.append_metrics(record.to_json())
+            run.save_state({
+                "version": STATE_VERSION, "epoch": epoch, "model": model.state_dict(),
+                "training_state": model.training_state(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(), "stopper": stopper.state_dict(),
+                "stopped_early": outcome.stop, "rng": training_rngs,
+            })
+        barrier(self.ctx)
+        self.reporter.epoch_done(record)
 
 
 def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> TrainResult:
@@ -727,65 +773,12 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         steps_per_epoch=steps_per_epoch, world_size=ctx.world_size, device=str(ctx.device), resumed=state is not None,
     ))
 
-    last_epoch = start_epoch - 1
-    for epoch in range(start_epoch, config.epochs + 1):
-        if stopped_early:
-            break
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        loader_gen.manual_seed(plan.seed * 100003 + epoch)
-        model.train()
-        reporter.epoch_started(epoch, steps_per_epoch)
-        sums: dict[str, float] = {}
-        count, lr = 0, float(optimizer.param_groups[0]["lr"])
-        for step, batch in enumerate(loader, 1):
-            batch = batch.to(ctx.device)
-            with amp.autocast():
-                output = forward(batch)
-                loss = model.loss(output, batch)
-            try:
-                lr = optimization_step(model, loss.total, optimizer, schedule, config.grad_clip, scaler)
-            except NonFiniteLoss as err:
-                raise TrainingFailed(f"epoch {epoch}, step {step}: {err}") from None
-            size = batch.batch_size
-            count += size
-            parts = {"total": float(loss.total.detach()), **{k: float(v) for k, v in loss.parts.items()}}
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value * size
-            reporter.batch_done(epoch, step, steps_per_epoch, parts["total"])
-        keys = sorted(sums)
-        totals = all_reduce_sum(ctx, [sums[k] for k in keys] + [float(count)])
-        train_parts = {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
-
-        reporter.validating(epoch)
-        probs, unc = _validate(model, bench, config, ctx, amp)
-        val, val_global, thresholds, global_t = _score_validation(probs, unc, bench, config)
-        value = float(val[plan.select_metric])
-        improved = stopper.update(value, epoch)
-        schedule.after_epoch(value)
-        stopped_early = stopper.should_stop and epoch < config.epochs
-        record = EpochRecord(
-            epoch=epoch, train=train_parts, val=val, val_global=val_global, thresholds=thresholds,
-            global_threshold=global_t, lr=lr, seconds=time.perf_counter() - started,
-            select_metric=plan.select_metric, improved=improved, best_epoch=stopper.best_epoch,
-            best_value=float(stopper.best),
-        )
-        training_rngs = gather_to_all(ctx, rng_state())
-        if ctx.is_main:
-            extra = _checkpoint_extra(plan, epoch, stopper.best_epoch, global_t, val)
-            if improved:
-                _save_checkpoint_atomic(run.best_path, model, bench, thresholds, extra)
-            _save_checkpoint_atomic(run.last_path, model, bench, thresholds, extra)
-            run.append_metrics(record.to_json())
-            run.save_state({
-                "version": STATE_VERSION, "epoch": epoch, "model": model.state_dict(),
-                "training_state": model.training_state(), "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(), "stopper": stopper.state_dict(),
-                "stopped_early": stopped_early, "rng": training_rngs,
-            })
-        barrier(ctx)
-        last_epoch = epoch
-        reporter.epoch_done(record)
+    hooks = _RunHooks(run, plan, bench, config, ctx, amp, reporter, model, optimizer, schedule, stopper, sampler,
+                      loader, loader_gen)
+    trainer = Trainer(model, optimizer, schedule, stopper, config.grad_clip, device=ctx.device, forward=forward,
+                      autocast=amp.autocast, scaler=scaler)
+    last_epoch = trainer.fit(hooks, config.epochs, start_epoch, stopped_early)
+    stopped_early = stopped_early or hooks.stopped_early
 
     records = run.read_metrics() if ctx.is_main else []
     best_epoch = stopper.best_epoch

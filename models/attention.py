@@ -28,12 +28,6 @@ def has_any(valid: torch.Tensor) -> torch.Tensor:
     return valid.any(dim=1).to(torch.float32)[:, None, None]
 
 
-def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over valid time steps. x: (B, T, D), valid: (B, T) -> (B, D); zeros for empty rows."""
-    w = valid.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
-
-
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
     """Fixed sinusoidal position encodings (Vaswani et al.), shape (length, dim)."""
     pos = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)  # (T, 1)

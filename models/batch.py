@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 
 
 @dataclass
@@ -51,6 +53,36 @@ class MultimodalBatch:
                 x = features[m]
                 masks[m] = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         return MultimodalBatch(features=dict(features), masks=masks, labels=labels, index=index)
+
+    @staticmethod
+    def pad(sequences: Sequence[Mapping[str, np.ndarray]], labels: np.ndarray | None = None,
+            index: Sequence[int] | None = None, max_len: Mapping[str, int] | None = None) -> "MultimodalBatch":
+        """Pad per-sample sequences {m: (T_m, D_m)} (T_m may be 0: modality absent) into a batch.
+
+        Each modality is padded to the longest sequence in the batch (at least 1 frame, so an absent
+        modality becomes one masked zero frame), optionally truncated to `max_len[m]` frames.
+        labels: (B, q) multi-hot, or None at inference. index: each sample's position in its split
+        (default 0..B-1). Returns features (B, T_m, D_m), masks (B, T_m) True = real frame.
+        """
+        feats, masks = {}, {}
+        for m in MODALITIES:
+            seqs = [np.asarray(s[m], dtype=np.float32) for s in sequences]
+            if max_len and m in max_len:
+                seqs = [x[: max_len[m]] for x in seqs]
+            dim = seqs[0].shape[1]
+            t = max(1, max(x.shape[0] for x in seqs))
+            out = np.zeros((len(seqs), t, dim), dtype=np.float32)  # (B, T_m, D_m)
+            mask = np.zeros((len(seqs), t), dtype=bool)  # (B, T_m)
+            for i, x in enumerate(seqs):
+                out[i, : len(x)] = x
+                mask[i, : len(x)] = True
+            feats[m] = torch.from_numpy(out)
+            masks[m] = torch.from_numpy(mask)
+        return MultimodalBatch(
+            features=feats, masks=masks,
+            labels=None if labels is None else torch.from_numpy(np.asarray(labels).astype(np.float32)),
+            index=torch.tensor(list(range(len(sequences))) if index is None else list(index), dtype=torch.long),
+        )
 
 
 @dataclass

@@ -16,15 +16,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mmer_core import MmerError, __version__
+from mmer_core.feature_spec import FeatureSpec
 from models.config import config_from_dict, config_to_dict
-from models.feature_spec import FeatureSpec
 from models.registry import build_model, get_entry
 
 CHECKPOINT_FORMAT = 1
 """Bumped whenever the metadata layout changes incompatibly."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MmerError, ValueError):
     """A checkpoint that is missing, corrupt, or not an mmer checkpoint."""
 
 
@@ -54,8 +55,6 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Write `model` and its metadata to `path` (a `.safetensors` file)."""
-    from mmer_cli import __version__
-
     if len(label_names) != model.config.num_labels:
         raise ValueError(f"{len(label_names)} label names for a model with {model.config.num_labels} labels")
     meta = {

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 
+from mmer_core.errors import MmerError
+from mmer_core.text_values import parse_text
 
-class ConfigError(ValueError):
+
+class ConfigError(MmerError, ValueError):
     """A config key or value that does not fit the model's config dataclass."""
 
 
@@ -40,33 +42,6 @@ def config_from_dict(config_class: type, data: dict):
     return config_class(**data)
 
 
-def _parse_value(raw: str, annotation) -> object:
-    """Parse a command-line string into the field's type (JSON for lists/dicts/bools/None)."""
-    origin = typing.get_origin(annotation)
-    if annotation is bool:
-        low = raw.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"expected a boolean, got {raw!r}")
-    if annotation is int:
-        return int(raw)
-    if annotation is float:
-        return float(raw)
-    if annotation is str:
-        return raw
-    if origin in (list, tuple, dict) or origin is typing.Union or annotation is type(None):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        if origin is tuple and isinstance(value, list):
-            value = tuple(value)
-        return value
-    return raw
-
-
 def apply_overrides(config, overrides: dict[str, object] | list[str]):
     """Return a copy of `config` with overrides applied.
 
@@ -90,7 +65,7 @@ def apply_overrides(config, overrides: dict[str, object] | list[str]):
             )
         if isinstance(value, str):
             try:
-                value = _parse_value(value, hints[key])
+                value = parse_text(value, hints[key])
             except ValueError as err:
                 raise ConfigError(f"bad value for {key}: {err}") from None
         values[key] = value

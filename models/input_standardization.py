@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from models.batch import MultimodalBatch
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 
 MIN_STD = 1e-6
 """Dimensions whose standard deviation is below this (constant features) are only centred."""

@@ -30,8 +30,7 @@ from models.attention import AttentionBlock, has_any, key_padding_mask, sinusoid
 from models.base import EmotionModel
 from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
 from models.config import ConfigError, OptimSettings
-from models.feature_spec import MODALITIES
-from models.registry import register_model
+from mmer_core.feature_spec import MODALITIES
 
 CROSSMODAL_PAIRS: tuple[str, ...] = tuple(
     f"{query}->{key}" for query in MODALITIES for key in MODALITIES if key != query
@@ -241,9 +240,10 @@ def _encoder_block(config: LAMBConfig) -> AttentionBlock:
                           config.attention_dropout)
 
 
-@register_model("lamb", LAMBConfig)
 class LAMB(EmotionModel):
     """LAMB network. forward(batch) -> ModelOutput(probs (B, q), aux {"logits": (B, q)})."""
+
+    registry_name = "lamb"
 
     def __init__(self, config: LAMBConfig) -> None:
         super().__init__(config)

@@ -37,7 +37,7 @@ from models.attention import AttentionBlock, has_any, key_padding_mask, sinusoid
 from models.base import EmotionModel
 from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
 from models.config import ConfigError, OptimSettings
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 from models.lddu_losses import (
     OCL_SCORES,
     CorrectnessTracker,
@@ -47,7 +47,6 @@ from models.lddu_losses import (
     smooth_targets,
     supcon_loss,
 )
-from models.registry import register_model
 
 SIGMA_FLOOR = 1e-4
 """Lower bound added to softplus so every latent standard deviation is strictly positive (latent units)."""
@@ -311,9 +310,10 @@ class PerLabelMLP(nn.Module):
         return self.second(self.dropout(F.relu(self.first(x)))).squeeze(-1)
 
 
-@register_model("lddu", LDDUConfig)
 class LDDU(EmotionModel):
     """LDDU network. forward(batch) -> ModelOutput(probs (B, q), aux); see the module docstring."""
+
+    registry_name = "lddu"
 
     def __init__(self, config: LDDUConfig) -> None:
         super().__init__(config)

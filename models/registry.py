@@ -1,13 +1,21 @@
-"""The one registry of networks. CLI choices and tests are built from it, never from a second list."""
+"""The one registry of networks. CLI choices and tests are built from it, never from a second list.
+
+Names come from a static table, so listing them imports nothing (no torch); an implementation module
+is imported only when its entry is asked for (the way timm's registry works).
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable
 
 from models.config import PRESET_NAMES, preset_overrides
 
-_REGISTRY: dict[str, "ModelEntry"] = {}
+# name -> (module, model class, config class); the model class sets `registry_name` to the same name.
+_BUILTIN: dict[str, tuple[str, str, str]] = {
+    "lamb": ("models.lamb", "LAMB", "LAMBConfig"),
+    "lddu": ("models.lddu", "LDDU", "LDDUConfig"),
+}
 
 
 @dataclass(frozen=True)
@@ -27,37 +35,19 @@ class ModelEntry:
         return dict(getattr(self.config_class, "PRESET_SOURCES", {}))
 
 
-def register_model(name: str, config_class: type) -> Callable[[type], type]:
-    """Class decorator: `@register_model("lddu", LDDUConfig)` on an `EmotionModel` subclass."""
-
-    def decorate(model_class: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        model_class.registry_name = name
-        _REGISTRY[name] = ModelEntry(name, model_class, config_class)
-        return model_class
-
-    return decorate
-
-
-def _load_builtin_models() -> None:
-    # Importing the modules runs their @register_model decorators.
-    import models.lamb  # noqa: F401
-    import models.lddu  # noqa: F401
-
-
 def model_names() -> list[str]:
-    """Registered model names, sorted."""
-    _load_builtin_models()
-    return sorted(_REGISTRY)
+    """Registered model names, sorted (imports no implementation)."""
+    return sorted(_BUILTIN)
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_builtin_models()
+    """The entry of model `name`, importing its implementation module. KeyError for an unknown name."""
     try:
-        return _REGISTRY[name]
+        module_name, model_class, config_class = _BUILTIN[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))}") from None
+        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(model_names())}") from None
+    module = importlib.import_module(module_name)
+    return ModelEntry(name, getattr(module, model_class), getattr(module, config_class))
 
 
 def build_model(name: str, config=None):

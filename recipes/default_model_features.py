@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from extractors.pipeline import ExtractionSettings, feature_spec_for
+from mmer_core.atomic_file import replacing
 
 LABEL_NAMES: list[str] = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 """mmer's default label order; GoEmotions-Ekman's label ids are already in this order."""
@@ -163,10 +164,9 @@ def extract_goemotions(data: Path, split: str, out: Path, subset: np.ndarray | N
         seqs += embedder.embed([texts[i] for i in rows[b:b + 2048]])
     packed = _pack(seqs, dim, np.float16)
     path = out / f"{name or 'goemotions_' + split}.npz"
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, tokens=packed.rows, offsets=packed.offsets, labels=labels[rows],
-             ids=np.array([ids[i] for i in rows]))
-    tmp.replace(path)
+    with replacing(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, tokens=packed.rows, offsets=packed.offsets, labels=labels[rows],
+                 ids=np.array([ids[i] for i in rows]))
     return path
 
 
@@ -176,12 +176,11 @@ def merge_goemotions_chunks(out: Path, split: str, chunks: list[str]) -> Path:
     parts = [load_goemotions(out, c) for c in chunks]
     lengths = np.concatenate([np.diff(p.text.offsets) for p in parts])
     path = out / f"goemotions_{split}.npz"
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, tokens=np.concatenate([p.text.rows for p in parts]),
-             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-             labels=np.concatenate([p.labels for p in parts]).astype(np.uint8),
-             ids=np.array([i for p in parts for i in p.ids]))
-    tmp.replace(path)
+    with replacing(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, tokens=np.concatenate([p.text.rows for p in parts]),
+                 offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                 labels=np.concatenate([p.labels for p in parts]).astype(np.uint8),
+                 ids=np.array([i for p in parts for i in p.ids]))
     for c in chunks:
         (out / f"{c}.npz").unlink()
     return path
@@ -211,10 +210,9 @@ def extract_emodb(data: Path, out: Path, settings: ExtractionSettings) -> Path:
     acoustic = AcousticExtractor(settings.acoustic)
     packed = _pack([emodb_audio(data / r["file"], acoustic) for r in rows], 25, np.float32)
     path = out / "emodb.npz"
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, frames=packed.rows, offsets=packed.offsets, files=np.array([r["file"] for r in rows]),
-             speakers=np.array([int(r["speaker"]) for r in rows]), emotions=np.array([r["emotion"] for r in rows]))
-    tmp.replace(path)
+    with replacing(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, frames=packed.rows, offsets=packed.offsets, files=np.array([r["file"] for r in rows]),
+                 speakers=np.array([int(r["speaker"]) for r in rows]), emotions=np.array([r["emotion"] for r in rows]))
     return path
 
 

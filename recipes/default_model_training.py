@@ -38,9 +38,10 @@ from extractors.expression import EXPRESSION_LABELS
 from extractors.face import GEOMETRY_FEATURE_NAMES
 from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
 from mmer_cli.evaluation import predict_probs
-from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer, optimization_step
+from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
 from mmer_cli.stream_fusion import LateFusion, StreamCalibration, StreamDomain, discrimination, fit_temperature
 from mmer_cli.thresholds import tune_label_thresholds
+from mmer_cli.trainer import EpochOutcome, Trainer, TrainerHooks
 from models.registry import build_model
 
 NEUTRAL = LABEL_NAMES.index("neutral")
@@ -329,6 +330,54 @@ def _macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds: list[float])
     return multilabel_metrics(labels.astype(np.int64), pred, LABEL_NAMES).macro_f1
 
 
+class _MixtureHooks(TrainerHooks):
+    """`train_one`'s epochs: a fresh mixture of samples per epoch; validation = mean of text-only
+    macro-F1 (thresholds tuned on the three validation sets) and speech macro-F1; the best epoch's
+    weights and thresholds are kept in memory."""
+
+    def __init__(self, model_name: str, model, stopper: EarlyStopping, mixture: EpochMixture, valid_text: EvalSet,
+                 valid_audio: EvalSet, valid_paired: EvalSet, valid_visual: EvalSet, batch_size: int, log) -> None:
+        self.model_name, self.model, self.stopper, self.mixture = model_name, model, stopper, mixture
+        self.valid_text, self.valid_audio, self.valid_paired, self.valid_visual = (valid_text, valid_audio,
+                                                                                   valid_paired, valid_visual)
+        self.batch_size, self.log = batch_size, log
+        self.best_state, self.best_thresholds, self.history = None, None, []
+        self.scores: dict = {}
+
+    def batches(self, epoch: int):
+        samples = self.mixture.epoch(epoch)
+        return (collate(samples[b:b + self.batch_size]) for b in range(0, len(samples), self.batch_size))
+
+    def validate(self, epoch: int) -> float:
+        device = torch.device("cpu")
+        sets = (self.valid_text, self.valid_audio, self.valid_paired)
+        probs = {s.name: predict_probs(self.model, s.dataset(), 256, device)[0] for s in sets}
+        all_probs = np.concatenate([probs[s.name] for s in sets])
+        all_labels = np.concatenate([s.labels for s in sets])
+        thresholds = tune_label_thresholds(all_probs, all_labels.astype(np.int64))
+        text_f1 = _macro_f1_at(probs[self.valid_text.name], self.valid_text.labels, thresholds)
+        speech = speech_scores(probs[self.valid_audio.name], self.valid_audio.labels)
+        visual_probs = predict_probs(self.model, self.valid_visual.dataset(), 256, device)[0]
+        visual_acc = float(np.mean(visual_probs.argmax(1) == self.valid_visual.labels.argmax(1)))
+        self.scores = {"thresholds": thresholds, "text_f1": text_f1, "speech": speech, "visual_acc": visual_acc}
+        return 0.5 * text_f1 + 0.5 * speech["macro_f1"]
+
+    def epoch_done(self, outcome: EpochOutcome) -> None:
+        text_f1, speech, visual_acc = self.scores["text_f1"], self.scores["speech"], self.scores["visual_acc"]
+        if outcome.improved:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_thresholds = self.scores["thresholds"]
+        record = {"epoch": outcome.epoch, "train_loss": outcome.train.get("total", 0.0),
+                  "valid_text_macro_f1": text_f1,
+                  "valid_speech_macro_f1": speech["macro_f1"], "valid_speech_ua": speech["unweighted_accuracy"],
+                  "valid_synthetic_face_accuracy": visual_acc,
+                  "select_value": outcome.value, "improved": outcome.improved, "seconds": round(outcome.seconds, 1)}
+        self.history.append(record)
+        self.log(f"  {self.model_name} epoch {outcome.epoch}: loss {record['train_loss']:.4f} text F1 {text_f1:.3f} "
+                 f"speech F1 {speech['macro_f1']:.3f} face acc {visual_acc:.3f} ({record['seconds']} s)"
+                 f"{' *' if outcome.improved else ''}")
+
+
 def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSet, valid_audio: EvalSet,
               valid_paired: EvalSet, valid_visual: EvalSet, seed: int, log=print) -> TrainOutcome:
     """Fit the model's input standardisation on the training pools (`mixture.pools`: the training
@@ -346,43 +395,10 @@ def train_one(model_name: str, config, mixture: EpochMixture, valid_text: EvalSe
     steps = int(np.ceil(mixture.settings.epoch_samples / config.batch_size))
     schedule = LRSchedule(optimizer, config, steps, maximize=True)
     stopper = EarlyStopping(config.early_stop_patience, maximize=True)
-    best_state, best_thresholds, history = None, None, []
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        samples = mixture.epoch(epoch)
-        model.train()
-        total, count = 0.0, 0
-        for b in range(0, len(samples), config.batch_size):
-            batch = collate(samples[b:b + config.batch_size])
-            loss = model.loss(model(batch), batch)
-            optimization_step(model, loss.total, optimizer, schedule, config.grad_clip)
-            total += float(loss.total.detach()) * batch.batch_size
-            count += batch.batch_size
-        device = torch.device("cpu")
-        probs = {s.name: predict_probs(model, s.dataset(), 256, device)[0]
-                 for s in (valid_text, valid_audio, valid_paired)}
-        all_probs = np.concatenate([probs[s.name] for s in (valid_text, valid_audio, valid_paired)])
-        all_labels = np.concatenate([s.labels for s in (valid_text, valid_audio, valid_paired)])
-        thresholds = tune_label_thresholds(all_probs, all_labels.astype(np.int64))
-        text_f1 = _macro_f1_at(probs[valid_text.name], valid_text.labels, thresholds)
-        speech = speech_scores(probs[valid_audio.name], valid_audio.labels)
-        visual_probs = predict_probs(model, valid_visual.dataset(), 256, device)[0]
-        visual_acc = float(np.mean(visual_probs.argmax(1) == valid_visual.labels.argmax(1)))
-        value = 0.5 * text_f1 + 0.5 * speech["macro_f1"]
-        improved = stopper.update(value, epoch)
-        schedule.after_epoch(value)
-        if improved:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_thresholds = thresholds
-        record = {"epoch": epoch, "train_loss": total / max(count, 1), "valid_text_macro_f1": text_f1,
-                  "valid_speech_macro_f1": speech["macro_f1"], "valid_speech_ua": speech["unweighted_accuracy"],
-                  "valid_synthetic_face_accuracy": visual_acc,
-                  "select_value": value, "improved": improved, "seconds": round(time.perf_counter() - t0, 1)}
-        history.append(record)
-        log(f"  {model_name} epoch {epoch}: loss {record['train_loss']:.4f} text F1 {text_f1:.3f} "
-            f"speech F1 {speech['macro_f1']:.3f} face acc {visual_acc:.3f} ({record['seconds']} s){' *' if improved else ''}")
-        if stopper.should_stop:
-            break
+    hooks = _MixtureHooks(model_name, model, stopper, mixture, valid_text, valid_audio, valid_paired, valid_visual,
+                          config.batch_size, log)
+    Trainer(model, optimizer, schedule, stopper, config.grad_clip).fit(hooks, config.epochs)
+    best_state, best_thresholds, history = hooks.best_state, hooks.best_thresholds, hooks.history
     model.load_state_dict(best_state)
     model.eval()
     fusion = fit_fusion(model, valid_text, valid_audio, mixture.pools)

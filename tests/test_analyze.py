@@ -14,38 +14,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer_cli import analysis
 from mmer_cli.analysis import AnalyzeOptions, Analyzer, ClipFailure, ClipResult, analyze, expand_inputs
-from mmer_cli.cli import app
 from mmer_cli.errors import UserError
 from models.checkpoint import save_checkpoint
-from models.feature_spec import ModalitySpec
+from mmer_core.feature_spec import ModalitySpec
 from models.registry import build_model, get_entry, model_names
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "sample_joy.mp4"
-SAMPLE_SRT = REPO / "samples" / "sample_joy.srt"
-LABELS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+from tests.conftest import LABELS, SAMPLE, SAMPLE_SRT, mmer
+from tests.conftest import tiny_checkpoint as shared_tiny_checkpoint
+
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 # Extreme thresholds make the decisions independent of the random weights: p >= 0 is always
 # present, p >= 1.01 never; the middle ones exercise real comparisons.
 THRESHOLDS = [0.0, 0.0, 0.3, 0.5, 0.7, 1.01, 1.01]
 JSON_KEYS = {"file", "model", "duration_s", "predicted", "emotions", "by_modality", "transcript", "modalities",
              "timings_s", "warnings"}
 
-runner = CliRunner()
 
-
-def tiny_checkpoint(path: Path, model: str = "lddu", spec=None, thresholds=THRESHOLDS, seed: int = 0) -> Path:
-    """A random-weight `model` checkpoint with 7 labels over `spec` (default: the extractor's)."""
-    import torch
-
-    spec = spec or feature_spec_for(ExtractionSettings())
-    torch.manual_seed(seed)
-    network = build_model(model, get_entry(model).config_class.tiny(len(LABELS), spec.dims))
-    return save_checkpoint(path, network, LABELS, spec, thresholds)
+def tiny_checkpoint(path: Path, model: str = "lddu", spec=None, seed: int = 0) -> Path:
+    """conftest's tiny checkpoint with this file's THRESHOLDS."""
+    return shared_tiny_checkpoint(path, model, spec, THRESHOLDS, seed)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ def sample_result(analyzer) -> ClipResult:
 
 
 def cli(*args: str):
-    return runner.invoke(app, ["analyze", *args])
+    return mmer("analyze", *args)
 
 
 # ----------------------------------------------------------------------------- library
@@ -323,9 +315,9 @@ def test_cli_plot_into_a_folder_writes_one_png_per_clip_inside_it(checkpoint, sa
 
 @pytest.mark.parametrize("option", ["--output", "--plot"])
 def test_cli_outputs_into_a_missing_folder_fail_before_any_analysis(option, checkpoint, tmp_path, monkeypatch):
-    from mmer_cli.commands import analyze as analyze_command
+    from mmer_cli import analysis
 
-    monkeypatch.setattr(analyze_command, "analyze", lambda *a, **k: pytest.fail("analysis ran"))
+    monkeypatch.setattr(analysis, "analyze", lambda *a, **k: pytest.fail("analysis ran"))
     target = tmp_path / "no" / "such" / "folder" / "out.png"
     result = cli(str(SAMPLE), "--model", str(checkpoint), "--window", "2", option, str(target))
     assert result.exit_code == 2

@@ -20,30 +20,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from extractors.pipeline import ExtractionSettings, feature_spec_for
 from mmer_cli.analysis import AnalyzeOptions, ClipFailure, ClipResult, analyze
 from mmer_cli.cli import app
-from models.checkpoint import save_checkpoint
-from models.registry import build_model, get_entry
+from tests.conftest import LABELS, REPO, SAMPLE, SHARED, tiny_checkpoint
 from tests.privileges import shared_tmpdir, unprivileged
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SAMPLE = REPO / "samples" / "sample_joy.mp4"
-LABELS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 needs_shared = pytest.mark.skipif(not (SHARED / "media").is_dir(), reason="../shared/media not available")
 
 runner = CliRunner()
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    """A random-weight LDDU checkpoint, 7 labels, over the real extractor spec."""
-    import torch
-
-    spec = feature_spec_for(ExtractionSettings())
-    torch.manual_seed(0)
-    network = build_model("lddu", get_entry("lddu").config_class.tiny(len(LABELS), spec.dims))
-    return save_checkpoint(path, network, LABELS, spec, [0.5] * len(LABELS))
 
 
 def write_video(path: Path, seconds: float, fps: int = 10, size=(128, 72), audio: np.ndarray | None = None,

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -29,8 +28,10 @@ from mmer_cli.export_vtt import cue_text, to_vtt
 from mmer_cli.report_html import to_html
 # The sample clip, its labels and test_analyze's fixtures (tiny random-weight checkpoint, private feature cache)
 from tests.test_analyze import LABELS, SAMPLE, checkpoint, cli, feature_cache, workdir  # noqa: F401 (fixtures)
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 CHECK_SCRIPT = REPO / "tools" / "check_html_report.py"
 
 

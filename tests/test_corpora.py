@@ -14,8 +14,8 @@ from mmer_cli.corpora import corpus_names, corpus_options, list_corpus
 from mmer_cli.corpora.group_splits import split_by_hash, split_sorted_groups
 from mmer_cli.corpora.label_sets import DEFAULT_LABEL_NAMES, MOSEI_LABEL_NAMES
 from mmer_cli.errors import UserError
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_VOTES = SHARED / "data" / "cremad_labels" / "cremad_votes_by_modality.csv"
 
 

@@ -19,7 +19,7 @@ from mmer_cli.datasets.cache import INDEX_NAME, MANIFEST_NAME, SAMPLES_DIR
 from mmer_cli.datasets.labels import M3ED_EMOTIONS, MOSEI_EMOTIONS
 from mmer_cli.datasets.safe_pickle import load_pickled_file
 from mmer_cli.datasets.sequences import trim_zero_padding
-from models.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 from tests.synthetic_benchmarks import (
     SIGNAL,
     SYNTHETIC_CACHE_SPEC,

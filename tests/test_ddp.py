@@ -39,12 +39,12 @@ from models.batch import ModelOutput, MultimodalBatch
 from models.checkpoint import load_checkpoint
 from models.registry import model_names
 from tests.synthetic_benchmarks import write_mosei_aligned
+from tests.conftest import REPO
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZES = (32, 16, 16)  # train divisible by the global batch 8: no partial batches, no sampler padding
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with gloo is not available")]
 
 PER_SAMPLE_LOSS = {"lddu": ["beta_scl=0", "lambda_ocl=0"]}
 """Settings that make a model's loss a mean of per-sample terms (see the module docstring)."""
@@ -59,7 +59,7 @@ def torchrun(out: Path, bench, model: str, per_process_batch: int, overrides: li
     for item in overrides:
         command += ["--set", item]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def records(run: Path) -> list[dict]:
@@ -180,6 +180,6 @@ def test_unused_parameters_are_detected_and_ddp_trains_with_them(tmp_path):
     code = ("import sys; from tests.test_ddp import check_unused_parameters_under_ddp as check; "
             "check(sys.argv[1])")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], cwd=REPO_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -14,9 +14,10 @@ import av
 import cv2
 import numpy as np
 import pytest
+from tests.conftest import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 NAMES = ("lddu", "lamb")
 RATE = 16_000
 

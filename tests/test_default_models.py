@@ -14,6 +14,8 @@ from extractors.pipeline import ExtractionSettings, feature_spec_for
 from mmer_cli.stream_fusion import LateFusion
 from models.checkpoint import load_checkpoint, read_checkpoint_info
 
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 NAMES = ("lddu", "lamb")
 LABELS = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from extractors.expression import EXPRESSION_LABELS, ExpressionReader, load_expression_network, weights_metadata
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
 from convert_expression_weights import HDF5_SHA256  # noqa: E402
 from expression_reference_outputs import crop_to_input, reference_inputs  # noqa: E402
+
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 
 REFERENCE = json.loads((REPO / "tests" / "data" / "expression_reference.json").read_text())
 

@@ -19,8 +19,10 @@ from mmer_cli.commands import extract as extract_command_module
 from mmer_cli.datasets.cache import load_cache
 from mmer_cli.errors import UserError
 from mmer_cli.extraction_jobs import REPORT_NAME, jobs_from_labels_csv
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 EMODB = SHARED / "data" / "emodb" / "wav"
 needs_emodb = pytest.mark.skipif(not EMODB.is_dir(), reason="../shared/data/emodb not available")
 

@@ -23,16 +23,15 @@ from extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, VISUAL_FEATURE_N
 from extractors.media import AUDIO_RATE_HZ
 from extractors.pipeline import ExtractionSettings, FeatureExtractor
 from extractors.speech import spread_words
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 from tests.privileges import shared_tmpdir, unprivileged
+from tests.conftest import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 MEDIA = SHARED / "media"
 EMODB_WAV = SHARED / "data" / "emodb" / "wav" / "03a01Fa.wav"  # "Der Lappen liegt auf dem Eisschrank."
 
-pytestmark = pytest.mark.skipif(not (MEDIA / "single_face.mp4").is_file() or not EMODB_WAV.is_file(),
-                                reason="shared/ test media not found beside the repository")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (MEDIA / "single_face.mp4").is_file() or not EMODB_WAV.is_file(),
+                                reason="shared/ test media not found beside the repository")]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import torch
 from extractors.acoustic import ACOUSTIC_SETS, pool_frames
 from extractors.voice_activity import inside, speech_spans, spoken_seconds
 
-REPO = Path(__file__).resolve().parents[1]
 from extractors.cache import FeatureCache, file_sha256
 from extractors.errors import ExtractionError
 from extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
@@ -24,7 +23,8 @@ from extractors.nms import batched_nms, box_overlap, nms
 from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from extractors.speech import read_transcript, spread_words
 from extractors.text import PACKAGED_ENCODER_NAME, encoder_info
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
+from tests.conftest import REPO
 
 
 # --- NMS -------------------------------------------------------------------------------------

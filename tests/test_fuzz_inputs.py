@@ -44,10 +44,10 @@ from mmer_cli.errors import UserError
 from mmer_cli.extraction_jobs import JobList, jobs_from_labels_csv
 from mmer_cli.scoring import ScoreReport, score_files
 from models.checkpoint import CheckpointError, CheckpointInfo, read_checkpoint_info
+from tests.conftest import SAMPLE, SAMPLE_SRT
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "sample_joy.mp4"
-SAMPLE_SRT = REPO / "samples" / "sample_joy.srt"
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 CASE_SECONDS = 30.0
 """Longest time one library case may take (a hang or a pathological slowdown fails the case)."""
 CLI_ANALYZE_SECONDS = 90.0
@@ -304,7 +304,7 @@ def test_score_csv_files(cases, pair, key, threshold):
     case = cases()
     truth_path, pred_path = case.write("truth.csv", truth), case.write("pred.csv", pred)
     report = case.run(lambda: score_files(truth_path, pred_path, threshold=threshold, key=key), (UserError,),
-                      options=("--threshold",))
+                      options=("threshold",))  # the library parameter (the CLI shows --threshold)
     if report is not None:
         assert isinstance(report, ScoreReport) and report.label_names
         assert all(math.isfinite(v) for v in report.metrics.as_dict().values() if isinstance(v, float))

@@ -6,7 +6,7 @@ import torch
 
 from mmer_cli.datasets.base import Sample, collate
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 from models.input_standardization import InputStandardizer
 from models.registry import build_model, get_entry, model_names
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from models.batch import MultimodalBatch
 from models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 from models.lamb import ABLATIONS, CROSSMODAL_PAIRS, LAMB, LAMBConfig
 
 DIMS = {"text": 12, "audio": 8, "visual": 6}

@@ -16,7 +16,7 @@ from mmer_cli.metrics import multilabel_metrics
 from models.batch import MultimodalBatch
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.config import config_from_dict, config_to_dict
-from models.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 from models.registry import get_entry, model_names
 
 NAMES = model_names()

@@ -13,32 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from mmer_cli.cli import app
 from mmer_cli.datasets.cache import load_cache
 from mmer_cli.errors import UserError
 from mmer_cli.evaluation import predict_probs
 from mmer_cli.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
 from mmer_cli.runtime import Precision, resolve_precision
 from models.checkpoint import load_checkpoint
+from tests.conftest import TINY_TRAIN as COMMON
+from tests.conftest import mmer as cli
+from tests.conftest import ok
 from tests import synthetic_benchmarks as sb
 
-runner = CliRunner()
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 SMALL = (16, 8, 8)
-COMMON = ("--tiny", "--device", "cpu", "--threads", "1", "--batch-size", "8", "--quiet")
 PROB_TOLERANCE = {"bf16": 0.03, "fp16": 0.005}
 """Largest |p - p_fp32| of any label probability of the same checkpoint (docs/training.md)."""
 METRIC_TOLERANCE = 0.15
 """Largest |micro-F1 - micro-F1_fp32| after training the same seed in bf16 / fp16 (docs/training.md)."""
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +56,7 @@ def test_resolve_precision_choices_and_errors():
     assert resolve_precision("bf16", torch.device("cpu")).dtype is torch.bfloat16
     assert resolve_precision("fp16", torch.device("cpu")).grad_scaler() is not None
     assert resolve_precision("bf16", torch.device("cpu")).grad_scaler() is None
-    with pytest.raises(UserError, match="--precision must be one of fp32, bf16, fp16"):
+    with pytest.raises(UserError, match="^precision must be one of fp32, bf16, fp16"):
         resolve_precision("int8", torch.device("cpu"))
 
 
@@ -122,7 +115,7 @@ def test_shards_are_disjoint_deterministic_and_cover_the_listing():
     assert shard_dir(Path("cache"), 3, 12) == Path("cache/shard-03-of-12")
     assert parse_shard("2/8") == (2, 8)
     for bad in ("0/3", "4/3", "3", "a/b"):
-        with pytest.raises(UserError, match="--shard must be K/N"):
+        with pytest.raises(UserError, match="^shard must be K/N"):
             parse_shard(bad)
 
 
@@ -235,7 +228,7 @@ def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     import shutil
 
     from mmer_cli.analysis import AnalyzeOptions, analyze
-    from tests.test_analyze import SAMPLE, tiny_checkpoint
+    from tests.conftest import SAMPLE, tiny_checkpoint
 
     media = tmp_path / "media"
     media.mkdir()
@@ -254,7 +247,7 @@ def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     assert _without_timings(two) == _without_timings(one)
     assert [type(o).__name__ for o in two] == ["ClipResult", "ClipFailure", "ClipResult", "ClipFailure"]
     assert seen[-1] == (3, 3)
-    with pytest.raises(UserError, match="--workers must be >= 1"):
+    with pytest.raises(UserError, match="^workers must be >= 1"):
         analyze(inputs, AnalyzeOptions(**{**options.__dict__, "workers": 0}))
 
 

@@ -19,6 +19,8 @@ from models.registry import get_entry, model_names
 from tests import synthetic_benchmarks as sb
 from tests.test_train_cli import COMMON, cli, data_args, ok, one_line_error
 
+pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
+
 SIZES = (16, 8, 8)
 
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from mmer_cli.cli import app
 from mmer_cli.errors import UserError
 from mmer_cli.scoring import score_files
+from tests.conftest import REPO
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Same case as tests/test_metrics.py: Acc 5/12, Acc(empty=1) 2/3, P 4/6, R 4/5, micro-F1 8/11, HL 3/12.
 TRUTH_CSV = "a,b,c\n1,0,1\n0,1,0\n0,0,0\n1,1,0\n"
@@ -138,10 +138,10 @@ def test_error_names_file_line_and_column(tmp_path):
 
 def test_real_process_reports_one_line_and_exit_2(tmp_path):
     pred = write(tmp_path, "p.csv", PRED_CSV)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mmer_cli", "score", "--truth", str(tmp_path / "missing.csv"), "--pred", str(pred)],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120,
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

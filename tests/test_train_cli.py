@@ -18,11 +18,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import mmer_cli.evaluation
 import mmer_cli.training
-from mmer_cli.cli import app
 from mmer_cli.datasets import dataset_names
 from mmer_cli.metrics import multilabel_metrics
 from mmer_cli.optimization import EarlyStopping, LRSchedule, cosine_warmup_factor
@@ -30,10 +28,12 @@ from mmer_cli.training import TrainOptions, TrainReporter, resolve_config, train
 from models.checkpoint import read_checkpoint_info
 from models.config import ConfigError
 from models.registry import model_names
+from tests.conftest import TINY_TRAIN as COMMON
+from tests.conftest import mmer as cli
+from tests.conftest import REPO, ok
 from tests import synthetic_benchmarks as sb
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
+
 
 SMALL = (16, 8, 8)  # train / valid / test samples: two optimisation steps per epoch at batch 8
 
@@ -49,15 +49,6 @@ WRITERS = {
 RUN_FILES = ("config.json", "metrics.jsonl", "best.safetensors", "last.safetensors", "state.pt", "test_metrics.json")
 EVAL_KEYS = ("acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss",
              "per_label", "ece", "brier", "threshold", "num_samples")
-COMMON = ("--tiny", "--device", "cpu", "--threads", "1", "--batch-size", "8", "--quiet")
-
-
-def cli(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
 def one_line_error(result, *fragments: str) -> None:
@@ -167,7 +158,7 @@ def test_progress_bars_eval_table_and_json_subprocess(benches, tmp_path):
 
     evaluate = [sys.executable, "-m", "mmer_cli", "eval", *data_args(bench), "--checkpoint",
                 str(run / "best.safetensors"), "--split", "valid", "--format", "json", "--threshold", "0.3"]
-    done = subprocess.run(evaluate, cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    done = subprocess.run(evaluate, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()

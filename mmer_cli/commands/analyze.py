@@ -8,14 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from mmer_cli.analysis import DEFAULT_MODEL, AnalyzeOptions, ClipResult, analyze, expand_inputs, resolve_checkpoint
+from mmer_cli.catalog import DEFAULT_MODEL, DEVICE_CHOICES, PRECISION_CHOICES
 from mmer_cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
 from mmer_cli.errors import UserError
-from mmer_cli.runtime import DEVICE_CHOICES, PRECISION_CHOICES
-from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
-from models.checkpoint import read_checkpoint_info
 
 TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
 
@@ -49,6 +45,7 @@ def _write(text: str, output: Optional[Path]) -> None:
 
 def _write_per_clip(outcomes: list, output_format: AnalyzeFormat, output: Optional[Path]) -> None:
     """-f eaf / -f vtt: one file per analysed clip (paths: `export_paths`)."""
+    from mmer_cli.analysis import ClipResult
     from mmer_cli.export_elan import to_eaf
     from mmer_cli.export_paths import export_paths
     from mmer_cli.export_vtt import to_vtt
@@ -83,6 +80,13 @@ def analyze_command(
     Exit code 0 when every input was analysed, 1 when at least one failed (the others are still
     reported), 2 for a usage error (bad option, missing or incompatible checkpoint).
     """
+    from rich.console import Console
+
+    from mmer_cli import analysis
+    from mmer_cli.analysis import AnalyzeOptions, ClipResult, expand_inputs, resolve_checkpoint
+    from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
+    from models.checkpoint import read_checkpoint_info
+
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
     with user_errors():  # before any analysis: an output that cannot be written wastes no work
@@ -100,7 +104,7 @@ def analyze_command(
     progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():
-            outcomes = analyze(inputs, options, progress=progress)
+            outcomes = analysis.analyze(inputs, options, progress=progress)
     finally:
         progress.close()
 

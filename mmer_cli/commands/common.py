@@ -10,7 +10,8 @@ from typing import Iterator
 
 import typer
 
-from mmer_cli.errors import UserError, user_error_types
+from mmer_cli.errors import UserError
+from mmer_core.errors import MmerError
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
@@ -20,13 +21,26 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
+PARAMETER_FLAGS: dict[str, str] = {"window_s": "--window", "config_file": "--config"}
+"""Library parameters whose command-line flag is not `--` + the name with dashes for underscores."""
+
+
+def flag_message(err: MmerError) -> str:
+    """The error's message with the library parameter it begins with spelled as its flag
+    ("window_s must be > 0" -> "--window must be > 0")."""
+    message, parameter = str(err), err.parameter
+    if parameter and message.startswith(parameter):
+        return PARAMETER_FLAGS.get(parameter, "--" + parameter.replace("_", "-")) + message[len(parameter):]
+    return message
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Inside a command: known user errors become one stderr line and their exit code."""
     try:
         yield
-    except user_error_types() as err:
-        raise fail(str(err), getattr(err, "exit_code", 2)) from None
+    except MmerError as err:
+        raise fail(flag_message(err), getattr(err, "exit_code", 2)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 

@@ -7,14 +7,17 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import typer
-from rich.console import Console
+from typing import TYPE_CHECKING
 
+import typer
+
+from mmer_cli.catalog import DATASET_NAMES, PRECISION_CHOICES
 from mmer_cli.commands.common import user_errors
-from mmer_cli.commands.metric_tables import overall_table, per_label_table
-from mmer_cli.datasets import dataset_names
-from mmer_cli.evaluation import EvalReport, evaluate
-from mmer_cli.runtime import PRECISION_CHOICES
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mmer_cli.evaluation import EvalReport
 
 
 class EvalFormat(str, enum.Enum):
@@ -26,6 +29,8 @@ class EvalFormat(str, enum.Enum):
 
 def render_eval_table(report: EvalReport, console: Console) -> None:
     """Overall metrics + calibration + thresholds, then per-label P/R/F1/support and threshold."""
+    from mmer_cli.commands.metric_tables import overall_table, per_label_table
+
     overall = overall_table(
         f"{report.model} on {report.dataset} {report.split}: {report.metrics.num_samples} samples", report.metrics,
         [("ECE (15 bins)", f"{report.ece:.4f}"), ("Brier score", f"{report.brier:.4f}"),
@@ -37,7 +42,7 @@ def render_eval_table(report: EvalReport, console: Console) -> None:
     console.print(per_label_table(report.metrics, report.thresholds))
 
 def eval_command(
-    dataset: str = typer.Option(..., "--dataset", help=f"Format of --data: {', '.join(dataset_names())}."),
+    dataset: str = typer.Option(..., "--dataset", help=f"Format of --data: {', '.join(DATASET_NAMES)}."),
     data: Path = typer.Option(..., "--data", help="Benchmark feature file (or cache)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Separate label file, for formats that need one."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint (.safetensors) written by `mmer train`."),
@@ -49,6 +54,10 @@ def eval_command(
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the network: {', '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
 ) -> None:
     """Evaluate a checkpoint: Acc (both conventions), P, R, micro/macro-F1, Hamming loss, per-label F1, ECE, Brier."""
+    from rich.console import Console
+
+    from mmer_cli.evaluation import evaluate
+
     with user_errors():
         report = evaluate(checkpoint, dataset, data, labels=labels, split=split, threshold=threshold,
                           device=device, threads=threads, precision=precision)

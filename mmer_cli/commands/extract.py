@@ -10,9 +10,8 @@ from typing import Optional
 import typer
 
 from mmer_cli.commands.common import FileProgress, fail, user_errors
-from mmer_cli.corpora import corpus_names
+from mmer_cli.catalog import CORPUS_NAMES, DEVICE_CHOICES
 from mmer_cli.errors import UserError
-from mmer_cli.runtime import DEVICE_CHOICES, resolve_device
 
 MAX_FAILURES_SHOWN = 20  # failure lines printed on stderr; all of them are in the report file
 
@@ -30,7 +29,7 @@ def _corpus_options(items: list[str]) -> dict[str, str]:
 def extract_command(
     media_dir: Optional[Path] = typer.Argument(None, metavar="[DIR]", help="Folder of media files named in --labels.", show_default=False),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="Labels CSV: file, split, and one 0/1 column per emotion or a 'labels' column of names."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="CORPUS", help=f"A corpus recipe instead of --labels: {' | '.join(corpus_names())} (see docs/corpora.md)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="CORPUS", help=f"A corpus recipe instead of --labels: {' | '.join(CORPUS_NAMES)} (see docs/corpora.md)."),
     media: Optional[Path] = typer.Option(None, "--media", metavar="DIR", help="The corpus's media folder (with --dataset)."),
     corpus_option: list[str] = typer.Option([], "--option", metavar="KEY=VALUE", help="A corpus recipe option (repeatable)."),
     out: Path = typer.Option(..., "--out", metavar="CACHE_DIR", help="Cache folder to create or continue."),
@@ -48,6 +47,7 @@ def extract_command(
     CACHE_DIR/extract_report.json), 2 for a usage error.
     """
     from extractors.pipeline import ExtractionSettings
+    from mmer_cli.runtime import resolve_device
     from mmer_cli.extraction_jobs import (REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, parse_shard,
                                           run_extraction, shard_dir, shard_jobs)
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from rich.console import Console
-from rich.table import Table
-
-from models.config import PRESET_NAMES
-from models.registry import get_entry, model_names
 
 
 def models_command() -> None:
     """List registered models and every config option's value under each preset (--preset)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.config import PRESET_NAMES
+    from models.registry import get_entry, model_names
+
     console = Console()
     for name in model_names():
         entry = get_entry(name)

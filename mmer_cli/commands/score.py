@@ -7,12 +7,16 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.console import Console
 
 from mmer_cli.commands.common import user_errors
-from mmer_cli.commands.metric_tables import overall_table, per_label_table
-from mmer_cli.scoring import ScoreReport, score_files
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mmer_cli.scoring import ScoreReport
 
 
 class ScoreFormat(str, enum.Enum):
@@ -24,6 +28,8 @@ class ScoreFormat(str, enum.Enum):
 
 def render_score_table(report: ScoreReport, console: Console) -> None:
     """Rich tables: overall metrics (plus calibration when present), then per-label P/R/F1/support."""
+    from mmer_cli.commands.metric_tables import overall_table, per_label_table
+
     extra = []
     if report.threshold is not None:
         extra.append(("Decision threshold (p >= t)", f"{report.threshold:g}"))
@@ -48,6 +54,10 @@ def score_command(
         "only the label columns both files share are scored, other columns are ignored (e.g. `mmer analyze -f csv` output)."),
 ) -> None:
     """Score predictions against truth: Acc (both empty-set conventions), micro P/R/F1, macro-F1, Hamming loss, per-label scores."""
+    from rich.console import Console
+
+    from mmer_cli.scoring import score_files
+
     with user_errors():
         report = score_files(truth, pred, threshold=threshold, key=key)
     if output_format is ScoreFormat.json:

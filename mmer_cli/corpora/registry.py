@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from mmer_cli.catalog import CORPUS_NAMES
 from mmer_cli.corpora.listing import CorpusListing
 from mmer_cli.errors import UserError
-
-_TRUE_WORDS = {"1", "true", "yes", "on"}
-_FALSE_WORDS = {"0", "false", "no", "off"}
+from mmer_core.text_values import parse_text
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,8 @@ def register_corpus(name: str, options: tuple[CorpusOption, ...], summary: str):
     def decorate(fn: Callable[..., CorpusListing]) -> Callable[..., CorpusListing]:
         if name in _REGISTRY:
             raise ValueError(f"corpus {name!r} registered twice")
+        if name not in CORPUS_NAMES:
+            raise ValueError(f"corpus {name!r} is missing from mmer_cli.catalog.CORPUS_NAMES")
         _REGISTRY[name] = CorpusEntry(name=name, list_clips=fn, options=tuple(options), summary=summary)
         return fn
 
@@ -73,21 +74,14 @@ def corpus_options(name: str) -> tuple[CorpusOption, ...]:
 
 def _convert(corpus: str, option: CorpusOption, value: Any) -> Any:
     """Convert a (possibly string) option value to the option's kind, or raise UserError."""
-    if option.kind is bool:
-        if isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if word in _TRUE_WORDS | _FALSE_WORDS:
-            return word in _TRUE_WORDS
-        raise UserError(f"{corpus} option {option.name}: expected true or false, got {value!r}")
-    if option.kind is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{corpus} option {option.name}: expected a number, got {value!r}") from None
-    if option.kind is Path:
-        return Path(value).expanduser()
-    return str(value)
+    if option.kind is bool and isinstance(value, bool):
+        return value
+    if option.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_text(str(value), option.kind)
+    except ValueError as err:
+        raise UserError(f"{corpus} option {option.name}: {err}") from None
 
 
 def list_corpus(name: str, media_dir: Path, **options: Any) -> CorpusListing:

@@ -14,12 +14,13 @@ import torch
 from torch.utils.data import Dataset
 
 from models.batch import MultimodalBatch
-from models.feature_spec import MODALITIES, FeatureSpec
+from mmer_core.errors import MmerError
+from mmer_core.feature_spec import MODALITIES, FeatureSpec
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(MmerError, ValueError):
     """A benchmark/cache file that cannot be read as the named dataset; message names file and problem."""
 
 
@@ -67,26 +68,11 @@ class BenchmarkData:
 
 
 def collate(samples: list[Sample], max_len: dict[str, int] | None = None) -> MultimodalBatch:
-    """Pad samples into a batch.
+    """Pad training/evaluation samples into a batch (`MultimodalBatch.pad`, with their labels and index).
 
     Each modality is padded to the longest sequence in the batch (at least 1 frame, so an absent
     modality becomes one masked zero frame), optionally truncated to `max_len[m]` frames.
     Returns features (B, T_m, D_m), masks (B, T_m) True = real frame, labels (B, q), index (B,).
     """
-    feats, masks = {}, {}
-    for m in MODALITIES:
-        seqs = [np.asarray(s.features[m], dtype=np.float32) for s in samples]
-        if max_len and m in max_len:
-            seqs = [x[: max_len[m]] for x in seqs]
-        dim = seqs[0].shape[1]
-        t = max(1, max(x.shape[0] for x in seqs))
-        out = np.zeros((len(seqs), t, dim), dtype=np.float32)  # (B, T_m, D_m)
-        mask = np.zeros((len(seqs), t), dtype=bool)  # (B, T_m)
-        for i, x in enumerate(seqs):
-            out[i, : len(x)] = x
-            mask[i, : len(x)] = True
-        feats[m] = torch.from_numpy(out)
-        masks[m] = torch.from_numpy(mask)
-    labels = torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.float32))
-    index = torch.tensor([s.index for s in samples], dtype=torch.long)
-    return MultimodalBatch(features=feats, masks=masks, labels=labels, index=index)
+    return MultimodalBatch.pad([s.features for s in samples], np.stack([s.labels for s in samples]),
+                               [s.index for s in samples], max_len)

@@ -28,7 +28,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mmer_core.atomic_file import replacing
 from mmer_cli.datasets.base import SPLITS, BenchmarkData, DatasetError, MultimodalDataset
 from mmer_cli.datasets.registry import register_dataset
-from models.feature_spec import MODALITIES, FeatureSpec, FeatureSpecMismatch
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, FeatureSpecMismatch
 
 CACHE_FORMAT = "mmer-feature-cache"
 CACHE_FORMAT_VERSION = 1
@@ -63,7 +63,7 @@ class CacheEntry:
 
 
 def _manifest(label_names: list[str], spec: FeatureSpec) -> dict:
-    from mmer_cli import __version__
+    from mmer_core import __version__
 
     return {"format": CACHE_FORMAT, "format_version": CACHE_FORMAT_VERSION,
             "label_names": list(label_names), "feature_spec": spec.to_dict(),
@@ -258,16 +258,10 @@ class CacheWriter:
         return arrays
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=_TMP_SUFFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(path, suffix=_TMP_SUFFIX) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -31,7 +31,7 @@ from mmer_cli.datasets.layout import require_key, require_same_count, splits_of
 from mmer_cli.datasets.registry import register_dataset
 from mmer_cli.datasets.safe_pickle import load_pickled_file
 from mmer_cli.datasets.sequences import SequenceColumn, sample_ids, trim_zero_padding
-from models.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 
 MMSA_SPEC = FeatureSpec(
     text=ModalitySpec("bert-768", 768),

@@ -18,7 +18,7 @@ from mmer_cli.datasets.registry import register_dataset
 from mmer_cli.datasets.safe_pickle import load_pickled_file
 from mmer_cli.datasets.sequences import SequenceColumn, sample_ids, trimmed_features
 from mmer_cli.datasets.src_tgt import MOSEI_SPEC, read_tgt_labels
-from models.feature_spec import MODALITIES
+from mmer_core.feature_spec import MODALITIES
 
 MULT_KEYS: dict[str, str] = {"text": "text", "audio": "audio", "visual": "vision"}
 """Modality -> key of its features in each split of the MulT pickle."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mmer_cli.catalog import DATASET_NAMES
 from mmer_cli.datasets.base import BenchmarkData
 
 Loader = Callable[[Path, "Path | None"], BenchmarkData]
@@ -36,6 +37,8 @@ def register_dataset(name: str, *, labels_file: bool = False) -> Callable[[Loade
     def wrap(loader: Loader) -> Loader:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} registered twice")
+        if name not in DATASET_NAMES:
+            raise ValueError(f"dataset {name!r} is missing from mmer_cli.catalog.DATASET_NAMES")
         _REGISTRY[name] = DatasetEntry(name=name, loader=loader, labels_file=labels_file)
         return loader
 

@@ -21,7 +21,7 @@ from mmer_cli.datasets.layout import require_key, require_same_count, splits_of
 from mmer_cli.datasets.registry import register_dataset
 from mmer_cli.datasets.safe_pickle import load_pickled_file
 from mmer_cli.datasets.sequences import SequenceColumn, trimmed_features
-from models.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 
 SOURCE_KEYS: dict[str, str] = {"text": "src-text", "audio": "src-audio", "visual": "src-visual"}
 """Modality -> key of its features in each split."""

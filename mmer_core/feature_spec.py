@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from mmer_core.errors import MmerError
+
 MODALITIES: tuple[str, ...] = ("text", "audio", "visual")
 """Canonical modality order used everywhere (configs, batches, checkpoints)."""
 
 
-class FeatureSpecMismatch(ValueError):
+class FeatureSpecMismatch(MmerError, ValueError):
     """Features do not match what a checkpoint was trained on."""
 
 

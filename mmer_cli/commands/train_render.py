@@ -1,0 +1,122 @@
+"""Rendering of `mmer train`: progress reporters (Rich bars or plain lines) and result tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mmer_cli.training import SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainReporter, TrainResult
+
+
+def _epoch_line(record: EpochRecord, epochs: int) -> str:
+    val = record.val
+    marker = " *" if record.improved else ""
+    return (
+        f"epoch {record.epoch}/{epochs}  loss {record.train.get('total', float('nan')):.4f}  "
+        f"val micro-F1 {val['micro_f1']:.4f}  macro-F1 {val['macro_f1']:.4f}  acc {val['acc']:.4f}  "
+        f"{record.select_metric} best {record.best_value:.4f} @ {record.best_epoch}  "
+        f"lr {record.lr:.2e}  {record.seconds:.1f}s{marker}"
+    )
+
+
+def _start_line(start: RunStart) -> str:
+    sizes = ", ".join(f"{k} {v}" for k, v in start.split_sizes.items())
+    verb = f"resuming at epoch {start.start_epoch}" if start.resumed else "training"
+    return (
+        f"{verb}: {start.model} ({start.preset} preset) on {start.dataset} ({sizes}), {start.num_parameters:,} parameters, "
+        f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device} -> {start.run_dir}"
+    )
+
+
+class PlainReporter(TrainReporter):
+    """--quiet: one plain line per epoch (and at start/test), no progress bars."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.epochs = 0
+
+    def run_started(self, start: RunStart) -> None:
+        self.epochs = start.epochs
+        self.console.print(_start_line(start), markup=False, highlight=False, soft_wrap=True)
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        self.console.print(_epoch_line(record, self.epochs), markup=False, highlight=False, soft_wrap=True)
+
+    def testing(self, best_epoch: int) -> None:
+        self.console.print(f"evaluating best epoch {best_epoch} on the test split", markup=False, highlight=False, soft_wrap=True)
+
+
+class ProgressReporter(PlainReporter):
+    """Rich progress bars: epochs, and the current epoch's steps with the running loss."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        )
+        self.epoch_task = None
+        self.step_task = None
+
+    def run_started(self, start: RunStart) -> None:
+        super().run_started(start)
+        for task in (self.epoch_task, self.step_task):  # the previous seed's bars (--seeds)
+            if task is not None:
+                self.progress.remove_task(task)
+        self.step_task = None
+        self.progress.start()
+        self.epoch_task = self.progress.add_task("epochs", total=start.epochs, completed=start.start_epoch - 1, info="")
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        if self.step_task is not None:
+            self.progress.remove_task(self.step_task)
+        self.step_task = self.progress.add_task(f"epoch {epoch}", total=num_batches, info="")
+
+    def batch_done(self, epoch: int, batch: int, num_batches: int, loss: float) -> None:
+        self.progress.update(self.step_task, completed=batch, info=f"loss {loss:.4f}")
+
+    def validating(self, epoch: int) -> None:
+        self.progress.update(self.step_task, info="validating")
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        self.progress.console.print(_epoch_line(record, self.epochs), markup=False, highlight=False, soft_wrap=True)
+        self.progress.update(self.epoch_task, completed=record.epoch,
+                             info=f"val micro-F1 {record.val['micro_f1']:.4f} (best {record.select_metric} "
+                                  f"{record.best_value:.4f} @ {record.best_epoch})")
+
+    def testing(self, best_epoch: int) -> None:
+        self.close()
+        super().testing(best_epoch)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def render_result(result: TrainResult, console: Console) -> None:
+    """Summary table: best epoch and the test metrics of the best checkpoint."""
+    test = result.test.as_dict()
+    thresholds = ("per-label thresholds tuned on validation" if result.test.threshold_mode == "per_label"
+                  else f"fixed threshold {result.test.thresholds[0]:g}")
+    table = Table(title=f"best epoch {result.best_epoch} of {result.epochs_run} (validation {result.select_metric} "
+                        f"{result.best_value:.4f}); test split, {thresholds}")
+    table.add_column("metric")
+    table.add_column("test", justify="right")
+    for key in ("acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier"):
+        table.add_row(key, f"{test[key]:.4f}")
+    console.print(table)
+    console.print(f"run directory: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
+
+
+def render_seeds(result: SeedsResult, console: Console) -> None:
+    """Test metrics over the seeds: mean ± std (sample) and each seed's value."""
+    table = Table(title=f"test split over {len(result.seeds)} seeds ({', '.join(map(str, result.seeds))}): "
+                        f"mean ± std (sample std, n - 1)")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("per seed", justify="right")
+    for key in SUMMARY_METRICS:
+        summary = result.summary[key]
+        table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
+    console.print(table)
+    console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
