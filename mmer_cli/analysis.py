@@ -276,17 +276,21 @@ class Analyzer:
         started = time.perf_counter()
         duration = max(float(features.duration_s), 0.0)
         # The whole clip on its own, so its result does not depend on windowing (padding, MC-dropout masks).
-        clip_evidence = self._by_modality(features, [(0.0, duration)])
-        clip_scores = self._scores(features, [(0.0, duration)], clip_evidence)[0]
+        clip_span = [(0.0, duration)]
+        clip_windows = span_windows(features, clip_span)
+        clip_evidence = self._by_modality(features, clip_span, clip_windows)
+        clip_scores = self._scores(features, clip_span, clip_evidence, clip_windows)[0]
         segments = None
         window_s = self.options.window_s
         if window_s is None and self.options.auto_window:
             window_s = auto_window_s(duration)
         if window_s is not None:
             spans = tile(0.0, duration, window_s) if duration > 0 else [(0.0, window_s)]
-            w_evidence = self._by_modality(features, spans)
+            windows = span_windows(features, spans)
+            w_evidence = self._by_modality(features, spans, windows)
+            w_scores = self._scores(features, spans, w_evidence, windows)
             segments = [Segment(start_s=a, end_s=b, emotions=scores, by_modality=evidence)
-                        for (a, b), scores, evidence in zip(spans, self._scores(features, spans, w_evidence), w_evidence)]
+                        for (a, b), scores, evidence in zip(spans, w_scores, w_evidence)]
         warnings = list(features.warnings) + [
             f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities]
         if all(v is None for v in clip_evidence[0].values()):
@@ -306,19 +310,18 @@ class Analyzer:
             words=list(features.words),
         )
 
-    def _scores(self, features: FeatureSet, spans: list[tuple[float, float]],
-                evidence: list[ModalityEvidence]) -> list[list[EmotionScore]]:
+    def _scores(self, features: FeatureSet, spans: list[tuple[float, float]], evidence: list[ModalityEvidence],
+                windows: list[FeatureSet]) -> list[list[EmotionScore]]:
         """Per span, one EmotionScore per label: from the late fusion of the single-stream readings
         `evidence` when the checkpoint has one, else from one joint pass of the network over every
         present stream. A span without any usable stream has nothing present, probability 0 and
-        uncertainty 1 (no signal is not an answer)."""
+        uncertainty 1 (no signal is not an answer). windows: `span_windows(features, spans)`."""
         names, q = self.info.label_names, len(self.info.label_names)
         usable = [any(v is not None for v in e.values()) for e in evidence]
         if self.fusion is not None:
-            clip_end = spans[-1][1]
             fused = []
-            for (a, b), e in zip(spans, evidence):
-                frames = features.window(a, math.inf if b >= clip_end else b).features
+            for window, e in zip(windows, evidence):
+                frames = window.features
                 fused.append(self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
                                                for m, v in e.items()},
                                               {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}))
@@ -335,14 +338,15 @@ class Analyzer:
         return [_scores(names, thresholds, probs[i], uncertainty[i]) if usable[i] else _no_signal_scores(names)
                 for i in range(len(spans))]
 
-    def _by_modality(self, features: FeatureSet, spans: list[tuple[float, float]]) -> list[ModalityEvidence]:
+    def _by_modality(self, features: FeatureSet, spans: list[tuple[float, float]],
+                     windows: list[FeatureSet]) -> list[ModalityEvidence]:
         """For each span, what each stream alone says: the network run with only that stream
         present (both registered networks accept any subset of streams). A stream absent from the
-        span, or one the checkpoint was not trained on, gets None."""
-        clip_end = spans[-1][1]
+        span (`windows`: `span_windows(features, spans)`), or one the checkpoint was not trained
+        on, gets None."""
         evidence: list[ModalityEvidence] = [{} for _ in spans]
         for m in MODALITIES:
-            present = [features.window(a, math.inf if b >= clip_end else b).present(m) for a, b in spans]
+            present = [w.present(m) for w in windows]
             if m in self.ignored_modalities or not any(present):
                 for e in evidence:
                     e[m] = None
@@ -371,7 +375,7 @@ class Analyzer:
         def piece_features(a: float, b: float) -> FeatureSet:
             if a <= 0.0 and b >= clip_end and len(spans) == 1:
                 return features  # the whole clip, as extracted
-            return features.window(a, math.inf if b >= clip_end else b)
+            return span_windows(features, [(a, b)], clip_end)[0]
 
         results: list[tuple[np.ndarray, np.ndarray]] = []  # per piece: (q,), (q,)
         batch: list[FeatureSet] = []
@@ -407,6 +411,14 @@ class Analyzer:
         if prediction.uncertainty is None:
             return probs, np.zeros_like(probs)
         return probs, prediction.uncertainty.float().cpu().numpy()
+
+
+def span_windows(features: FeatureSet, spans: list[tuple[float, float]],
+                 clip_end: float | None = None) -> list[FeatureSet]:
+    """The frames/tokens of each span [a, b) seconds; a span reaching the clip's end (`clip_end`,
+    default the last span's end) also takes every frame/token starting after it."""
+    end = spans[-1][1] if clip_end is None else clip_end
+    return [features.window(a, math.inf if b >= end else b) for a, b in spans]
 
 
 def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:
