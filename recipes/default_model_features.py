@@ -258,6 +258,26 @@ def _run_job(job: tuple) -> tuple[str, float]:
     return f"{kind}:{name or split}", time.perf_counter() - started
 
 
+FEATURE_FILES = {"text": ["goemotions_train.npz", "goemotions_valid.npz", "goemotions_test.npz"],
+                 "audio": ["emodb.npz"], "visual": ["faces.npz"]}
+"""The cached feature files of each modality."""
+
+
+def drop_stale_features(out: Path) -> None:
+    """Delete the cached files of every modality whose feature spec (extractor, dim, version) differs
+    from the one they were extracted with (recorded in <out>/feature_spec.json; files from before
+    that record count as stale), so a changed extractor (e.g. new tuned text layers) is re-run."""
+    record = out / "feature_spec.json"
+    spec = default_feature_spec()
+    now = {m: [getattr(spec, m).extractor, getattr(spec, m).dim, getattr(spec, m).version] for m in FEATURE_FILES}
+    earlier = json.loads(record.read_text()) if record.exists() else {}
+    for m, files in FEATURE_FILES.items():
+        if earlier.get(m) != now[m]:
+            for name in files:
+                (out / name).unlink(missing_ok=True)
+    record.write_text(json.dumps(now, indent=1))
+
+
 def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, workers: int = 2) -> dict:
     """Extract every missing feature file into <work>/features with `workers` single-thread
     processes; returns {"seconds": {job: s} extracted now, "recorded_seconds": {job: s} of the run
@@ -267,6 +287,7 @@ def prepare_features(shared_data: Path, work: Path, train_size: int, seed: int, 
 
     out = work / "features"
     out.mkdir(parents=True, exist_ok=True)
+    drop_stale_features(out)
     go = shared_data / "goemotions" / "ekman"
     _, train_labels, _ = read_goemotions(go, "train")
     subset = stratified_subset(train_labels, train_size, seed)

@@ -237,6 +237,48 @@ def test_broken_encoder_folder_fails_with_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
+
+def test_tuned_layers_replace_the_encoders_and_change_its_identity(tiny_bert_dir, tmp_path):
+    import dataclasses
+
+    import torch
+    from safetensors.torch import save_file
+
+    from extractors.text import TextEncoder, encoder_info
+
+    plain = encoder_info(str(tiny_bert_dir))
+    assert plain.tuned_layers is None and plain.version == plain.config_hash
+    base = TextEncoder(plain)
+    layer = {k: v for k, v in base.model.state_dict().items() if k.startswith("encoder.layer.0.")}
+    tuned_file = tmp_path / "top.safetensors"
+    save_file({k: (v + 0.05 * torch.randn_like(v)).half().contiguous() for k, v in layer.items()}, str(tuned_file))
+    info = dataclasses.replace(plain, tuned_layers=tuned_file)
+    assert info.version.startswith(plain.config_hash + "+tuned-") and info.identity != plain.identity
+    tuned = TextEncoder(info)
+    for k, v in tuned.model.state_dict().items():  # the tuned layer replaced, everything else as packaged
+        expected = load_tensors(tuned_file)[k].float() if k in layer else base.model.state_dict()[k]
+        torch.testing.assert_close(v, expected)
+    words = spread_words("happy people laughing", 0.0, 3.0)
+    assert not np.allclose(tuned.encode(words)[0], base.encode(words)[0], atol=1e-3)
+    save_file({"encoder.layer.0.output.dense.weight": torch.zeros(3, 3)}, str(tuned_file))  # wrong shape
+    with pytest.raises(ExtractionError, match="tuned layers do not fit"):
+        TextEncoder(dataclasses.replace(plain, tuned_layers=tuned_file))
+
+
+def load_tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_the_packaged_encoder_uses_the_shipped_tuned_layers():
+    from extractors.pipeline import ExtractionSettings, feature_spec_for
+    from extractors.text import PACKAGED_ENCODER_NAME, TUNED_TOP_LAYERS, encoder_info
+
+    info = encoder_info(None)
+    assert info.name == PACKAGED_ENCODER_NAME and info.tuned_layers == TUNED_TOP_LAYERS and TUNED_TOP_LAYERS.is_file()
+    assert feature_spec_for(ExtractionSettings()).text.version == info.version  # features name their layers
+
 # --- cache ---------------------------------------------------------------------------------------
 
 def test_second_extraction_is_a_cache_hit_with_equal_features(extractor, tmp_path):
