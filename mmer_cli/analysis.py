@@ -341,7 +341,8 @@ class Analyzer:
     def _by_modality(self, features: FeatureSet, spans: list[tuple[float, float]],
                      windows: list[FeatureSet]) -> list[ModalityEvidence]:
         """For each span, what each stream alone says: the network run with only that stream
-        present (both registered networks accept any subset of streams). A stream absent from the
+        present (both registered networks accept any subset of streams), with a late-fusion
+        checkpoint's summary head of that stream averaged in (`LateFusion.stream_probs`). A stream absent from the
         span (`windows`: `span_windows(features, spans)`), or one the checkpoint was not trained
         on, gets None."""
         evidence: list[ModalityEvidence] = [{} for _ in spans]
@@ -353,7 +354,11 @@ class Analyzer:
                 continue
             probs, _ = self._predict_spans(features, spans, only=m)  # (S, q)
             for i, e in enumerate(evidence):
-                e[m] = dict(zip(self.info.label_names, map(float, probs[i]))) if present[i] else None
+                if not present[i]:
+                    e[m] = None
+                    continue
+                p = probs[i] if self.fusion is None else self.fusion.stream_probs(m, probs[i], windows[i].features[m])
+                e[m] = dict(zip(self.info.label_names, map(float, p)))
         return evidence
 
     def _predict_spans(self, features: FeatureSet, spans: list[tuple[float, float]],

@@ -7,6 +7,11 @@ joint pass would combine them with weights learned from synthetic pairs. Such a 
 (recipes/default_model_training.py), and the application combines the network's single-stream
 readings (each stream alone, `by_modality`):
 
+0. ensemble (optional, per stream): a stream with a `SummaryHead` (the shipped defaults' voice)
+   reads p_m = (1 - h) p_net + h p_head on the labels the head knows, where p_head is a linear
+   classifier's probabilities on statistics of the whole input's frames (`frame_statistics`:
+   utterance-level functionals next to the network's frame-level view) and h its share, chosen
+   on held-out data; other labels keep p_net;
 1. calibration: each stream's per-label probability p_m is temperature-scaled,
    z_m = logit(p_m) / T_m, with T_m fitted on that stream's validation data (binary cross-entropy);
 2. weights: w_m = r_m * f_m, with r_m the stream's reliability — its discrimination measured on
@@ -16,11 +21,13 @@ readings (each stream alone, `by_modality`):
    e.g. for a voice unlike the few German actors the voice stream was trained on; 1 for a stream
    without a domain model);
 3. fusion, with the union semantics of multi-label emotion annotation (an emotion is present when
-   any channel shows it): for every emotion the fused logit is the weighted soft maximum
-   z = log(sum_m a_m exp(z_m)), a_m = w_m / sum w; for the "none of them" label (neutral) it is
-   the weighted soft minimum z = -log(sum_m a_m exp(-z_m)) (neutral only when every channel is).
-   One stream alone gives exactly its calibrated reading; a stream can add what it clearly
-   shows, in proportion to its weight, but cannot remove what a clear stream shows;
+   any channel shows it): with a_m = w_m / max w (1 for the most trusted present stream), every
+   emotion's fused logit is the weighted maximum z = max_m (z_m + log a_m), and that of the
+   "none of them" label (neutral) the weighted minimum z = min_m (z_m - log a_m) (neutral only
+   when every channel is). One stream alone, or several saying the same, give exactly the
+   calibrated reading; a stream trusted half as much as the most trusted one needs odds twice as
+   high to lead; a stream that shows nothing (low z) changes nothing, so it can neither dilute
+   nor remove what a clear stream shows;
 4. decision: present when sigmoid(z) >= the fusion's per-label threshold (tuned on validation);
 5. uncertainty: the binary entropy of the fused probability in bits (0 = certain, 1 = a coin
    flip); with no usable stream every label is absent with probability 0 and uncertainty 1.
@@ -83,22 +90,73 @@ class StreamDomain:
         return domain
 
 
+STATISTICS = ("mean", "std", "p10", "p50", "p90", "p90-p10", "mean |delta|", "std delta")
+"""The functionals `frame_statistics` computes per feature dimension, in this order."""
+
+
+def frame_statistics(frames: np.ndarray) -> np.ndarray:
+    """Utterance-level functionals of frames (T, D), T >= 1 -> (len(STATISTICS) * D,) float64:
+    per dimension the mean, standard deviation, 10th/50th/90th percentiles, the 10-90 range, and
+    the mean and standard deviation of the frame-to-frame change (0 for a single frame)."""
+    x = np.asarray(frames, dtype=np.float64)
+    p10, p50, p90 = np.percentile(x, [10, 50, 90], axis=0)
+    delta = np.diff(x, axis=0) if len(x) > 1 else np.zeros((1, x.shape[1]))
+    return np.concatenate([x.mean(0), x.std(0), p10, p50, p90, p90 - p10, np.abs(delta).mean(0), delta.std(0)])
+
+
+@dataclass
+class SummaryHead:
+    """A multinomial linear classifier on `frame_statistics` of one stream's input.
+
+    labels: the label index of each of its C classes; mean, scale (F,): standardisation of the
+    F = len(STATISTICS) * D statistics; coef (C, F), intercept (C,): the class logits;
+    share: h in [0, 1], the head's share of its stream's reading (`LateFusion.stream_probs`).
+    """
+
+    labels: list[int]
+    mean: list[float]
+    scale: list[float]
+    coef: list[list[float]]
+    intercept: list[float]
+    share: float = 0.5
+    basis: str = ""
+
+    def probs(self, frames: np.ndarray) -> np.ndarray:
+        """Class probabilities (C,) (softmax) of one input's frames (T, D), T >= 1."""
+        x = (frame_statistics(frames) - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = np.asarray(self.coef) @ x + np.asarray(self.intercept)
+        z = np.exp(z - z.max())
+        return z / z.sum()
+
+    def check(self, num_labels: int) -> None:
+        """Raises ValueError when the arrays do not fit together or a label index is out of range."""
+        coef = np.asarray(self.coef, dtype=np.float64)
+        if (coef.ndim != 2 or coef.shape != (len(self.labels), len(self.mean)) or len(self.scale) != len(self.mean)
+                or len(self.intercept) != len(self.labels) or not np.isfinite(coef).all()
+                or not np.isfinite(self.mean).all() or not (np.asarray(self.scale) > 0).all()
+                or not np.isfinite(self.intercept).all() or not all(0 <= k < num_labels for k in self.labels)
+                or not 0.0 <= self.share <= 1.0):
+            raise ValueError("malformed summary head")
+
+
 @dataclass
 class LateFusion:
     """Per-stream calibration, domains and per-label decision thresholds of a late-fusion
     checkpoint. `exclusive_label`: index of the label meaning "no emotion" (neutral), fused as
-    a soft minimum; None when there is none."""
+    a weighted minimum; None when there is none."""
 
     streams: dict[str, StreamCalibration]
     thresholds: list[float]
     domains: dict[str, StreamDomain] = field(default_factory=dict)
     exclusive_label: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    heads: dict[str, SummaryHead] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"streams": {m: asdict(c) for m, c in self.streams.items()}, "thresholds": list(self.thresholds),
                 "domains": {m: asdict(d) for m, d in self.domains.items()},
-                "exclusive_label": self.exclusive_label, "notes": dict(self.notes)}
+                "exclusive_label": self.exclusive_label, "notes": dict(self.notes),
+                "heads": {m: asdict(h) for m, h in self.heads.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LateFusion":
@@ -107,6 +165,7 @@ class LateFusion:
             streams = {m: StreamCalibration(**c) for m, c in data["streams"].items()}
             thresholds = [float(t) for t in data["thresholds"]]
             domains = {m: StreamDomain(**d) for m, d in data.get("domains", {}).items()}
+            heads = {m: SummaryHead(**h) for m, h in data.get("heads", {}).items()}
             exclusive = data.get("exclusive_label")
             exclusive = None if exclusive is None else int(exclusive)
         except (KeyError, TypeError, ValueError) as err:
@@ -116,6 +175,11 @@ class LateFusion:
             if (values.shape != (len(d.mean), len(d.mean)) or not np.isfinite(values).all()
                     or not np.isfinite(d.mean).all() or not (math.isfinite(d.reference) and d.reference > 0)):
                 raise ValueError(f"fusion: domain of stream {m!r} is malformed")
+        for m, h in heads.items():
+            try:
+                h.check(len(thresholds))
+            except (ValueError, TypeError):
+                raise ValueError(f"fusion: summary head of stream {m!r} is malformed") from None
         if exclusive is not None and not 0 <= exclusive < len(thresholds):
             raise ValueError("fusion: exclusive_label is not a label index")
         for m, c in streams.items():
@@ -124,7 +188,17 @@ class LateFusion:
                 raise ValueError(f"fusion: stream {m!r} needs a finite temperature > 0 and reliability >= 0")
         if not all(math.isfinite(t) and 0 <= t <= 1 for t in thresholds):
             raise ValueError("fusion: thresholds must be finite and in [0, 1]")
-        return cls(streams, thresholds, domains, exclusive, dict(data.get("notes", {})))
+        return cls(streams, thresholds, domains, exclusive, dict(data.get("notes", {})), heads)
+
+    def stream_probs(self, stream: str, network_probs: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
+        """What `stream` says about one input: the network's single-stream probabilities (q,),
+        mixed with the stream's summary head (its `share`) on the head's labels when it has one
+        and the input's frames (T, D), T >= 1, are given (step 0 of the module docstring)."""
+        probs = np.asarray(network_probs, dtype=np.float64).copy()
+        head = self.heads.get(stream)
+        if head is not None and frames is not None and len(frames):
+            probs[head.labels] = (1 - head.share) * probs[head.labels] + head.share * head.probs(frames)
+        return probs
 
     def calibrated_logits(self, stream: str, probs: np.ndarray) -> np.ndarray:
         """probs (..., q) of one stream -> temperature-scaled logits (..., q)."""
@@ -149,11 +223,11 @@ class LateFusion:
         if not present or w.sum() <= 0:  # no usable stream: nothing is present, and nothing is known
             return np.zeros(q), np.ones(q)
         z = np.stack([self.calibrated_logits(m, p) for m, p in present])  # (M, q)
-        log_a = np.log(np.maximum(w / w.sum(), 1e-300))[:, None]  # (M, 1)
-        fused = np.logaddexp.reduce(log_a + z, axis=0)  # soft maximum: union of what the streams show
+        log_a = np.log(np.maximum(w / w.max(), 1e-300))[:, None]  # (M, 1); 0 for the most trusted stream
+        fused = (z + log_a).max(axis=0)  # weighted maximum: the union of what the streams show
         if self.exclusive_label is not None:
             k = self.exclusive_label
-            fused[k] = -np.logaddexp.reduce(log_a[:, 0] - z[:, k])  # soft minimum: all streams agree
+            fused[k] = (z[:, k] - log_a[:, 0]).min()  # weighted minimum: neutral only when all streams are
         probs = 1.0 / (1.0 + np.exp(-fused))
         return probs, binary_entropy_bits(probs)
 

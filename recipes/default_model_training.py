@@ -39,7 +39,8 @@ from extractors.face import GEOMETRY_FEATURE_NAMES
 from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
 from mmer_cli.evaluation import predict_probs
 from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
-from mmer_cli.stream_fusion import LateFusion, StreamCalibration, StreamDomain, discrimination, fit_temperature
+from mmer_cli.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, SummaryHead, discrimination, fit_temperature,
+                                    frame_statistics)
 from mmer_cli.thresholds import tune_label_thresholds
 from mmer_cli.trainer import EpochOutcome, Trainer, TrainerHooks
 from models.registry import build_model
@@ -277,8 +278,44 @@ FACE_PRIOR_BASIS = ("prior: no labelled face video is available; the face gets t
                     "FER2013 test accuracy is 66 % on stills, its accuracy on video frames is unknown)")
 
 
+VOICE_HEAD_C_GRID = (0.01, 0.1, 1.0, 10.0)
+"""Inverse L2 strengths tried for the voice summary head (chosen by validation UA)."""
+VOICE_HEAD_SHARES = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""The voice summary head's shares of the voice reading tried (chosen by validation UA); below 1,
+so the network's own reading of the voice always counts."""
+
+
+def fit_voice_head(train: list[np.ndarray], train_labels: np.ndarray, valid: list[np.ndarray],
+                   valid_labels: np.ndarray) -> tuple[SummaryHead, dict]:
+    """The voice's summary head: multinomial logistic regression (class-balanced, L2) on the
+    utterance statistics (`frame_statistics`) of the training speakers' utterances (frames (T, D)
+    each; labels (N, 7) one-hot over the six EmoDB labels), C chosen from VOICE_HEAD_C_GRID by
+    unweighted accuracy on the validation speakers. Returns the head and its validation UAs."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    x_train = np.stack([frame_statistics(x) for x in train])
+    x_valid = np.stack([frame_statistics(x) for x in valid])
+    y_train, y_valid = train_labels.argmax(1), valid_labels.argmax(1)
+    scaler = StandardScaler().fit(x_train)
+    fits = {c: LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x_train), y_train)
+            for c in VOICE_HEAD_C_GRID}
+    ua = {c: float(balanced_accuracy_score(y_valid, f.predict(scaler.transform(x_valid)))) for c, f in fits.items()}
+    best = max(VOICE_HEAD_C_GRID, key=lambda c: (ua[c], -c))  # ties -> stronger regularisation
+    fit = fits[best]
+    head = SummaryHead(labels=[int(k) for k in fit.classes_], mean=scaler.mean_.tolist(),
+                       scale=np.where(scaler.scale_ > 0, scaler.scale_, 1.0).tolist(), coef=fit.coef_.tolist(),
+                       intercept=fit.intercept_.tolist(),
+                       basis=f"logistic regression (class-balanced, C={best}) on utterance statistics of "
+                             f"{len(train)} training-speaker EmoDB utterances; C by UA on {len(valid)} "
+                             "validation-speaker utterances")
+    return head, {"c_grid_valid_ua": {str(c): v for c, v in ua.items()}, "selected_c": best}
+
+
 def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet, train_audio: Pools) -> LateFusion:
-    """Calibrate each stream alone on held-out data (mmer_cli/stream_fusion.py): temperature and
+    """Calibrate each stream alone on held-out data (mmer_cli/stream_fusion.py): the voice's
+    summary head (`fit_voice_head`) first, then temperature and
     reliability (2 * AUC - 1) of the words on `valid_text`, of the voice on `valid_audio` (over
     the six labels EmoDB has), the face by `FACE_PRIOR_BASIS`; the voice's domain from the
     training speakers' utterances (`train_audio.audio_rows`) with its reference distance from the
@@ -287,6 +324,20 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
     device = torch.device("cpu")
     text_probs = predict_probs(model, valid_text.dataset(), 256, device, with_uncertainty=False)[0]
     audio_probs = predict_probs(model, valid_audio.dataset(), 256, device, with_uncertainty=False)[0]
+    emodb = train_audio.emodb
+    train_frames = [emodb.audio.get(int(j)) for j in train_audio.audio_rows]
+    valid_frames = [emodb.audio.get(int(j)) for _, j in valid_audio.items]
+    head, head_selection = fit_voice_head(train_frames, emodb.labels[train_audio.audio_rows], valid_frames,
+                                          valid_audio.labels)
+    ensemble = LateFusion({}, [], heads={"audio": head})
+    share_ua = {}
+    for share in VOICE_HEAD_SHARES:
+        head.share = share
+        mixed = np.stack([ensemble.stream_probs("audio", p, x) for p, x in zip(audio_probs, valid_frames)])
+        share_ua[share] = speech_scores(mixed, valid_audio.labels)["unweighted_accuracy"]
+    head.share = max(VOICE_HEAD_SHARES, key=lambda h: (share_ua[h], -h))  # ties -> more of the network
+    head.basis += f"; share {head.share} by UA of the mixed reading on the same validation utterances"
+    audio_probs = np.stack([ensemble.stream_probs("audio", p, x) for p, x in zip(audio_probs, valid_frames)])
     text = StreamCalibration(fit_temperature(text_probs, valid_text.labels),
                              discrimination(text_probs, valid_text.labels),
                              f"{valid_text.name}: {len(valid_text.labels)} GoEmotions dev comments, text only")
@@ -295,20 +346,21 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
                               f"{valid_audio.name}: {len(valid_audio.labels)} EmoDB utterances of the validation "
                               "speakers, audio only, the six EmoDB labels")
     visual = StreamCalibration(1.0, min(text.reliability, audio.reliability), FACE_PRIOR_BASIS)
-    emodb = train_audio.emodb
-    voice = StreamDomain.fit([emodb.audio.get(int(j)) for j in train_audio.audio_rows],
-                             [emodb.audio.get(int(j)) for _, j in valid_audio.items],
+    voice = StreamDomain.fit(train_frames, valid_frames,
                              basis=f"{len(train_audio.audio_rows)} training-speaker utterances (mean eGeMAPS frame); "
                                    f"reference = 95th percentile over the {len(valid_audio.items)} "
                                    "validation-speaker utterances")
     fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES),
-                        domains={"audio": voice}, exclusive_label=NEUTRAL)
+                        domains={"audio": voice}, exclusive_label=NEUTRAL, heads={"audio": head})
     calibrated = np.concatenate([1 / (1 + np.exp(-fusion.calibrated_logits("text", text_probs))),
                                  1 / (1 + np.exp(-fusion.calibrated_logits("audio", audio_probs)))])
     labels = np.concatenate([valid_text.labels, valid_audio.labels]).astype(np.int64)
     fusion.thresholds = [float(t) for t in tune_label_thresholds(calibrated, labels)]
     fusion.notes = {"thresholds": "tuned per label for F1 on the calibrated text-only and audio-only readings of "
-                                  "the validation sets together"}
+                                  "the validation sets together",
+                    "voice_head": f"the voice reads (1 - h) network + h summary head, h = {head.share}; validation UA "
+                                  f"by head C {head_selection['c_grid_valid_ua']}, by share h "
+                                  f"{ {str(k): v for k, v in share_ua.items()} }"}
     return fusion
 
 

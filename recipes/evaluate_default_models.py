@@ -71,6 +71,22 @@ def fused(fusion: LateFusion, readings: dict[str, np.ndarray]) -> tuple[np.ndarr
     return np.stack([p for p, _ in rows]), np.stack([u for _, u in rows])
 
 
+def voice_readings(fusion: LateFusion, probs: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
+    """The voice stream's reading as `mmer analyze` forms it: the network's audio-only probabilities
+    (N, q) with the checkpoint's summary head averaged in (`LateFusion.stream_probs`), frames (T_i, D)."""
+    return np.stack([fusion.stream_probs("audio", p, x) for p, x in zip(probs, frames)])
+
+
+def head_readings(fusion: LateFusion, frames: list[np.ndarray], q: int) -> np.ndarray:
+    """The voice summary head alone: (N, q) with its class probabilities on its labels, 0 elsewhere."""
+    out = np.zeros((len(frames), q))
+    if "audio" in fusion.heads:
+        head = fusion.heads["audio"]
+        for i, x in enumerate(frames):
+            out[i, head.labels] = head.probs(x)
+    return out
+
+
 def both_views(model, info, fusion: LateFusion, single: dict[str, EvalSet], joint: EvalSet) -> dict:
     """Scores of the application (each stream of `single` alone, fused) and of the raw network pass
     over `joint` (the same samples with every stream together)."""
@@ -123,7 +139,7 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
     folds = json.loads(FOLDS_FILE.read_text())["folds"]
     visual_dim = default_feature_spec().visual.dim
     rows_all, probs_all, pair_probs, pair_unc, pair_truth, per_fold, missing = [], [], [], [], [], [], []
-    audio_unc, fold_thresholds = [], []
+    audio_unc, fold_thresholds, net_all, head_all = [], [], [], []
     for fold in folds:
         path = work / "folds" / f"{name}_fold{fold['fold']}.safetensors"
         if not path.exists():
@@ -133,8 +149,11 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
         fusion = LateFusion.from_dict(info.extra["fusion"])
         rows = np.flatnonzero(np.isin(emodb.speakers, fold["test_speakers"]))
         pools = Pools(test_part, emodb, rows, visual_dim, faces)
-        p, _ = predict_probs(model, audio_only_set(pools, "test_audio").dataset(), BATCH, torch.device("cpu"))
-        p, u = fused(fusion, {"audio": p})  # calibrated: the arg-max (UA) is unchanged
+        frames = [emodb.audio.get(int(i)) for i in rows]
+        net, _ = predict_probs(model, audio_only_set(pools, "test_audio").dataset(), BATCH, torch.device("cpu"))
+        p, u = fused(fusion, {"audio": voice_readings(fusion, net, frames)})  # temperature keeps the arg-max
+        net_all.append(net)
+        head_all.append(head_readings(fusion, frames, len(LABEL_NAMES)))
         rows_all.append(rows)
         probs_all.append(p)
         audio_unc.append(u)
@@ -146,8 +165,9 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
         pairs = paired_set(pools, "test_pairs", PAIRS_PER_TEST_UTTERANCE, SEED + fold["fold"])
         single = {m: EvalSet(m, pools, [(t, None) if m == "text" else (None, a) for t, a in pairs.items], pairs.labels)
                   for m in ("text", "audio")}
-        pp, pu = fused(fusion, {m: predict_probs(model, e.dataset(), BATCH, torch.device("cpu"))[0]
-                                for m, e in single.items()})
+        readings = {m: predict_probs(model, e.dataset(), BATCH, torch.device("cpu"))[0] for m, e in single.items()}
+        readings["audio"] = voice_readings(fusion, readings["audio"], [emodb.audio.get(int(a)) for _, a in pairs.items])
+        pp, pu = fused(fusion, readings)
         thresholds = np.asarray(fusion.thresholds)[None, :]
         pair_probs.append(pp)
         pair_unc.append(pu)
@@ -167,6 +187,11 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
         "missing_folds": missing,
         "pooled": {"boredom_as_neutral": speech_scores(probs, truth),
                    "boredom_excluded": speech_scores(probs[keep], truth[keep])},
+        "pooled_parts": {
+            "what": "the voice reading mixes the network and the summary head (mmer_cli/stream_fusion.py); each "
+                    "part alone, boredom -> neutral",
+            "network_alone": speech_scores(np.concatenate(net_all), truth),
+            "summary_head_alone": speech_scores(np.concatenate(head_all), truth)},
         "fold_mean_unweighted_accuracy": {
             v: float(np.mean([f[v]["unweighted_accuracy"] for f in per_fold]))
             for v in ("boredom_as_neutral", "boredom_excluded")},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmer_cli.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, binary_entropy_bits,
-                                    discrimination, fit_temperature, roc_auc)
+from mmer_cli.stream_fusion import (STATISTICS, LateFusion, StreamCalibration, StreamDomain, SummaryHead,
+                                    binary_entropy_bits, discrimination, fit_temperature, frame_statistics, roc_auc)
 
 NEUTRAL = 2  # label 2 of the three test labels plays "no emotion"
 
@@ -48,6 +48,16 @@ def test_no_emotion_only_when_every_stream_says_so():
     assert both[NEUTRAL] == pytest.approx(0.9)
     mixed, _ = f.fuse({"text": angry, "visual": calm})
     assert mixed[NEUTRAL] < 0.5 < mixed[0]
+
+
+def test_a_stream_that_shows_nothing_does_not_dilute_a_clear_one():
+    f = fusion(text_r=0.6, audio_r=0.9, visual_r=0.6)
+    words = np.array([0.8, 0.05, 0.05])  # label 0, clearly
+    flat = np.array([0.02, 0.02, 0.02])  # the most trusted stream sees nothing
+    probs, _ = f.fuse({"text": words, "audio": flat, "visual": flat})
+    # the words count at 0.6 / 0.9 of the most trusted stream: their odds shrink by that factor, no more
+    assert probs[0] == pytest.approx(1 / (1 + (0.2 / 0.8) / (0.6 / 0.9)))
+    assert probs[0] > 0.5 and probs[1] < 0.05  # and nothing is made up from two "no"s
 
 
 def test_agreeing_streams_and_an_absent_stream():
@@ -114,3 +124,54 @@ def test_round_trip_and_refusal_of_bad_calibration():
         LateFusion.from_dict(bad)
     with pytest.raises(ValueError, match="malformed"):
         LateFusion.from_dict({"streams": {}})
+
+
+def test_frame_statistics_are_the_documented_functionals():
+    frames = np.array([[0.0, 10.0], [1.0, 10.0], [3.0, 10.0], [6.0, 10.0]])  # (T=4, D=2)
+    stats = frame_statistics(frames).reshape(len(STATISTICS), 2)  # (statistic, D)
+    named = dict(zip(STATISTICS, stats))
+    np.testing.assert_allclose(named["mean"], [2.5, 10.0])
+    np.testing.assert_allclose(named["std"], [np.std([0, 1, 3, 6]), 0.0])
+    np.testing.assert_allclose(named["p50"], [2.0, 10.0])
+    np.testing.assert_allclose(named["p90-p10"], named["p90"] - named["p10"])
+    np.testing.assert_allclose(named["mean |delta|"], [2.0, 0.0])  # changes 1, 2, 3
+    np.testing.assert_allclose(named["std delta"], [np.std([1, 2, 3]), 0.0])
+    single = frame_statistics(frames[:1]).reshape(len(STATISTICS), 2)
+    assert np.isfinite(single).all() and (single[STATISTICS.index("mean |delta|")] == 0).all()
+
+
+def voice_head() -> SummaryHead:
+    """Two classes (labels 0 and 2) separated by the mean of the first feature."""
+    f = len(STATISTICS) * 2
+    coef = np.zeros((2, f))
+    coef[0, 0], coef[1, 0] = 4.0, -4.0  # statistic "mean" of dimension 0
+    return SummaryHead(labels=[0, 2], mean=[0.0] * f, scale=[1.0] * f, coef=coef.tolist(), intercept=[0.0, 0.0],
+                       share=0.75)
+
+
+def test_summary_head_is_averaged_into_its_stream_only():
+    f = fusion()
+    f.heads["audio"] = voice_head()
+    net = np.array([0.2, 0.7, 0.6])
+    high = np.ones((5, 2))  # mean of dimension 0 = 1 -> class 0 (label 0) strongly
+    head = f.heads["audio"].probs(high)
+    assert head.sum() == pytest.approx(1.0) and head[0] > 0.99
+    out = f.stream_probs("audio", net, high)
+    np.testing.assert_allclose(out, [0.25 * 0.2 + 0.75 * head[0], 0.7, 0.25 * 0.6 + 0.75 * head[1]])
+    np.testing.assert_allclose(f.stream_probs("text", net, high), net)  # no head: the network as is
+    np.testing.assert_allclose(f.stream_probs("audio", net, None), net)  # no frames: the network as is
+    assert f.stream_probs("audio", net, -high)[2] > 0.75  # the other class
+
+
+def test_summary_head_round_trip_and_refusal():
+    f = fusion()
+    f.heads["audio"] = voice_head()
+    again = LateFusion.from_dict(f.to_dict())
+    np.testing.assert_allclose(again.stream_probs("audio", np.full(3, 0.5), np.ones((3, 2))),
+                               f.stream_probs("audio", np.full(3, 0.5), np.ones((3, 2))))
+    for field, value in (("labels", [0, 7]), ("scale", [0.0] * (len(STATISTICS) * 2)), ("intercept", [0.0]),
+                         ("share", 1.5)):
+        bad = f.to_dict()
+        bad["heads"]["audio"][field] = value
+        with pytest.raises(ValueError, match="summary head of stream 'audio'"):
+            LateFusion.from_dict(bad)

@@ -1,0 +1,79 @@
+"""Parts of the default-model recipe that decide what ships: the voice summary head and the
+feature cache's staleness check (recipes/default_model_training.py, recipes/default_model_features.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+
+import default_model_features as features  # noqa: E402
+from default_model_training import VOICE_HEAD_C_GRID, fit_voice_head  # noqa: E402
+
+from mmer_cli.stream_fusion import LateFusion  # noqa: E402
+
+
+def utterances(rng: np.random.Generator, labels: list[int], q: int = 7, d: int = 3):
+    """Frames (T, d) whose level in dimension `label % d` and spread encode the label; one-hot (N, q)."""
+    frames, onehot = [], np.zeros((len(labels), q), np.float32)
+    for i, label in enumerate(labels):
+        x = rng.normal(0.0, 1.0 + label % 2, size=(int(rng.integers(20, 60)), d))
+        x[:, label % d] += 3.0 * (1 + label // d)
+        frames.append(x.astype(np.float32))
+        onehot[i, label] = 1
+    return frames, onehot
+
+
+def test_voice_head_learns_from_utterance_statistics():
+    rng = np.random.default_rng(0)
+    classes = [0, 1, 2, 3, 4, 5]
+    train, train_y = utterances(rng, classes * 20)
+    valid, valid_y = utterances(rng, classes * 5)
+    test, test_y = utterances(rng, classes * 5)
+    head, selection = fit_voice_head(train, train_y, valid, valid_y)
+    assert sorted(head.labels) == classes and head.labels == sorted(head.labels)
+    assert selection["selected_c"] in VOICE_HEAD_C_GRID and "validation" in head.basis
+    predicted = [head.labels[int(np.argmax(head.probs(x)))] for x in test]
+    assert np.mean(np.array(predicted) == test_y.argmax(1)) > 0.9
+    fusion = LateFusion({}, [0.5] * 7, heads={"audio": head})  # survives the checkpoint's JSON
+    again = LateFusion.from_dict(json.loads(json.dumps(fusion.to_dict())))
+    np.testing.assert_allclose(again.heads["audio"].probs(test[0]), head.probs(test[0]))
+
+
+class _Spec:
+    def __init__(self, text_version: str):
+        from mmer_core.feature_spec import ModalitySpec
+
+        self.text = ModalitySpec("bert-wordpiece:x", 384, None, text_version)
+        self.audio = ModalitySpec("egemaps", 25, 25.0, "a1")
+        self.visual = ModalitySpec("faces", 29, 5.0, "v1")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    for files in features.FEATURE_FILES.values():
+        for name in files:
+            (tmp_path / name).write_bytes(b"x")
+    return tmp_path
+
+
+def test_cached_features_of_a_changed_extractor_are_dropped(cache, monkeypatch):
+    monkeypatch.setattr(features, "default_feature_spec", lambda: _Spec("t1"))
+    features.drop_stale_features(cache)  # no record yet: every file's origin is unknown
+    assert not any((cache / n).exists() for files in features.FEATURE_FILES.values() for n in files)
+    for files in features.FEATURE_FILES.values():
+        for name in files:
+            (cache / name).write_bytes(b"x")
+    features.drop_stale_features(cache)  # same spec: nothing to do
+    assert all((cache / n).exists() for files in features.FEATURE_FILES.values() for n in files)
+    monkeypatch.setattr(features, "default_feature_spec", lambda: _Spec("t2"))  # new text layers
+    features.drop_stale_features(cache)
+    assert not any((cache / n).exists() for n in features.FEATURE_FILES["text"])
+    assert all((cache / n).exists() for m in ("audio", "visual") for n in features.FEATURE_FILES[m])
+    assert json.loads((cache / "feature_spec.json").read_text())["text"][2] == "t2"
