@@ -3,8 +3,11 @@
 35 clearly emotional English sentences written for this check (recipes/spoken_emotion_sentences.tsv,
 5 per label, not taken from any published set) are spoken by espeak-ng (en-us voice, neutral
 prosody: espeak does not act emotions) and laid over a real face clip (default: the first seconds
-of ../shared/media/WolfgangLanger_Pexels.mp4, a man talking, whose expression the FER2013 network
-mostly reads as happy). Every clip goes through the `mmer analyze` CLI in three conditions:
+of ../shared/media/WolfgangLanger_Pexels.mp4, the only real face video here: a woman crying, whose
+frames the FER2013 expression network reads as sad, happy or fear in turn). The face therefore shows
+sadness whatever the sentence says: with the face present, "sad" next to the sentence's emotion is a
+correct multi-label answer, and a neutral sentence cannot come out neutral (neutral means no channel
+shows an emotion). Every clip goes through the `mmer analyze` CLI in three conditions:
 
 - face + voice + words: the video with the spoken sentence (words from speech recognition);
 - voice removed:       the video without audio, words given with --transcript;

@@ -63,6 +63,11 @@ def test_late_fusion_is_calibrated_on_held_out_data(name):
     assert visual.reliability == min(text.reliability, audio.reliability) and "prior" in visual.basis
     assert all(0.1 < c.temperature < 10 for c in (text, audio))
     assert len(fusion.thresholds) == len(LABELS) and all(0.0 < t < 1.0 for t in fusion.thresholds)
+    # The voice is mixed with its summary head over the six labels EmoDB has; the network keeps a share.
+    assert set(fusion.heads) == {"audio"}
+    head = fusion.heads["audio"]
+    assert sorted(head.labels) == sorted(LABELS.index(n) for n in LABELS if n != "surprise")
+    assert 0.5 <= head.share < 1.0 and "validation" in head.basis
 
 
 @pytest.mark.parametrize("name", NAMES)
