@@ -77,6 +77,7 @@ MODEL_OVERRIDES: dict[str, dict] = {
                  warmup_ratio=0.1, early_stop_patience=2),
     # LAMB costs ~5x LDDU per sample on CPU: fewer MC-dropout passes (5, paper 20) and fewer samples.
     "lamb": dict(mc_samples=5, lr=3e-3, batch_size=128, epochs=8, scheduler="plateau", plateau_patience=2,
+                 decoder_residual=True,
                  early_stop_patience=3),
 }
 MIXTURES: dict[str, MixtureSettings] = {"lddu": MixtureSettings(epoch_samples=15000),
