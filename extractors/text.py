@@ -9,6 +9,7 @@ used exactly as found. Loaded with local files only: nothing is ever downloaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -51,12 +52,17 @@ class EncoderInfo:
     def version(self) -> str:
         if self.tuned_layers is None:
             return self.config_hash
-        digest = hashlib.sha256(self.tuned_layers.read_bytes()).hexdigest()[:12]
-        return f"{self.config_hash}+tuned-{digest}"
+        return f"{self.config_hash}+tuned-{_file_digest(self.tuned_layers)}"
 
     @property
     def identity(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path) -> str:
+    """First 12 hex of the sha256 of a file's bytes (read once per process)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def encoder_info(setting: str | None) -> EncoderInfo:

@@ -342,9 +342,9 @@ class Analyzer:
                      windows: list[FeatureSet]) -> list[ModalityEvidence]:
         """For each span, what each stream alone says: the network run with only that stream
         present (both registered networks accept any subset of streams), with a late-fusion
-        checkpoint's summary head of that stream averaged in (`LateFusion.stream_probs`). A stream absent from the
-        span (`windows`: `span_windows(features, spans)`), or one the checkpoint was not trained
-        on, gets None."""
+        checkpoint's summary head of that stream mixed in (`LateFusion.stream_probs`). A stream
+        absent from the span (`windows`: `span_windows(features, spans)`), or one the checkpoint
+        was not trained on, gets None."""
         evidence: list[ModalityEvidence] = [{} for _ in spans]
         for m in MODALITIES:
             present = [w.present(m) for w in windows]
