@@ -110,7 +110,7 @@ class SummaryHead:
 
     labels: the label index of each of its C classes; mean, scale (F,): standardisation of the
     F = len(STATISTICS) * D statistics; coef (C, F), intercept (C,): the class logits;
-    share: h in [0, 1], the head's share of its stream's reading (`LateFusion.stream_probs`).
+    share: h in [0, 1], the head's share of its stream's reading (`mix`).
     """
 
     labels: list[int]
@@ -127,6 +127,13 @@ class SummaryHead:
         z = np.asarray(self.coef) @ x + np.asarray(self.intercept)
         z = np.exp(z - z.max())
         return z / z.sum()
+
+    def mix(self, network_probs: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """The network's single-stream probabilities (q,) for an input with frames (T, D), T >= 1,
+        mixed with this head: (1 - share) * network + share * head on the head's labels."""
+        probs = np.asarray(network_probs, dtype=np.float64).copy()
+        probs[self.labels] = (1 - self.share) * probs[self.labels] + self.share * self.probs(frames)
+        return probs
 
     def check(self, num_labels: int) -> None:
         """Raises ValueError when the arrays do not fit together or a label index is out of range."""
@@ -192,13 +199,12 @@ class LateFusion:
 
     def stream_probs(self, stream: str, network_probs: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
         """What `stream` says about one input: the network's single-stream probabilities (q,),
-        mixed with the stream's summary head (its `share`) on the head's labels when it has one
-        and the input's frames (T, D), T >= 1, are given (step 0 of the module docstring)."""
-        probs = np.asarray(network_probs, dtype=np.float64).copy()
+        mixed with the stream's summary head (`SummaryHead.mix`) when it has one and the input's
+        frames (T, D), T >= 1, are given (step 0 of the module docstring)."""
         head = self.heads.get(stream)
-        if head is not None and frames is not None and len(frames):
-            probs[head.labels] = (1 - head.share) * probs[head.labels] + head.share * head.probs(frames)
-        return probs
+        if head is None or frames is None or not len(frames):
+            return np.asarray(network_probs, dtype=np.float64).copy()
+        return head.mix(network_probs, frames)
 
     def calibrated_logits(self, stream: str, probs: np.ndarray) -> np.ndarray:
         """probs (..., q) of one stream -> temperature-scaled logits (..., q)."""

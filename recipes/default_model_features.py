@@ -95,6 +95,31 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def comment_piece_ids(tokenizer, text: str, window: int) -> list[int]:
+    """A comment's word-piece ids as the pipeline tokenises a transcript of it (words from
+    `spread_words`, no [CLS]/[SEP]), cut to one encoder window of `window` pieces."""
+    from extractors.speech import spread_words
+
+    words = spread_words(text, 0.0, 1.0)  # times are irrelevant for the features
+    if not words:
+        return []
+    pieces = tokenizer([w.text for w in words], add_special_tokens=False)["input_ids"]
+    return [i for word in pieces for i in word][:window]
+
+
+def wordpiece_batch(tokenizer, rows: list[list[int]]):
+    """`[CLS] ids [SEP]` of each row, padded: token ids (B, L) and attention mask (B, L), int64."""
+    import torch
+
+    longest = max(len(r) for r in rows) + 2
+    input_ids = torch.full((len(rows), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for k, row in enumerate(rows):
+        input_ids[k, :len(row) + 2] = torch.tensor([tokenizer.cls_token_id, *row, tokenizer.sep_token_id])
+        mask[k, :len(row) + 2] = 1
+    return input_ids, mask
+
+
 class CommentEmbedder:
     """The pipeline's text encoder applied to whole comments, many per forward pass."""
 
@@ -103,32 +128,18 @@ class CommentEmbedder:
 
         self.encoder = TextEncoder(encoder_info(settings.text_encoder), settings.device)
 
-    def _piece_ids(self, text: str) -> list[int]:
-        from extractors.speech import spread_words
-
-        words = spread_words(text, 0.0, 1.0)  # times are irrelevant for the features
-        if not words:
-            return []
-        pieces = self.encoder.tokenizer([w.text for w in words], add_special_tokens=False)["input_ids"]
-        return [i for word in pieces for i in word][: self.encoder.window]  # one window (<= 510 pieces)
-
     def embed(self, texts: list[str]) -> list[np.ndarray]:
         """Texts -> one (T_i, D) float32 array each (one vector per word-piece, [CLS]/[SEP] dropped)."""
         import torch
 
         tok = self.encoder.tokenizer
-        ids = [self._piece_ids(t) for t in texts]
+        ids = [comment_piece_ids(tok, t, self.encoder.window) for t in texts]
         out: list[np.ndarray | None] = [None] * len(texts)
         order = np.argsort([len(i) for i in ids], kind="stable")
         with torch.inference_mode():
             for b in range(0, len(order), TEXT_BATCH):
                 rows = order[b:b + TEXT_BATCH]
-                longest = max(len(ids[i]) for i in rows) + 2
-                input_ids = torch.full((len(rows), longest), tok.pad_token_id or 0, dtype=torch.long)
-                mask = torch.zeros((len(rows), longest), dtype=torch.long)
-                for r, i in enumerate(rows):
-                    input_ids[r, :len(ids[i]) + 2] = torch.tensor([tok.cls_token_id, *ids[i], tok.sep_token_id])
-                    mask[r, :len(ids[i]) + 2] = 1
+                input_ids, mask = wordpiece_batch(tok, [ids[i] for i in rows])
                 hidden = self.encoder.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, L, D)
                 for r, i in enumerate(rows):
                     out[i] = hidden[r, 1:len(ids[i]) + 1].float().numpy()

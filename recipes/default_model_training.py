@@ -329,15 +329,14 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
     valid_frames = [emodb.audio.get(int(j)) for _, j in valid_audio.items]
     head, head_selection = fit_voice_head(train_frames, emodb.labels[train_audio.audio_rows], valid_frames,
                                           valid_audio.labels)
-    ensemble = LateFusion({}, [], heads={"audio": head})
-    share_ua = {}
+    mixed, share_ua = {}, {}  # share -> the mixed validation readings (N, q) and their UA
     for share in VOICE_HEAD_SHARES:
         head.share = share
-        mixed = np.stack([ensemble.stream_probs("audio", p, x) for p, x in zip(audio_probs, valid_frames)])
-        share_ua[share] = speech_scores(mixed, valid_audio.labels)["unweighted_accuracy"]
+        mixed[share] = np.stack([head.mix(p, x) for p, x in zip(audio_probs, valid_frames)])
+        share_ua[share] = speech_scores(mixed[share], valid_audio.labels)["unweighted_accuracy"]
     head.share = max(VOICE_HEAD_SHARES, key=lambda h: (share_ua[h], -h))  # ties -> more of the network
     head.basis += f"; share {head.share} by UA of the mixed reading on the same validation utterances"
-    audio_probs = np.stack([ensemble.stream_probs("audio", p, x) for p, x in zip(audio_probs, valid_frames)])
+    audio_probs = mixed[head.share]
     text = StreamCalibration(fit_temperature(text_probs, valid_text.labels),
                              discrimination(text_probs, valid_text.labels),
                              f"{valid_text.name}: {len(valid_text.labels)} GoEmotions dev comments, text only")
@@ -375,7 +374,8 @@ class TrainOutcome:
     seconds: float
 
 
-def _macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> float:
+def macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds) -> float:
+    """Macro-F1 over LABEL_NAMES of probs (N, q) decided at per-label `thresholds` (q,), labels (N, q)."""
     from mmer_cli.metrics import multilabel_metrics
 
     pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
@@ -407,7 +407,7 @@ class _MixtureHooks(TrainerHooks):
         all_probs = np.concatenate([probs[s.name] for s in sets])
         all_labels = np.concatenate([s.labels for s in sets])
         thresholds = tune_label_thresholds(all_probs, all_labels.astype(np.int64))
-        text_f1 = _macro_f1_at(probs[self.valid_text.name], self.valid_text.labels, thresholds)
+        text_f1 = macro_f1_at(probs[self.valid_text.name], self.valid_text.labels, thresholds)
         speech = speech_scores(probs[self.valid_audio.name], self.valid_audio.labels)
         visual_probs = predict_probs(self.model, self.valid_visual.dataset(), 256, device)[0]
         visual_acc = float(np.mean(visual_probs.argmax(1) == self.valid_visual.labels.argmax(1)))

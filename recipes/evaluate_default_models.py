@@ -73,7 +73,7 @@ def fused(fusion: LateFusion, readings: dict[str, np.ndarray]) -> tuple[np.ndarr
 
 def voice_readings(fusion: LateFusion, probs: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
     """The voice stream's reading as `mmer analyze` forms it: the network's audio-only probabilities
-    (N, q) with the checkpoint's summary head averaged in (`LateFusion.stream_probs`), frames (T_i, D)."""
+    (N, q) with the checkpoint's summary head mixed in (`LateFusion.stream_probs`), frames (T_i, D)."""
     return np.stack([fusion.stream_probs("audio", p, x) for p, x in zip(probs, frames)])
 
 

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from default_model_features import LABEL_NAMES, read_goemotions
+from default_model_features import LABEL_NAMES, comment_piece_ids, read_goemotions, wordpiece_batch
+from default_model_training import macro_f1_at
 from provenance import REPO_ROOT, SHARED_DATA, provenance, write_result
 
 FROZEN_LAYERS = 4
@@ -43,29 +44,6 @@ WEIGHT_DECAY = 0.01
 SEED = 0
 THREADS = 2
 OUT = REPO_ROOT / "extractors" / "weights" / "minilm_emotion_top.safetensors"
-
-
-def piece_ids(tokenizer, texts: list[str], window: int) -> list[list[int]]:
-    """[CLS] word-pieces [SEP] of each text, split into words as a transcript is (the pipeline's way)."""
-    from extractors.speech import spread_words
-
-    out = []
-    for text in texts:
-        words = spread_words(text, 0.0, 1.0)
-        pieces = tokenizer([w.text for w in words], add_special_tokens=False)["input_ids"] if words else []
-        ids = [i for word in pieces for i in word][:window]
-        out.append([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id])
-    return out
-
-
-def padded(ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(len(i) for i in ids)
-    input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for r, row in enumerate(ids):
-        input_ids[r, :len(row)] = torch.tensor(row)
-        mask[r, :len(row)] = 1
-    return input_ids, mask
 
 
 def run_layers(layers, config, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -81,17 +59,18 @@ def run_layers(layers, config, hidden: torch.Tensor, mask: torch.Tensor) -> torc
 
 
 @torch.inference_mode()
-def frozen_states(model, ids: list[list[int]], pad: int) -> list[np.ndarray]:
-    """Hidden states after the embeddings and the first FROZEN_LAYERS layers: (L_i, D) float16 each."""
+def frozen_states(model, tokenizer, ids: list[list[int]]) -> list[np.ndarray]:
+    """Hidden states of `[CLS] ids [SEP]` after the embeddings and the first FROZEN_LAYERS layers:
+    (L_i + 2, D) float16 each."""
     out: list[np.ndarray | None] = [None] * len(ids)
     order = np.argsort([len(i) for i in ids], kind="stable")
     for b in range(0, len(order), 128):
         rows = order[b:b + 128]
-        input_ids, mask = padded([ids[i] for i in rows], pad)
+        input_ids, mask = wordpiece_batch(tokenizer, [ids[i] for i in rows])
         hidden = run_layers(model.encoder.layer[:FROZEN_LAYERS], model.config, model.embeddings(input_ids=input_ids),
                             mask)
         for r, i in enumerate(rows):
-            out[i] = hidden[r, :len(ids[i])].numpy().astype(np.float16)
+            out[i] = hidden[r, :len(ids[i]) + 2].numpy().astype(np.float16)
     return out  # type: ignore[return-value]
 
 
@@ -137,13 +116,6 @@ def predict(net: TopAndHead, states: list[np.ndarray]) -> np.ndarray:
     return probs
 
 
-def macro_f1(probs: np.ndarray, labels: np.ndarray, thresholds) -> float:
-    from mmer_cli.metrics import multilabel_metrics
-
-    return multilabel_metrics(labels.astype(np.int64), (probs >= np.asarray(thresholds)).astype(np.int64),
-                              LABEL_NAMES).macro_f1
-
-
 def main() -> None:
     from safetensors.torch import save_file
 
@@ -165,7 +137,7 @@ def main() -> None:
     for split in ("train", "valid", "test"):
         texts, labels, _ = read_goemotions(go, split)
         t0 = time.perf_counter()
-        states = frozen_states(base, piece_ids(tok, texts, encoder.window), tok.pad_token_id or 0)
+        states = frozen_states(base, tok, [comment_piece_ids(tok, t, encoder.window) for t in texts])
         splits[split] = (states, labels.astype(np.float32))
         print(f"{split}: {len(texts)} comments, frozen layers {time.perf_counter() - t0:.0f} s", flush=True)
     net = TopAndHead(base, len(LABEL_NAMES))
@@ -199,7 +171,7 @@ def main() -> None:
             total += float(loss.detach()) * len(rows)
         dev_probs = predict(net, splits["valid"][0])
         thresholds = tune_label_thresholds(dev_probs, splits["valid"][1].astype(np.int64))
-        dev_f1 = macro_f1(dev_probs, splits["valid"][1], thresholds)
+        dev_f1 = macro_f1_at(dev_probs, splits["valid"][1], thresholds)
         record = {"epoch": epoch, "train_loss": total / len(train_states), "dev_macro_f1": dev_f1,
                   "seconds": round(time.perf_counter() - t0, 1)}
         history.append(record)
@@ -208,7 +180,7 @@ def main() -> None:
             best = (dev_f1, epoch, copy.deepcopy(net.state_dict()), thresholds)
     net.load_state_dict(best[2])
     test_probs = predict(net, splits["test"][0])
-    test_f1 = macro_f1(test_probs, splits["test"][1], best[3])
+    test_f1 = macro_f1_at(test_probs, splits["test"][1], best[3])
     layers = {f"encoder.layer.{FROZEN_LAYERS + i}.{k}": v.detach().half().contiguous()
               for i, layer in enumerate(net.layers) for k, v in layer.state_dict().items()}
     OUT.parent.mkdir(parents=True, exist_ok=True)
