@@ -1,4 +1,4 @@
-"""Speed and memory of `mmer analyze` (library `mmer_cli.analysis.Analyzer`) on real clips.
+"""Speed and memory of `mmer analyze` (library `mmer.analysis.Analyzer`) on real clips.
 
     python benchmarks/analyze_speed.py                       # tiny random checkpoint unless a shipped default exists
     python benchmarks/analyze_speed.py --model path/to/checkpoint.safetensors --threads 2
@@ -37,7 +37,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from mmer_cli.provenance import cpu_model, git_description, logical_cpus, memory_gb, peak_rss_mib  # noqa: E402
+from mmer.provenance import cpu_model, git_description, logical_cpus, memory_gb, peak_rss_mib  # noqa: E402
 
 SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
 SAMPLE = REPO_ROOT / "samples" / "sample_joy.mp4"
@@ -64,7 +64,7 @@ def child_cold(args) -> dict:
     """Import, build the analyzer, analyse one clip; all timed from this process's start."""
     sys.path.insert(0, str(REPO_ROOT))
     started, started_epoch = time.perf_counter(), time.time()
-    from mmer_cli.analysis import AnalyzeOptions, Analyzer
+    from mmer.analysis import AnalyzeOptions, Analyzer
 
     imported = time.perf_counter()
     analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False,
@@ -88,7 +88,7 @@ def child_cold(args) -> dict:
 def child_warm(args) -> dict:
     """One analyzer; an untimed pass over every clip, then `repeats` timed passes."""
     sys.path.insert(0, str(REPO_ROOT))
-    from mmer_cli.analysis import AnalyzeOptions, Analyzer
+    from mmer.analysis import AnalyzeOptions, Analyzer
 
     analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False,
                                        precision=args.precision))
@@ -114,7 +114,7 @@ def child_workers(args) -> dict:
     """`analyze` over every clip with `--workers` processes (feature cache off): wall seconds from
     the call to the last result, files per minute, and whether every clip gave a result."""
     sys.path.insert(0, str(REPO_ROOT))
-    from mmer_cli.analysis import AnalyzeOptions, ClipResult, analyze
+    from mmer.analysis import AnalyzeOptions, ClipResult, analyze
 
     clips = [Path(c) for c in args.clips]
     start = time.perf_counter()
@@ -132,7 +132,7 @@ def child_rss_path(args) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
-    from extractors.media import MediaReader, probe_media
+    from mmer.extractors.media import MediaReader, probe_media
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,14 +140,14 @@ def child_rss_path(args) -> dict:
     video = args.child == "rss-video"
     reader = MediaReader(info, 5.0, 320, 16)
     if video:
-        from extractors.face import FaceDetector
+        from mmer.extractors.face import FaceDetector
 
         detector = FaceDetector(args.device)
         for batch in reader.frame_batches():
             detector.detect(batch.frames)
     else:
-        from extractors.acoustic import AcousticExtractor
-        from extractors.speech import SpeechRecognizer, asr_model_dir
+        from mmer.extractors.acoustic import AcousticExtractor
+        from mmer.extractors.speech import SpeechRecognizer, asr_model_dir
 
         for _ in reader.frame_batches():
             pass
@@ -162,8 +162,8 @@ def child_network(args) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
     import numpy as np
 
-    from extractors.featureset import FeatureSet
-    from mmer_cli.analysis import AnalyzeOptions, Analyzer
+    from mmer.extractors.featureset import FeatureSet
+    from mmer.analysis import AnalyzeOptions, Analyzer
 
     analyzer = Analyzer(AnalyzeOptions(model=args.model, device=args.device, threads=args.threads, use_cache=False,
                                        precision=args.precision))
@@ -183,9 +183,9 @@ def child_network(args) -> dict:
 def registry_checkpoints(workdir: Path) -> dict[str, Path]:
     """A random-weight checkpoint of every registered model at its DEFAULT (paper) config."""
     sys.path.insert(0, str(REPO_ROOT))
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
-    from models.checkpoint import save_checkpoint
-    from models.registry import build_model, get_entry, model_names
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.models.checkpoint import save_checkpoint
+    from mmer.models.registry import build_model, get_entry, model_names
 
     spec = feature_spec_for(ExtractionSettings())
     out = {}
@@ -227,12 +227,12 @@ def stand_in_checkpoint(path: Path, shipped: Path) -> tuple[Path, str]:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
-    from mmer_cli.stream_fusion import LateFusion, StreamCalibration
-    from models.checkpoint import save_checkpoint
-    from models.config import config_from_dict
-    from mmer_core.feature_spec import MODALITIES
-    from models.registry import build_model, get_entry
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.stream_fusion import LateFusion, StreamCalibration
+    from mmer.models.checkpoint import save_checkpoint
+    from mmer.models.config import config_from_dict
+    from mmer.core.feature_spec import MODALITIES
+    from mmer.models.registry import build_model, get_entry
 
     spec = feature_spec_for(ExtractionSettings())
     entry = get_entry("lddu")
@@ -255,13 +255,13 @@ def stand_in_checkpoint(path: Path, shipped: Path) -> tuple[Path, str]:
 def resolve_model(requested: str | None, workdir: Path) -> tuple[str, str]:
     """(checkpoint path, description)."""
     sys.path.insert(0, str(REPO_ROOT))
-    from mmer_cli.analysis import DEFAULT_MODEL, WEIGHTS_DIR
+    from mmer.analysis import DEFAULT_MODEL, WEIGHTS_DIR
 
     if requested:
         return requested, f"user-supplied checkpoint {requested}"
-    from models.checkpoint import CheckpointError, load_checkpoint
+    from mmer.models.checkpoint import CheckpointError, load_checkpoint
 
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
 
     shipped = WEIGHTS_DIR / f"{DEFAULT_MODEL}_default.safetensors"
     why = "no shipped default installed"

@@ -41,7 +41,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from mmer_cli.provenance import cpu_model, git_description, peak_rss_mib, rss_mib  # noqa: E402
+from mmer.provenance import cpu_model, git_description, peak_rss_mib, rss_mib  # noqa: E402
 
 MOSEI_TRAIN_SAMPLES = 16_326
 MOSEI_VALID_SAMPLES = 1_871
@@ -62,7 +62,7 @@ PROFILE_TOP_OPS = 10
 
 def _train_step(model, optimizer, batches, device, grad_clip: float, label=None, amp=None, scaler=None) -> None:
     """One optimisation step as the trainer runs it; `label(name)` wraps each phase (profiling).
-    amp: a mmer_cli.runtime.Precision (None = fp32); scaler: its fp16 GradScaler (or None)."""
+    amp: a mmer.runtime.Precision (None = fp32); scaler: its fp16 GradScaler (or None)."""
     import contextlib
 
     import torch
@@ -118,10 +118,10 @@ def run_case(model_name: str, shape: str, threads: int, device_choice: str, warm
     import torch
     from torch.utils.data import DataLoader
 
-    from mmer_cli.datasets.base import MultimodalDataset, collate
-    from mmer_cli.optimization import build_optimizer
-    from mmer_cli.runtime import resolve_device, resolve_precision
-    from models.registry import build_model, get_entry
+    from mmer.datasets.base import MultimodalDataset, collate
+    from mmer.optimization import build_optimizer
+    from mmer.runtime import resolve_device, resolve_precision
+    from mmer.models.registry import build_model, get_entry
 
     torch.set_num_threads(threads)
     device = resolve_device(device_choice)
@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    from mmer_cli.runtime import resolve_device
-    from models.registry import model_names
+    from mmer.runtime import resolve_device
+    from mmer.models.registry import model_names
 
     device = resolve_device(args.device).type
     models = args.models or model_names()

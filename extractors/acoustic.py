@@ -20,8 +20,8 @@ from importlib import metadata
 
 import numpy as np
 
-from extractors.errors import ExtractionError
-from extractors.media import AUDIO_RATE_HZ
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.media import AUDIO_RATE_HZ
 
 ACOUSTIC_RATE_HZ = 25.0
 """Frames per second of every acoustic feature sequence."""

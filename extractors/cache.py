@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.featureset import FeatureSet, ModalityStats, Word
-from mmer_core.atomic_file import replacing
-from mmer_core.feature_spec import MODALITIES, FeatureSpec
+from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
+from mmer.core.atomic_file import replacing
+from mmer.core.feature_spec import MODALITIES, FeatureSpec
 
 CACHE_FORMAT = 2
 """2: word times (`words`) added. Bumped when the entry layout changes; older entries are then ignored."""

@@ -1,6 +1,6 @@
 """Errors raised while turning a media file into features; messages are one line, for the user."""
 
-from mmer_core.errors import MmerError
+from mmer.core.errors import MmerError
 
 
 class ExtractionError(MmerError, ValueError):

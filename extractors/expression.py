@@ -39,7 +39,7 @@ WEIGHTS_FILE = "expression_mini_xception.safetensors"
 
 def weights_path() -> Path:
     """The packaged weights file (extractors/weights/)."""
-    return Path(str(resources.files("extractors") / "weights" / WEIGHTS_FILE))
+    return Path(str(resources.files("mmer.extractors") / "weights" / WEIGHTS_FILE))
 
 
 class SeparableConv(nn.Module):

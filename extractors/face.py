@@ -4,7 +4,7 @@ Per sampled frame we keep one face (see `FaceTrack`) and describe it by `VISUAL_
 (29 values): 22 of geometry (detection probability, the box normalised by the frame size, the
 five MTCNN landmarks normalised to the box, seven derived geometry values; `face_vector`) and the
 7 expression probabilities the FER2013 mini-Xception reads from the face crop
-(`extractors.expression`; `EXPRESSION_FEATURE_NAMES`).
+(`mmer.extractors.expression`; `EXPRESSION_FEATURE_NAMES`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from extractors.expression import EXPRESSION_LABELS
-from extractors.nms import batched_nms, box_overlap
+from mmer.extractors.expression import EXPRESSION_LABELS
+from mmer.extractors.nms import batched_nms, box_overlap
 
 MIN_FACE_PX = 20
 """Smallest face side searched, in pixels of the downscaled frame."""
@@ -88,7 +88,7 @@ def _torchvision_stand_ins() -> Iterator[None]:
 
     facenet_pytorch/models/utils/detect_face.py runs, at import time,
     `from torchvision.transforms import functional as F` (used only by `extract_face`, which we
-    never call) and `from torchvision.ops.boxes import batched_nms` (bound to our `extractors.nms`).
+    never call) and `from torchvision.ops.boxes import batched_nms` (bound to our `mmer.extractors.nms`).
     The stand-ins leave `sys.modules` again afterwards so no other library (e.g. transformers,
     which probes for torchvision) ever sees a fake torchvision; the pipeline builds its models one
     at a time in one thread so no other import runs meanwhile.

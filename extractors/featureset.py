@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmer_core.feature_spec import MODALITIES, FeatureSpec
+from mmer.core.feature_spec import MODALITIES, FeatureSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from extractors.errors import ExtractionError
+from mmer.extractors.errors import ExtractionError
 
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".flv")
 AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".flac", ".m4a")

@@ -25,17 +25,17 @@ from typing import Callable
 
 import numpy as np
 
-from extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
-from extractors.cache import FeatureCache, file_sha256
-from extractors.errors import ExtractionError
-from extractors.featureset import FeatureSet, ModalityStats
-from extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
+from mmer.extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
+from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.featureset import FeatureSet, ModalityStats
+from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
                               MediaInfo, MediaReader, check_readable, probe_media)
-from extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
+from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
                                read_transcript)
-from extractors.text import TextEncoder, encoder_info
-from extractors.voice_activity import VAD_VERSION, inside, speech_spans, spoken_seconds
-from mmer_core.feature_spec import FeatureSpec, ModalitySpec
+from mmer.extractors.text import TextEncoder, encoder_info
+from mmer.extractors.voice_activity import VAD_VERSION, inside, speech_spans, spoken_seconds
+from mmer.core.feature_spec import FeatureSpec, ModalitySpec
 
 __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
            "MEDIA_SUFFIXES", "VIDEO_SUFFIXES", "AUDIO_SUFFIXES", "ExtractionError"]
@@ -91,8 +91,8 @@ def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     _check_settings(settings)
     encoder = encoder_info(settings.text_encoder)
     audio = acoustic_set(settings.acoustic)
-    from extractors.expression import weights_metadata
-    from extractors.face import VISUAL_DIM, VISUAL_LAYOUT_VERSION
+    from mmer.extractors.expression import weights_metadata
+    from mmer.extractors.face import VISUAL_DIM, VISUAL_LAYOUT_VERSION
 
     expression = weights_metadata()["source"]["sha256"][:12]  # which expression weights read the faces
     return FeatureSpec(
@@ -257,7 +257,7 @@ class FeatureExtractor:
         """Decode the file once; detect and track faces batch by batch as frames arrive, and read
         the tracked face's expression (one network pass per batch).
         Returns the reader (with audio), visual (T, VISUAL_DIM) float32, times (T,), frames with a face."""
-        from extractors.face import VISUAL_DIM, FaceTrack, face_vector
+        from mmer.extractors.face import VISUAL_DIM, FaceTrack, face_vector
 
         reader = MediaReader(info, self.settings.fps, self.settings.max_side_px, FRAMES_PER_BATCH,
                              threads=_torch_threads())
@@ -395,13 +395,13 @@ def _voice_activity_detector():
 
 
 def _face_detector(device: str):
-    from extractors.face import FaceDetector
+    from mmer.extractors.face import FaceDetector
 
     return FaceDetector(device)
 
 
 def _expression_reader(device: str):
-    from extractors.expression import ExpressionReader
+    from mmer.extractors.expression import ExpressionReader
 
     return ExpressionReader(device)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.cache import file_sha256
-from extractors.errors import ExtractionError
-from extractors.featureset import Word
-from extractors.media import AUDIO_RATE_HZ
+from mmer.extractors.cache import file_sha256
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.featureset import Word
+from mmer.extractors.media import AUDIO_RATE_HZ
 
 TRANSCRIPT_SUFFIXES = (".txt", ".srt", ".vtt")
 ASR_BEAM_SIZE = 1

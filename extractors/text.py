@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.errors import ExtractionError
-from extractors.speech import Word
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.speech import Word
 
 PACKAGED_ENCODER_NAME = "all-MiniLM-L6-v2"
 TUNED_TOP_LAYERS = Path(__file__).resolve().parent / "weights" / "minilm_emotion_top.safetensors"

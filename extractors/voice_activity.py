@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from extractors.media import AUDIO_RATE_HZ
+from mmer.extractors.media import AUDIO_RATE_HZ
 
 SPEECH_THRESHOLD = 0.5
 """Silero speech probability at or above which a 32 ms chunk is speech (its default)."""

@@ -1,5 +1,5 @@
-"""mmer: multimodal multi-label emotion recognition from raw video (face, voice, words)."""
+"""`mmer.cli`: the Typer app (`app.py`) and its commands (`commands/`).
 
-from mmer_core import __version__
-
-__all__ = ["__version__"]
+Commands parse options, call one library function and render its typed result; no library code
+imports this package (docs/architecture.md).
+"""

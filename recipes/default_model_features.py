@@ -2,13 +2,13 @@
 settings `mmer analyze` uses (`ExtractionSettings()`), cached as compact arrays outside the repo.
 
 - GoEmotions-Ekman comments are the transcripts: each comment is split into words exactly as a
-  transcript file is (`extractors.speech.spread_words`) and embedded with the pipeline's text
-  encoder (`extractors.text.TextEncoder`, packaged all-MiniLM-L6-v2): one 384-d vector per
+  transcript file is (`mmer.extractors.speech.spread_words`) and embedded with the pipeline's text
+  encoder (`mmer.extractors.text.TextEncoder`, packaged all-MiniLM-L6-v2): one 384-d vector per
   word-piece. Comments are batched (padding is masked by the encoder's attention mask), which gives
   the same vectors as `TextEncoder.encode` on one comment (checked: max difference 0.0 on the
   comments tried; `check_text_equivalence` re-checks a few on every run).
-- EmoDB utterances go through the pipeline's decoding (`extractors.media`: PyAV, resampled to
-  16 kHz mono float32) and acoustic path (`extractors.acoustic.AcousticExtractor("egemaps")`):
+- EmoDB utterances go through the pipeline's decoding (`mmer.extractors.media`: PyAV, resampled to
+  16 kHz mono float32) and acoustic path (`mmer.extractors.acoustic.AcousticExtractor("egemaps")`):
   (T, 25) eGeMAPS low-level descriptors at 25 Hz.
 
 - Face geometry pool: the real faces of the shared media clips (`../shared/media`, unlabelled)
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.pipeline import ExtractionSettings, feature_spec_for
-from mmer_core.atomic_file import replacing
+from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+from mmer.core.atomic_file import replacing
 
 LABEL_NAMES: list[str] = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 """mmer's default label order; GoEmotions-Ekman's label ids are already in this order."""
@@ -98,7 +98,7 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 def comment_piece_ids(tokenizer, text: str, window: int) -> list[int]:
     """A comment's word-piece ids as the pipeline tokenises a transcript of it (words from
     `spread_words`, no [CLS]/[SEP]), cut to one encoder window of `window` pieces."""
-    from extractors.speech import spread_words
+    from mmer.extractors.speech import spread_words
 
     words = spread_words(text, 0.0, 1.0)  # times are irrelevant for the features
     if not words:
@@ -124,7 +124,7 @@ class CommentEmbedder:
     """The pipeline's text encoder applied to whole comments, many per forward pass."""
 
     def __init__(self, settings: ExtractionSettings):
-        from extractors.text import TextEncoder, encoder_info
+        from mmer.extractors.text import TextEncoder, encoder_info
 
         self.encoder = TextEncoder(encoder_info(settings.text_encoder), settings.device)
 
@@ -148,7 +148,7 @@ class CommentEmbedder:
     def check_text_equivalence(self, texts: list[str], atol: float = 1e-4) -> float:
         """Max |difference| between `embed` and the pipeline's own `TextEncoder.encode` on `texts`;
         raises AssertionError above `atol`."""
-        from extractors.speech import spread_words
+        from mmer.extractors.speech import spread_words
 
         batched = self.embed(texts)
         worst = 0.0
@@ -200,8 +200,8 @@ def merge_goemotions_chunks(out: Path, split: str, chunks: list[str]) -> Path:
 def emodb_audio(path: Path, acoustic) -> np.ndarray:
     """(T, 25) acoustic features of the speech in one file, decoded, resampled and cut to speech
     exactly as the pipeline does (`speech_features`)."""
-    from extractors.media import MediaReader, probe_media
-    from extractors.pipeline import FRAMES_PER_BATCH, speech_features
+    from mmer.extractors.media import MediaReader, probe_media
+    from mmer.extractors.pipeline import FRAMES_PER_BATCH, speech_features
 
     settings = ExtractionSettings()
     info = probe_media(path)
@@ -214,7 +214,7 @@ def emodb_audio(path: Path, acoustic) -> np.ndarray:
 
 def extract_emodb(data: Path, out: Path, settings: ExtractionSettings) -> Path:
     """Acoustic features of every EmoDB utterance -> emodb.npz."""
-    from extractors.acoustic import AcousticExtractor
+    from mmer.extractors.acoustic import AcousticExtractor
 
     with (data / "labels.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -229,8 +229,8 @@ def extract_emodb(data: Path, out: Path, settings: ExtractionSettings) -> Path:
 
 def extract_faces(media: Path, out: Path) -> Path:
     """Visual features of every video in `media` with a face -> faces.npz (one sequence per clip)."""
-    from extractors.media import VIDEO_SUFFIXES
-    from extractors.pipeline import FeatureExtractor
+    from mmer.extractors.media import VIDEO_SUFFIXES
+    from mmer.extractors.pipeline import FeatureExtractor
 
     extractor = FeatureExtractor(ExtractionSettings(use_cache=False, transcript=None))
     seqs, clips = [], []

@@ -1,7 +1,7 @@
 """Training samples and the training loop of the default checkpoints (docs/corpora.md, "Default
 model training data").
 
-Why a loop here rather than `mmer_cli.training.train`: the library trains on a fixed train split
+Why a loop here rather than `mmer.training.train`: the library trains on a fixed train split
 read from a registered dataset (one .npz per sample for `--dataset cache`); the agreed design draws
 a fresh mixture every epoch (text-only / audio-only / label-paired text+audio with modality
 dropout), which a static split cannot express. The loop below reuses the library's pieces
@@ -22,7 +22,7 @@ Every epoch (`EpochMixture`) draws `epoch_samples` samples:
 The visual stream is absent (length 0, fully masked) in every sample but the visual-only ones.
 
 After training, `fit_fusion` measures each stream alone on held-out data and stores the
-calibration of the late fusion the application uses (mmer_cli/stream_fusion.py).
+calibration of the late fusion the application uses (mmer/stream_fusion.py).
 """
 
 from __future__ import annotations
@@ -34,16 +34,16 @@ import numpy as np
 import torch
 
 from default_model_features import LABEL_NAMES, EmoDBPart, GoEmotionsPart, TokenSequences
-from extractors.expression import EXPRESSION_LABELS
-from extractors.face import GEOMETRY_FEATURE_NAMES
-from mmer_cli.datasets.base import MultimodalDataset, Sample, collate
-from mmer_cli.evaluation import predict_probs
-from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
-from mmer_cli.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, SummaryHead, discrimination, fit_temperature,
+from mmer.extractors.expression import EXPRESSION_LABELS
+from mmer.extractors.face import GEOMETRY_FEATURE_NAMES
+from mmer.datasets.base import MultimodalDataset, Sample, collate
+from mmer.evaluation import predict_probs
+from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, SummaryHead, discrimination, fit_temperature,
                                     frame_statistics)
-from mmer_cli.thresholds import tune_label_thresholds
-from mmer_cli.trainer import EpochOutcome, Trainer, TrainerHooks
-from models.registry import build_model
+from mmer.thresholds import tune_label_thresholds
+from mmer.trainer import EpochOutcome, Trainer, TrainerHooks
+from mmer.models.registry import build_model
 
 NEUTRAL = LABEL_NAMES.index("neutral")
 SURPRISE = LABEL_NAMES.index("surprise")
@@ -314,7 +314,7 @@ def fit_voice_head(train: list[np.ndarray], train_labels: np.ndarray, valid: lis
 
 
 def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet, train_audio: Pools) -> LateFusion:
-    """Calibrate each stream alone on held-out data (mmer_cli/stream_fusion.py): the voice's
+    """Calibrate each stream alone on held-out data (mmer/stream_fusion.py): the voice's
     summary head (`fit_voice_head`) first, then temperature and
     reliability (2 * AUC - 1) of the words on `valid_text`, of the voice on `valid_audio` (over
     the six labels EmoDB has), the face by `FACE_PRIOR_BASIS`; the voice's domain from the
@@ -376,7 +376,7 @@ class TrainOutcome:
 
 def macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds) -> float:
     """Macro-F1 over LABEL_NAMES of probs (N, q) decided at per-label `thresholds` (q,), labels (N, q)."""
-    from mmer_cli.metrics import multilabel_metrics
+    from mmer.metrics import multilabel_metrics
 
     pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
     return multilabel_metrics(labels.astype(np.int64), pred, LABEL_NAMES).macro_f1

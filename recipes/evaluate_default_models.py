@@ -3,7 +3,7 @@
 - Text: the shipped models/weights/{lddu,lamb}_default.safetensors on the GoEmotions-Ekman official
   test split (5,427 comments), text-only input (audio and visual absent), at the per-label
   thresholds stored in each checkpoint (tuned on validation data only); macro-/micro-F1 from
-  `mmer_cli.metrics`, next to the TF-IDF + LR baseline (recipes/results/baseline_goemotions.json)
+  `mmer.metrics`, next to the TF-IDF + LR baseline (recipes/results/baseline_goemotions.json)
   and the external fine-tuned bert-base-cased (0.624 macro-F1, not measured here).
 - Speech: the LDDU and (where trained) LAMB fold models (<work>/folds/<model>_fold<k>.safetensors,
   written by recipes/train_default_models.py) on the EmoDB test speakers of their fold
@@ -13,7 +13,7 @@
 - Text + speech: synthetic pairs (docs/corpora.md) of GoEmotions test comments and each fold's test
   utterances, fold models; labelled synthetic: no real clip has both.
 - Every number is given twice: "application" = what `mmer analyze` reports (each stream alone,
-  calibrated and fused by the checkpoint's late fusion, mmer_cli/stream_fusion.py: fusion
+  calibrated and fused by the checkpoint's late fusion, mmer/stream_fusion.py: fusion
   thresholds, entropy uncertainty) and "network" = the raw network pass (its own probabilities,
   the checkpoint's joint thresholds and the model's own uncertainty: LDDU sigma-based, LAMB
   MC-dropout), i.e. before calibration.
@@ -37,11 +37,11 @@ from default_model_features import (GOEMOTIONS_SPLITS, LABEL_NAMES, default_feat
                                     extract_goemotions, load_emodb, load_faces, load_goemotions)
 from default_model_training import (EvalSet, Pools, SyntheticFaces, audio_only_set, paired_set, speech_scores,
                                     text_only_set)
-from extractors.pipeline import ExtractionSettings
-from mmer_cli.evaluation import predict_probs
-from mmer_cli.metrics import brier_score, error_rate_by_uncertainty, expected_calibration_error, multilabel_metrics
-from mmer_cli.stream_fusion import LateFusion
-from models.checkpoint import load_checkpoint
+from mmer.extractors.pipeline import ExtractionSettings
+from mmer.evaluation import predict_probs
+from mmer.metrics import brier_score, error_rate_by_uncertainty, expected_calibration_error, multilabel_metrics
+from mmer.stream_fusion import LateFusion
+from mmer.models.checkpoint import load_checkpoint
 from provenance import RESULTS_DIR, SHARED_DATA, provenance, write_result
 from train_default_models import DEFAULT_WORK, FOLDS_FILE, SEED, THREADS, WEIGHTS_DIR
 
@@ -188,7 +188,7 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
         "pooled": {"boredom_as_neutral": speech_scores(probs, truth),
                    "boredom_excluded": speech_scores(probs[keep], truth[keep])},
         "pooled_parts": {
-            "what": "the voice reading mixes the network and the summary head (mmer_cli/stream_fusion.py); each "
+            "what": "the voice reading mixes the network and the summary head (mmer/stream_fusion.py); each "
                     "part alone, boredom -> neutral",
             "network_alone": speech_scores(np.concatenate(net_all), truth),
             "summary_head_alone": speech_scores(np.concatenate(head_all), truth)},

@@ -119,8 +119,8 @@ def predict(net: TopAndHead, states: list[np.ndarray]) -> np.ndarray:
 def main() -> None:
     from safetensors.torch import save_file
 
-    from extractors.text import TextEncoder, encoder_info
-    from mmer_cli.thresholds import tune_label_thresholds
+    from mmer.extractors.text import TextEncoder, encoder_info
+    from mmer.thresholds import tune_label_thresholds
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from mmer_cli.provenance import cpu_model, git_state, utc_now  # noqa: E402
+from mmer.provenance import cpu_model, git_state, utc_now  # noqa: E402
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

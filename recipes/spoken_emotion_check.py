@@ -68,7 +68,7 @@ def make_clips(rows: list[dict], face: Path, out: Path) -> None:
 
 def analyze(args: list[str], env: dict) -> list[dict]:
     """`mmer analyze ... -f json` in a fresh process; its JSON array."""
-    proc = subprocess.run([sys.executable, "-m", "mmer_cli", "analyze", *args, "-f", "json", "--threads", "1"],
+    proc = subprocess.run([sys.executable, "-m", "mmer", "analyze", *args, "-f", "json", "--threads", "1"],
                           capture_output=True, text=True, env=env, cwd=REPO_ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"mmer analyze {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")

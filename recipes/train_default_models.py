@@ -42,9 +42,9 @@ from default_model_features import (LABEL_NAMES, default_feature_spec, load_emod
                                     prepare_features, stratified_subset)
 from default_model_training import (EpochMixture, MixtureSettings, Pools, SyntheticFaces, audio_only_set, fit_fusion,
                                     paired_set, text_only_set, train_one, visual_only_set)
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import config_to_dict
-from models.registry import get_entry
+from mmer.models.checkpoint import load_checkpoint, save_checkpoint
+from mmer.models.config import config_to_dict
+from mmer.models.registry import get_entry
 from provenance import REPO_ROOT, RESULTS_DIR, SHARED_DATA, provenance, write_result
 
 WEIGHTS_DIR = REPO_ROOT / "models" / "weights"

@@ -27,7 +27,7 @@ runner = CliRunner()
 
 def mmer(*args) -> "object":
     """Run `mmer ARGS...` in-process (typer's CliRunner); arguments are turned into strings."""
-    from mmer_cli.cli import app
+    from mmer.cli.app import app
 
     return runner.invoke(app, [str(a) for a in args])
 
@@ -42,9 +42,9 @@ def tiny_checkpoint(path: Path, model: str = "lddu", spec=None, thresholds=None,
     decision thresholds `thresholds` (default 0.5 each)."""
     import torch
 
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
-    from models.checkpoint import save_checkpoint
-    from models.registry import build_model, get_entry
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.models.checkpoint import save_checkpoint
+    from mmer.models.registry import build_model, get_entry
 
     spec = spec or feature_spec_for(ExtractionSettings())
     torch.manual_seed(seed)

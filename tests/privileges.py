@@ -28,7 +28,7 @@ def unprivileged() -> list[str]:
         pytest.skip("running as root without setpriv to drop privileges")
     for prefix in ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"],
                    [setpriv, "--bounding-set=-all", "--inh-caps=-all"]):
-        probe = subprocess.run([*prefix, sys.executable, "-c", "import mmer_cli"], cwd=REPO, capture_output=True)
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import mmer"], cwd=REPO, capture_output=True)
         if probe.returncode == 0:
             return prefix
     pytest.skip("setpriv cannot drop privileges here")

@@ -49,9 +49,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmer_cli.datasets import BenchmarkData, CacheWriter, load_dataset
-from mmer_cli.datasets.labels import FIRST_LABEL_TOKEN, M3ED_EMOTIONS, MOSEI_EMOTIONS
-from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer.datasets import BenchmarkData, CacheWriter, load_dataset
+from mmer.datasets.labels import FIRST_LABEL_TOKEN, M3ED_EMOTIONS, MOSEI_EMOTIONS
+from mmer.core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 
 SPLIT_NAMES = ("train", "valid", "test")
 SIGNAL = 2.0

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
-from mmer_cli import analysis
-from mmer_cli.analysis import AnalyzeOptions, Analyzer, ClipFailure, ClipResult, analyze, expand_inputs
-from mmer_cli.errors import UserError
-from models.checkpoint import save_checkpoint
-from mmer_core.feature_spec import ModalitySpec
-from models.registry import build_model, get_entry, model_names
+from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer import analysis
+from mmer.analysis import AnalyzeOptions, Analyzer, ClipFailure, ClipResult, analyze, expand_inputs
+from mmer.errors import UserError
+from mmer.models.checkpoint import save_checkpoint
+from mmer.core.feature_spec import ModalitySpec
+from mmer.models.registry import build_model, get_entry, model_names
 
 from tests.conftest import LABELS, SAMPLE, SAMPLE_SRT, mmer
 from tests.conftest import tiny_checkpoint as shared_tiny_checkpoint
@@ -315,7 +315,7 @@ def test_cli_plot_into_a_folder_writes_one_png_per_clip_inside_it(checkpoint, sa
 
 @pytest.mark.parametrize("option", ["--output", "--plot"])
 def test_cli_outputs_into_a_missing_folder_fail_before_any_analysis(option, checkpoint, tmp_path, monkeypatch):
-    from mmer_cli import analysis
+    from mmer import analysis
 
     monkeypatch.setattr(analysis, "analyze", lambda *a, **k: pytest.fail("analysis ran"))
     target = tmp_path / "no" / "such" / "folder" / "out.png"

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mmer_cli.analysis import AnalyzeOptions, ClipFailure, ClipResult, analyze
-from mmer_cli.cli import app
+from mmer.analysis import AnalyzeOptions, ClipFailure, ClipResult, analyze
+from mmer.cli.app import app
 from tests.conftest import LABELS, REPO, SAMPLE, SHARED, tiny_checkpoint
 from tests.privileges import shared_tmpdir, unprivileged
 
@@ -180,7 +180,7 @@ def test_unreadable_file_named_or_in_a_folder_fails_alone(checkpoint):
         readable = shutil.copy(SAMPLE, root / "readable.mp4")
         for path in (folder, model, readable):
             path.chmod(0o755 if path.is_dir() else 0o644)
-        proc = subprocess.run([*prefix, sys.executable, "-m", "mmer_cli", "analyze", str(named), str(folder),
+        proc = subprocess.run([*prefix, sys.executable, "-m", "mmer", "analyze", str(named), str(folder),
                                str(readable), "--model", str(model), "-f", "json", "--no-cache"],
                               cwd=REPO, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(root)})
@@ -328,7 +328,7 @@ def test_unknown_format_is_a_usage_error(checkpoint):
 
 
 def _mmer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmer_cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mmer", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
 
 
@@ -347,7 +347,7 @@ def test_real_process_bad_media_exit_1_without_traceback(media, checkpoint):
 
 
 def _no_media_work(monkeypatch) -> None:
-    import extractors.pipeline
+    import mmer.extractors.pipeline
 
     monkeypatch.setattr(extractors.pipeline, "probe_media", lambda *a, **k: pytest.fail("media was probed"))
 
@@ -430,7 +430,7 @@ def test_analyze_writes_only_its_cache_and_the_requested_outputs(checkpoint, tmp
         folder.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("MMER_CACHE_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
                                                            "MPLCONFIGDIR", "HF_HOME", "ORT_DISABLE_TELEMETRY")}
-    proc = subprocess.run([sys.executable, "-m", "mmer_cli", "analyze", str(SAMPLE), "--model", str(checkpoint),
+    proc = subprocess.run([sys.executable, "-m", "mmer", "analyze", str(SAMPLE), "--model", str(checkpoint),
                            "-f", "json", "-o", str(work / "out.json"), "--window", "3", "--plot", str(work)],
                           cwd=work, capture_output=True, text=True, timeout=300,
                           env={**env, "HOME": str(home), "TMPDIR": str(temp), "OMP_NUM_THREADS": "1",

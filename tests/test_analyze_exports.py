@@ -19,13 +19,13 @@ from html.parser import HTMLParser
 
 import pytest
 
-from extractors.featureset import ModalityStats, Word
-from mmer_cli.analysis import (AnalyzeOptions, Analyzer, ClipFailure, ClipResult, EmotionScore, Segment,
+from mmer.extractors.featureset import ModalityStats, Word
+from mmer.analysis import (AnalyzeOptions, Analyzer, ClipFailure, ClipResult, EmotionScore, Segment,
                                auto_window_s)
-from mmer_cli.errors import UserError
-from mmer_cli.export_paths import export_paths
-from mmer_cli.export_vtt import cue_text, to_vtt
-from mmer_cli.report_html import to_html
+from mmer.errors import UserError
+from mmer.export_paths import export_paths
+from mmer.export_vtt import cue_text, to_vtt
+from mmer.report_html import to_html
 # The sample clip, its labels and test_analyze's fixtures (tiny random-weight checkpoint, private feature cache)
 from tests.test_analyze import LABELS, SAMPLE, checkpoint, cli, feature_cache, workdir  # noqa: F401 (fixtures)
 from tests.conftest import REPO

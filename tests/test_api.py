@@ -34,9 +34,12 @@ def test_every_api_section_has_snippets():
 
 @pytest.fixture(scope="module")
 def api_folder(tmp_path_factory):
-    """clip.mp4 (the sample), features/ (a synthetic feature cache), truth.csv and pred.csv."""
+    """clip.mp4 and samples/sample_joy.mp4 (the sample; the README's snippet runs from the repository's
+    folder), features/ (a synthetic feature cache), truth.csv and pred.csv."""
     folder = tmp_path_factory.mktemp("api")
     shutil.copy(SAMPLE, folder / "clip.mp4")
+    (folder / "samples").mkdir()
+    shutil.copy(SAMPLE, folder / "samples" / "sample_joy.mp4")
     sb.write_cache(folder / "features", (16, 8, 8))
     labels = ["anger", "joy", "sadness"]
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Corpus label recipes (mmer_cli.corpora): tiny fixture files in each corpus's real naming and format."""
+"""Corpus label recipes (mmer.corpora): tiny fixture files in each corpus's real naming and format."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from mmer_cli.corpora import corpus_names, corpus_options, list_corpus
-from mmer_cli.corpora.group_splits import split_by_hash, split_sorted_groups
-from mmer_cli.corpora.label_sets import DEFAULT_LABEL_NAMES, MOSEI_LABEL_NAMES
-from mmer_cli.errors import UserError
+from mmer.corpora import corpus_names, corpus_options, list_corpus
+from mmer.corpora.group_splits import split_by_hash, split_sorted_groups
+from mmer.corpora.label_sets import DEFAULT_LABEL_NAMES, MOSEI_LABEL_NAMES
+from mmer.errors import UserError
 from tests.conftest import SHARED
 
 SHARED_VOTES = SHARED / "data" / "cremad_labels" / "cremad_votes_by_modality.csv"

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmer_cli.datasets import CacheWriter, DatasetError, collate, dataset_names, load_dataset
-from mmer_cli.datasets.cache import INDEX_NAME, MANIFEST_NAME, SAMPLES_DIR
-from mmer_cli.datasets.labels import M3ED_EMOTIONS, MOSEI_EMOTIONS
-from mmer_cli.datasets.safe_pickle import load_pickled_file
-from mmer_cli.datasets.sequences import trim_zero_padding
-from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer.datasets import CacheWriter, DatasetError, collate, dataset_names, load_dataset
+from mmer.datasets.cache import INDEX_NAME, MANIFEST_NAME, SAMPLES_DIR
+from mmer.datasets.labels import M3ED_EMOTIONS, MOSEI_EMOTIONS
+from mmer.datasets.safe_pickle import load_pickled_file
+from mmer.datasets.sequences import trim_zero_padding
+from mmer.core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 from tests.synthetic_benchmarks import (
     SIGNAL,
     SYNTHETIC_CACHE_SPEC,

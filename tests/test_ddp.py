@@ -33,11 +33,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from mmer_cli.distributed import DistContext, TrainForward, unused_parameter_names
-from mmer_cli.training import TrainOptions, train
-from models.batch import ModelOutput, MultimodalBatch
-from models.checkpoint import load_checkpoint
-from models.registry import model_names
+from mmer.distributed import DistContext, TrainForward, unused_parameter_names
+from mmer.training import TrainOptions, train
+from mmer.models.batch import ModelOutput, MultimodalBatch
+from mmer.models.checkpoint import load_checkpoint
+from mmer.models.registry import model_names
 from tests.synthetic_benchmarks import write_mosei_aligned
 from tests.conftest import REPO
 
@@ -53,7 +53,7 @@ PER_SAMPLE_LOSS = {"lddu": ["beta_scl=0", "lambda_ocl=0"]}
 def torchrun(out: Path, bench, model: str, per_process_batch: int, overrides: list[str],
              extra: tuple[str, ...] = ("--epochs", "3")) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "mmer_cli", "train", "--model", model, "--dataset", bench.dataset, "--data", str(bench.data),
+               "-m", "mmer", "train", "--model", model, "--dataset", bench.dataset, "--data", str(bench.data),
                "--tiny", "--device", "cpu", *extra, "--batch-size", str(per_process_batch), "--quiet",
                "--out", str(out)]
     for item in overrides:

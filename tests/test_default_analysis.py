@@ -23,7 +23,7 @@ RATE = 16_000
 
 
 def mmer_json(*args: str, cache: Path) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "mmer_cli", "analyze", *args, "-f", "json", "--threads", "1"],
+    proc = subprocess.run([sys.executable, "-m", "mmer", "analyze", *args, "-f", "json", "--threads", "1"],
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "MMER_CACHE_DIR": str(cache)})
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -92,7 +92,7 @@ def utterance() -> np.ndarray:
     wav = SHARED / "data" / "emodb" / "wav" / "03a01Wa.wav"  # speaker 03, anger
     if not wav.exists():
         pytest.skip("needs ../shared/data/emodb")
-    from extractors.media import MediaReader, probe_media
+    from mmer.extractors.media import MediaReader, probe_media
 
     reader = MediaReader(probe_media(wav), 5.0, 320, 16, threads=1)
     for _ in reader.frame_batches():

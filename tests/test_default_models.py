@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extractors.pipeline import ExtractionSettings, feature_spec_for
-from mmer_cli.stream_fusion import LateFusion
-from models.checkpoint import load_checkpoint, read_checkpoint_info
+from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+from mmer.stream_fusion import LateFusion
+from mmer.models.checkpoint import load_checkpoint, read_checkpoint_info
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
 
@@ -84,15 +84,15 @@ def test_input_standardisation_fitted_on_every_stream(name):
 
 @pytest.fixture(scope="module")
 def encoder():
-    from extractors.text import TextEncoder, encoder_info
+    from mmer.extractors.text import TextEncoder, encoder_info
 
     return TextEncoder(encoder_info(None), "cpu")
 
 
 def _text_batch(encoder, sentences: list[str]):
     """Text-only batch (audio and visual absent), features from the real default text encoder."""
-    from extractors.speech import spread_words
-    from mmer_cli.datasets.base import Sample, collate
+    from mmer.extractors.speech import spread_words
+    from mmer.datasets.base import Sample, collate
 
     spec = feature_spec_for(ExtractionSettings())
     samples = []

@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO / "recipes"))
 import default_model_features as features  # noqa: E402
 from default_model_training import VOICE_HEAD_C_GRID, fit_voice_head  # noqa: E402
 
-from mmer_cli.stream_fusion import LateFusion  # noqa: E402
+from mmer.stream_fusion import LateFusion  # noqa: E402
 
 
 def utterances(rng: np.random.Generator, labels: list[int], q: int = 7, d: int = 3):
@@ -48,7 +48,7 @@ def test_voice_head_learns_from_utterance_statistics():
 
 class _Spec:
     def __init__(self, text_version: str):
-        from mmer_core.feature_spec import ModalitySpec
+        from mmer.core.feature_spec import ModalitySpec
 
         self.text = ModalitySpec("bert-wordpiece:x", 384, None, text_version)
         self.audio = ModalitySpec("egemaps", 25, 25.0, "a1")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from extractors.expression import EXPRESSION_LABELS, ExpressionReader, load_expression_network, weights_metadata
+from mmer.extractors.expression import EXPRESSION_LABELS, ExpressionReader, load_expression_network, weights_metadata
 
 sys.path.insert(0, str(REPO / "recipes"))
 from convert_expression_weights import HDF5_SHA256  # noqa: E402

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from extractors.face import VISUAL_DIM
-from extractors.pipeline import ExtractionSettings, feature_spec_for
-from mmer_cli.cli import app
-from mmer_cli.commands import extract as extract_command_module
-from mmer_cli.datasets.cache import load_cache
-from mmer_cli.errors import UserError
-from mmer_cli.extraction_jobs import REPORT_NAME, jobs_from_labels_csv
+from mmer.extractors.face import VISUAL_DIM
+from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+from mmer.cli.app import app
+from mmer.cli.commands import extract as extract_command_module
+from mmer.datasets.cache import load_cache
+from mmer.errors import UserError
+from mmer.extraction_jobs import REPORT_NAME, jobs_from_labels_csv
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs

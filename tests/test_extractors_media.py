@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extractors.acoustic import AcousticExtractor
-from extractors.errors import ExtractionError
-from extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, VISUAL_FEATURE_NAMES
-from extractors.media import AUDIO_RATE_HZ
-from extractors.pipeline import ExtractionSettings, FeatureExtractor
-from extractors.speech import spread_words
-from mmer_core.feature_spec import MODALITIES
+from mmer.extractors.acoustic import AcousticExtractor
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, VISUAL_FEATURE_NAMES
+from mmer.extractors.media import AUDIO_RATE_HZ
+from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor
+from mmer.extractors.speech import spread_words
+from mmer.core.feature_spec import MODALITIES
 from tests.privileges import shared_tmpdir, unprivileged
 from tests.conftest import REPO, SHARED
 
@@ -113,7 +113,7 @@ def test_rotated_video_is_turned_upright(tmp_path):
     """A phone-style mp4 whose track header says "show turned 90 degrees clockwise"."""
     import struct
 
-    from extractors.media import MediaReader, probe_media
+    from mmer.extractors.media import MediaReader, probe_media
 
     data = bytearray((MEDIA / "single_face.mp4").read_bytes())
     box = data.find(b"tkhd") - 4  # first track header = the video track (version 0 layout)
@@ -185,7 +185,7 @@ def test_transcript_file_replaces_speech_recognition(tmp_path):
 
 
 def test_compare_set_has_65_descriptors_at_25_hz():
-    from extractors.media import MediaReader, probe_media
+    from mmer.extractors.media import MediaReader, probe_media
 
     reader = MediaReader(probe_media(EMODB_WAV), fps=5.0, max_side_px=320)
     assert list(reader.frame_batches()) == []  # audio file: no frames, audio decoded on the way
@@ -214,7 +214,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 def test_local_bert_dir_encodes_long_text_in_windows(tiny_bert_dir):
-    from extractors.text import TextEncoder, encoder_info
+    from mmer.extractors.text import TextEncoder, encoder_info
 
     info = encoder_info(str(tiny_bert_dir))
     encoder = TextEncoder(info)
@@ -229,7 +229,7 @@ def test_local_bert_dir_encodes_long_text_in_windows(tiny_bert_dir):
 
 
 def test_broken_encoder_folder_fails_with_one_line(tmp_path):
-    from extractors.text import TextEncoder, encoder_info
+    from mmer.extractors.text import TextEncoder, encoder_info
 
     (tmp_path / "config.json").write_text('{"model_type": "bert", "hidden_size": 32}', encoding="utf-8")
     with pytest.raises(ExtractionError, match="cannot load text encoder") as err:
@@ -244,7 +244,7 @@ def test_tuned_layers_replace_the_encoders_and_change_its_identity(tiny_bert_dir
     import torch
     from safetensors.torch import save_file
 
-    from extractors.text import TextEncoder, encoder_info
+    from mmer.extractors.text import TextEncoder, encoder_info
 
     plain = encoder_info(str(tiny_bert_dir))
     assert plain.tuned_layers is None and plain.version == plain.config_hash
@@ -272,8 +272,8 @@ def load_tensors(path):
 
 
 def test_the_packaged_encoder_uses_the_shipped_tuned_layers():
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
-    from extractors.text import PACKAGED_ENCODER_NAME, TUNED_TOP_LAYERS, encoder_info
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.extractors.text import PACKAGED_ENCODER_NAME, TUNED_TOP_LAYERS, encoder_info
 
     info = encoder_info(None)
     assert info.name == PACKAGED_ENCODER_NAME and info.tuned_layers == TUNED_TOP_LAYERS and TUNED_TOP_LAYERS.is_file()

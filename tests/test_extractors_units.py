@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.acoustic import ACOUSTIC_SETS, pool_frames
-from extractors.voice_activity import inside, speech_spans, spoken_seconds
+from mmer.extractors.acoustic import ACOUSTIC_SETS, pool_frames
+from mmer.extractors.voice_activity import inside, speech_spans, spoken_seconds
 
-from extractors.cache import FeatureCache, file_sha256
-from extractors.errors import ExtractionError
-from extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
-from extractors.featureset import FeatureSet, ModalityStats, Word
-from extractors.nms import batched_nms, box_overlap, nms
-from extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
-from extractors.speech import read_transcript, spread_words
-from extractors.text import PACKAGED_ENCODER_NAME, encoder_info
-from mmer_core.feature_spec import MODALITIES
+from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
+from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
+from mmer.extractors.nms import batched_nms, box_overlap, nms
+from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer.extractors.speech import read_transcript, spread_words
+from mmer.extractors.text import PACKAGED_ENCODER_NAME, encoder_info
+from mmer.core.feature_spec import MODALITIES
 from tests.conftest import REPO
 
 
@@ -105,7 +105,7 @@ def test_face_track_starts_on_largest_then_follows_by_overlap():
 
 
 def test_torchvision_stand_ins_do_not_leak():
-    from extractors.face import _facenet_networks
+    from mmer.extractors.face import _facenet_networks
 
     mtcnn, helpers = _facenet_networks()
     assert helpers.batched_nms is batched_nms  # facenet's cascade helpers are bound to our NMS
@@ -181,7 +181,7 @@ def test_speech_spans_find_real_speech_inside_silence():
     wav = REPO.parent / "shared" / "data" / "emodb" / "wav" / "03a01Fa.wav"
     if not wav.exists():
         pytest.skip("needs ../shared/data/emodb")
-    from extractors.media import MediaReader, probe_media
+    from mmer.extractors.media import MediaReader, probe_media
 
     reader = MediaReader(probe_media(wav), 5.0, 320, 16, threads=1)
     for _ in reader.frame_batches():
@@ -195,7 +195,7 @@ def test_speech_spans_find_real_speech_inside_silence():
 
 
 def test_long_audio_is_processed_in_pieces_on_one_time_line(monkeypatch):
-    from extractors import acoustic
+    from mmer.extractors import acoustic
 
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal(5 * 16_000)).astype(np.float32)  # 5 s
@@ -212,7 +212,7 @@ def test_long_audio_is_processed_in_pieces_on_one_time_line(monkeypatch):
 
 
 def test_speech_pieces_cut_at_a_quiet_moment(monkeypatch):
-    from extractors import speech
+    from mmer.extractors import speech
 
     monkeypatch.setattr(speech, "ASR_CHUNK_S", 10.0)
     audio = np.full(25 * 16_000, 0.3, np.float32)
@@ -225,7 +225,7 @@ def test_speech_pieces_cut_at_a_quiet_moment(monkeypatch):
 
 
 def test_sample_buffer_grows_without_losing_samples():
-    from extractors.media import _SampleBuffer
+    from mmer.extractors.media import _SampleBuffer
 
     buffer = _SampleBuffer(expected_samples=10)  # starts at 1 s capacity, must grow
     pieces = [np.full(7000, i, np.float32) for i in range(5)]

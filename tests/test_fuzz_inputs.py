@@ -32,18 +32,18 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from extractors.errors import ExtractionError
-from extractors.media import MediaInfo, MediaReader, probe_media
-from extractors.speech import Word, read_transcript
-from mmer_cli.cli import app
-from mmer_cli.corpora import cremad
-from mmer_cli.datasets import mmsa
-from mmer_cli.datasets.base import DatasetError
-from mmer_cli.datasets.safe_pickle import load_pickled_file
-from mmer_cli.errors import UserError
-from mmer_cli.extraction_jobs import JobList, jobs_from_labels_csv
-from mmer_cli.scoring import ScoreReport, score_files
-from models.checkpoint import CheckpointError, CheckpointInfo, read_checkpoint_info
+from mmer.extractors.errors import ExtractionError
+from mmer.extractors.media import MediaInfo, MediaReader, probe_media
+from mmer.extractors.speech import Word, read_transcript
+from mmer.cli.app import app
+from mmer.corpora import cremad
+from mmer.datasets import mmsa
+from mmer.datasets.base import DatasetError
+from mmer.datasets.safe_pickle import load_pickled_file
+from mmer.errors import UserError
+from mmer.extraction_jobs import JobList, jobs_from_labels_csv
+from mmer.scoring import ScoreReport, score_files
+from mmer.models.checkpoint import CheckpointError, CheckpointInfo, read_checkpoint_info
 from tests.conftest import SAMPLE, SAMPLE_SRT
 
 pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many training runs
@@ -340,9 +340,9 @@ def test_score_cli(cases, pair, key, monkeypatch):
 @pytest.fixture(scope="module")
 def checkpoint_meta() -> dict:
     """The metadata of a real (tiny) checkpoint."""
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
-    from models.checkpoint import save_checkpoint
-    from models.registry import build_model, get_entry
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.models.checkpoint import save_checkpoint
+    from mmer.models.registry import build_model, get_entry
 
     import tempfile
 
@@ -470,9 +470,9 @@ def test_media_decoding(cases, data):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from extractors.pipeline import ExtractionSettings, feature_spec_for
-    from models.checkpoint import save_checkpoint
-    from models.registry import build_model, get_entry
+    from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+    from mmer.models.checkpoint import save_checkpoint
+    from mmer.models.registry import build_model, get_entry
 
     spec = feature_spec_for(ExtractionSettings())
     network = build_model("lddu", get_entry("lddu").config_class.tiny(2, spec.dims))

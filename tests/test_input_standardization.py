@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmer_cli.datasets.base import Sample, collate
-from models.checkpoint import load_checkpoint, save_checkpoint
-from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
-from models.input_standardization import InputStandardizer
-from models.registry import build_model, get_entry, model_names
+from mmer.datasets.base import Sample, collate
+from mmer.models.checkpoint import load_checkpoint, save_checkpoint
+from mmer.core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer.models.input_standardization import InputStandardizer
+from mmer.models.registry import build_model, get_entry, model_names
 
 DIMS = {"text": 4, "audio": 3, "visual": 2}
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.batch import MultimodalBatch
-from models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
-from mmer_core.feature_spec import MODALITIES
-from models.lamb import ABLATIONS, CROSSMODAL_PAIRS, LAMB, LAMBConfig
+from mmer.models.batch import MultimodalBatch
+from mmer.models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
+from mmer.core.feature_spec import MODALITIES
+from mmer.models.lamb import ABLATIONS, CROSSMODAL_PAIRS, LAMB, LAMBConfig
 
 DIMS = {"text": 12, "audio": 8, "visual": 6}
 LENGTHS = {"text": 5, "audio": 7, "visual": 4}  # distinct, so token counts identify the encoders

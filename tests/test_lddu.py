@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from models.batch import MultimodalBatch
-from models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
-from models.lddu import GATES, LDDU, LDDUConfig
-from models.lddu_losses import CorrectnessTracker, DistributionQueue, ordinality_loss, supcon_loss
-from models.registry import get_entry
+from mmer.models.batch import MultimodalBatch
+from mmer.models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
+from mmer.models.lddu import GATES, LDDU, LDDUConfig
+from mmer.models.lddu_losses import CorrectnessTracker, DistributionQueue, ordinality_loss, supcon_loss
+from mmer.models.registry import get_entry
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=torch.float32)
 
@@ -391,7 +391,7 @@ def _two_rank_worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        from models.lddu_losses import gather_across_ranks
+        from mmer.models.lddu_losses import gather_across_ranks
 
         rows = torch.full((rank + 1, 2), float(rank))  # rank 0: 1 row, rank 1: 2 rows
         gathered = gather_across_ranks(rows)

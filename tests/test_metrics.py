@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmer_cli.metrics import (
+from mmer.metrics import (
     brier_score,
     error_rate_by_uncertainty,
     expected_calibration_error,
     multilabel_metrics,
     reliability_bins,
 )
-from mmer_cli.thresholds import apply_thresholds, tune_global_threshold, tune_label_thresholds
+from mmer.thresholds import apply_thresholds, tune_global_threshold, tune_label_thresholds
 
 # Shared case: 4 samples, labels a, b, c.
 TRUTH = np.array([

@@ -1,4 +1,4 @@
-"""Checks every registered model must pass (parametrised over `models.registry.model_names()`,
+"""Checks every registered model must pass (parametrised over `mmer.models.registry.model_names()`,
 tiny configs from `Config.tiny()`): finite training steps, over-fitting a tiny batch, checkpoint
 round trips, absent modalities and padding invariance; plus checkpoint error handling."""
 
@@ -12,12 +12,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mmer_cli.metrics import multilabel_metrics
-from models.batch import MultimodalBatch
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from models.config import config_from_dict, config_to_dict
-from mmer_core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
-from models.registry import get_entry, model_names
+from mmer.metrics import multilabel_metrics
+from mmer.models.batch import MultimodalBatch
+from mmer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mmer.models.config import config_from_dict, config_to_dict
+from mmer.core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
+from mmer.models.registry import get_entry, model_names
 
 NAMES = model_names()
 DIMS = {"text": 12, "audio": 8, "visual": 6}

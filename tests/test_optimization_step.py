@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmer_cli.optimization import LRSchedule, NonFiniteLoss, optimization_step
-from models.config import OptimSettings
+from mmer.optimization import LRSchedule, NonFiniteLoss, optimization_step
+from mmer.models.config import OptimSettings
 
 
 def _setup(grad_clip: float = 0.0):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmer_cli.datasets.cache import load_cache
-from mmer_cli.errors import UserError
-from mmer_cli.evaluation import predict_probs
-from mmer_cli.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
-from mmer_cli.runtime import Precision, resolve_precision
-from models.checkpoint import load_checkpoint
+from mmer.datasets.cache import load_cache
+from mmer.errors import UserError
+from mmer.evaluation import predict_probs
+from mmer.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
+from mmer.runtime import Precision, resolve_precision
+from mmer.models.checkpoint import load_checkpoint
 from tests.conftest import TINY_TRAIN as COMMON
 from tests.conftest import mmer as cli
 from tests.conftest import ok
@@ -124,7 +124,7 @@ def test_sharded_cache_reads_as_one(tmp_path):
     whole = sb.write_cache(tmp_path / "whole", SMALL, 0)
     data = load_cache(whole.data)
     root = tmp_path / "sharded"
-    from mmer_cli.datasets.cache import CacheWriter
+    from mmer.datasets.cache import CacheWriter
 
     for k in (1, 2, 3):
         writer = CacheWriter(shard_dir(root, k, 3), data.label_names, data.feature_spec)
@@ -186,9 +186,9 @@ def test_lddu_activation_checkpointing_gives_the_same_step():
     gradients (dropout on: the recomputation draws the same masks)."""
     import dataclasses
 
-    from mmer_cli.datasets.base import MultimodalDataset, collate
-    from models.lddu import LDDUConfig
-    from models.registry import build_model
+    from mmer.datasets.base import MultimodalDataset, collate
+    from mmer.models.lddu import LDDUConfig
+    from mmer.models.registry import build_model
 
     rng = np.random.default_rng(0)
     dims = {"text": 12, "audio": 5, "visual": 7}
@@ -214,7 +214,7 @@ def test_lddu_activation_checkpointing_gives_the_same_step():
 
 
 def _without_timings(outcomes) -> list[dict]:
-    from mmer_cli.writers import to_json
+    from mmer.writers import to_json
 
     rows = json.loads(to_json(outcomes))
     for row in rows:
@@ -227,7 +227,7 @@ def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     and a missing path fail alone."""
     import shutil
 
-    from mmer_cli.analysis import AnalyzeOptions, analyze
+    from mmer.analysis import AnalyzeOptions, analyze
     from tests.conftest import SAMPLE, tiny_checkpoint
 
     media = tmp_path / "media"
@@ -287,8 +287,8 @@ def test_voice_activity_in_bounded_passes_matches_faster_whisper(monkeypatch):
     length (whole chunks or not, with or without speech)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
 
-    from extractors import voice_activity as va
-    from extractors.media import MediaReader, probe_media
+    from mmer.extractors import voice_activity as va
+    from mmer.extractors.media import MediaReader, probe_media
     from tests.test_analyze import SAMPLE
 
     reader = MediaReader(probe_media(SAMPLE), 5.0, 320, 16)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmer_cli.comparison import PUBLISHED, benchmark_of, compare_runs
-from mmer_cli.evaluation import predict_probs
-from mmer_cli.training import SUMMARY_METRICS, summarize_seeds
-from models.checkpoint import load_checkpoint, read_checkpoint_info
-from models.registry import get_entry, model_names
+from mmer.comparison import PUBLISHED, benchmark_of, compare_runs
+from mmer.evaluation import predict_probs
+from mmer.training import SUMMARY_METRICS, summarize_seeds
+from mmer.models.checkpoint import load_checkpoint, read_checkpoint_info
+from mmer.models.registry import get_entry, model_names
 from tests import synthetic_benchmarks as sb
 from tests.test_train_cli import COMMON, cli, data_args, ok, one_line_error
 
@@ -153,7 +153,7 @@ def test_lamb_evaluations_of_one_checkpoint_give_identical_probabilities(lamb_se
     assert np.allclose(a, c, atol=1e-6)
     model = first_model.eval()
     with torch.no_grad():
-        from mmer_cli.datasets.base import collate
+        from mmer.datasets.base import collate
 
         batch = collate([data.splits["test"][i] for i in range(len(data.splits["test"]))])
         direct = model(batch).probs.double().numpy()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mmer_cli.cli import app
-from mmer_cli.errors import UserError
-from mmer_cli.scoring import score_files
+from mmer.cli.app import app
+from mmer.errors import UserError
+from mmer.scoring import score_files
 from tests.conftest import REPO
 
 
@@ -140,7 +140,7 @@ def test_real_process_reports_one_line_and_exit_2(tmp_path):
     pred = write(tmp_path, "p.csv", PRED_CSV)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "mmer_cli", "score", "--truth", str(tmp_path / "missing.csv"), "--pred", str(pred)],
+        [sys.executable, "-m", "mmer", "score", "--truth", str(tmp_path / "missing.csv"), "--pred", str(pred)],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
     )
     assert proc.returncode == 2

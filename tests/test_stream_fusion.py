@@ -1,11 +1,11 @@
-"""Reliability-weighted late fusion (mmer_cli/stream_fusion.py)."""
+"""Reliability-weighted late fusion (mmer/stream_fusion.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mmer_cli.stream_fusion import (STATISTICS, LateFusion, StreamCalibration, StreamDomain, SummaryHead,
+from mmer.stream_fusion import (STATISTICS, LateFusion, StreamCalibration, StreamDomain, SummaryHead,
                                     binary_entropy_bits, discrimination, fit_temperature, frame_statistics, roc_auc)
 
 NEUTRAL = 2  # label 2 of the three test labels plays "no emotion"

@@ -5,11 +5,11 @@ from typing import Optional
 
 import pytest
 
-from mmer_cli.corpora.registry import CorpusOption, _convert
-from mmer_cli.errors import UserError
-from mmer_core.text_values import parse_text
-from models.config import ConfigError, apply_overrides
-from models.lddu import LDDUConfig
+from mmer.corpora.registry import CorpusOption, _convert
+from mmer.errors import UserError
+from mmer.core.text_values import parse_text
+from mmer.models.config import ConfigError, apply_overrides
+from mmer.models.lddu import LDDUConfig
 
 
 @pytest.mark.parametrize("raw, kind, value", [

@@ -19,15 +19,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mmer_cli.evaluation
-import mmer_cli.training
-from mmer_cli.datasets import dataset_names
-from mmer_cli.metrics import multilabel_metrics
-from mmer_cli.optimization import EarlyStopping, LRSchedule, cosine_warmup_factor
-from mmer_cli.training import TrainOptions, TrainReporter, resolve_config, train
-from models.checkpoint import read_checkpoint_info
-from models.config import ConfigError
-from models.registry import model_names
+import mmer.evaluation
+import mmer.training
+from mmer.datasets import dataset_names
+from mmer.metrics import multilabel_metrics
+from mmer.optimization import EarlyStopping, LRSchedule, cosine_warmup_factor
+from mmer.training import TrainOptions, TrainReporter, resolve_config, train
+from mmer.models.checkpoint import read_checkpoint_info
+from mmer.models.config import ConfigError
+from mmer.models.registry import model_names
 from tests.conftest import TINY_TRAIN as COMMON
 from tests.conftest import mmer as cli
 from tests.conftest import REPO, ok
@@ -145,7 +145,7 @@ def test_train_then_eval(model, dataset, benches, tmp_path):
 
 
 def test_progress_bars_eval_table_and_json_subprocess(benches, tmp_path):
-    """Progress-bar mode, the eval table, and a real `python -m mmer_cli eval` process (JSON, --threshold)."""
+    """Progress-bar mode, the eval table, and a real `python -m mmer eval` process (JSON, --threshold)."""
     bench = benches["m3ed"]
     run = tmp_path / "run"
     result = cli("train", "--model", model_names()[0], *data_args(bench), "--tiny", "--device", "cpu",
@@ -156,7 +156,7 @@ def test_progress_bars_eval_table_and_json_subprocess(benches, tmp_path):
     ok(table)
     assert "Hamming loss" in table.stdout and "ECE" in table.stdout and bench.label_names[0] in table.stdout
 
-    evaluate = [sys.executable, "-m", "mmer_cli", "eval", *data_args(bench), "--checkpoint",
+    evaluate = [sys.executable, "-m", "mmer", "eval", *data_args(bench), "--checkpoint",
                 str(run / "best.safetensors"), "--split", "valid", "--format", "json", "--threshold", "0.3"]
     done = subprocess.run(evaluate, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                           capture_output=True, text=True, timeout=300)
@@ -195,9 +195,9 @@ tests/test_ddp.py)."""
 @pytest.mark.parametrize("model", model_names())
 def test_learns_and_reads_the_test_split_once(model, tmp_path, monkeypatch):
     bench = sb.write_mosei_aligned(tmp_path / "data", (48, 24, 20), seq_len=12)
-    recorder = SplitRecorder(mmer_cli.evaluation.predict_probs)
-    monkeypatch.setattr(mmer_cli.training, "predict_probs", recorder)
-    monkeypatch.setattr(mmer_cli.evaluation, "predict_probs", recorder)
+    recorder = SplitRecorder(mmer.evaluation.predict_probs)
+    monkeypatch.setattr(mmer.training, "predict_probs", recorder)
+    monkeypatch.setattr(mmer.evaluation, "predict_probs", recorder)
     result = train(TrainOptions(
         model=model, dataset=bench.dataset, data=bench.data, tiny=True, epochs=8, batch_size=8, device="cpu",
         threads=1, out=tmp_path / "run", overrides=["lr=0.003", *LEARNING_OVERRIDES.get(model, [])],

@@ -1,4 +1,4 @@
-"""The one epoch loop (mmer_cli.trainer.Trainer): hooks order, loss averaging, early stopping, failures.
+"""The one epoch loop (mmer.trainer.Trainer): hooks order, loss averaging, early stopping, failures.
 
 `mmer train` itself is covered end to end (determinism, exact resume, DDP) by test_train_cli,
 test_reproduction and test_ddp, which all run through this loop."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmer_cli.optimization import EarlyStopping, LRSchedule, build_optimizer
-from mmer_cli.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
+from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
 from tests.test_models import build, make_batch
 
 

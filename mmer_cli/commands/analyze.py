@@ -1,4 +1,4 @@
-"""`mmer analyze`: emotions of media files (library: mmer_cli.analysis.analyze; renderers: mmer_cli.writers)."""
+"""`mmer analyze`: emotions of media files (library: mmer.analysis.analyze; renderers: mmer.writers)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Optional
 
 import typer
 
-from mmer_cli.catalog import DEFAULT_MODEL, DEVICE_CHOICES, PRECISION_CHOICES
-from mmer_cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
-from mmer_cli.errors import UserError
+from mmer.catalog import DEFAULT_MODEL, DEVICE_CHOICES, PRECISION_CHOICES
+from mmer.cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
+from mmer.errors import UserError
 
 TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
 
@@ -45,10 +45,10 @@ def _write(text: str, output: Optional[Path]) -> None:
 
 def _write_per_clip(outcomes: list, output_format: AnalyzeFormat, output: Optional[Path]) -> None:
     """-f eaf / -f vtt: one file per analysed clip (paths: `export_paths`)."""
-    from mmer_cli.analysis import ClipResult
-    from mmer_cli.export_elan import to_eaf
-    from mmer_cli.export_paths import export_paths
-    from mmer_cli.export_vtt import to_vtt
+    from mmer.analysis import ClipResult
+    from mmer.export_elan import to_eaf
+    from mmer.export_paths import export_paths
+    from mmer.export_vtt import to_vtt
 
     results = [o for o in outcomes if isinstance(o, ClipResult)]
     for result, path in export_paths(output, results, len(outcomes), PER_CLIP_SUFFIXES[output_format]):
@@ -82,16 +82,16 @@ def analyze_command(
     """
     from rich.console import Console
 
-    from mmer_cli import analysis
-    from mmer_cli.analysis import AnalyzeOptions, ClipResult, expand_inputs, resolve_checkpoint
-    from mmer_cli.writers import failure_lines, render_tables, to_csv, to_json
-    from models.checkpoint import read_checkpoint_info
+    from mmer import analysis
+    from mmer.analysis import AnalyzeOptions, ClipResult, expand_inputs, resolve_checkpoint
+    from mmer.writers import failure_lines, render_tables, to_csv, to_json
+    from mmer.models.checkpoint import read_checkpoint_info
 
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
     with user_errors():  # before any analysis: an output that cannot be written wastes no work
         if output_format in PER_CLIP_SUFFIXES:
-            from mmer_cli.export_paths import export_paths
+            from mmer.export_paths import export_paths
 
             export_paths(output, [], len(expand_inputs(inputs)), PER_CLIP_SUFFIXES[output_format])
         elif output is not None:
@@ -114,7 +114,7 @@ def analyze_command(
         elif output_format is AnalyzeFormat.csv:
             _write(to_csv(outcomes, read_checkpoint_info(resolve_checkpoint(model))[0].label_names), output)
         elif output_format is AnalyzeFormat.html:
-            from mmer_cli.report_html import to_html
+            from mmer.report_html import to_html
 
             _write(to_html(outcomes, output), output)
         elif output_format in PER_CLIP_SUFFIXES:
@@ -128,7 +128,7 @@ def analyze_command(
             except OSError as err:
                 raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
         if plot is not None:
-            from mmer_cli.timeline_plot import plot_paths, plot_timeline
+            from mmer.timeline_plot import plot_paths, plot_timeline
 
             for result, path in plot_paths(plot, [o for o in outcomes if isinstance(o, ClipResult)]):
                 report_written(f"plot of {result.file}", plot_timeline(result, path))

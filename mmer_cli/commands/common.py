@@ -10,8 +10,8 @@ from typing import Iterator
 
 import typer
 
-from mmer_cli.errors import UserError
-from mmer_core.errors import MmerError
+from mmer.errors import UserError
+from mmer.core.errors import MmerError
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":

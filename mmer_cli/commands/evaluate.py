@@ -1,4 +1,4 @@
-"""`mmer eval`: metrics of a trained checkpoint on a benchmark split (library: mmer_cli.evaluation.evaluate)."""
+"""`mmer eval`: metrics of a trained checkpoint on a benchmark split (library: mmer.evaluation.evaluate)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mmer_cli.catalog import DATASET_NAMES, PRECISION_CHOICES
-from mmer_cli.commands.common import user_errors
+from mmer.catalog import DATASET_NAMES, PRECISION_CHOICES
+from mmer.cli.commands.common import user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mmer_cli.evaluation import EvalReport
+    from mmer.evaluation import EvalReport
 
 
 class EvalFormat(str, enum.Enum):
@@ -29,7 +29,7 @@ class EvalFormat(str, enum.Enum):
 
 def render_eval_table(report: EvalReport, console: Console) -> None:
     """Overall metrics + calibration + thresholds, then per-label P/R/F1/support and threshold."""
-    from mmer_cli.commands.metric_tables import overall_table, per_label_table
+    from mmer.cli.commands.metric_tables import overall_table, per_label_table
 
     overall = overall_table(
         f"{report.model} on {report.dataset} {report.split}: {report.metrics.num_samples} samples", report.metrics,
@@ -56,7 +56,7 @@ def eval_command(
     """Evaluate a checkpoint: Acc (both conventions), P, R, micro/macro-F1, Hamming loss, per-label F1, ECE, Brier."""
     from rich.console import Console
 
-    from mmer_cli.evaluation import evaluate
+    from mmer.evaluation import evaluate
 
     with user_errors():
         report = evaluate(checkpoint, dataset, data, labels=labels, split=split, threshold=threshold,

@@ -1,5 +1,5 @@
 """`mmer extract`: labelled media -> a feature cache for `mmer train --dataset cache`
-(library: mmer_cli.extraction_jobs)."""
+(library: mmer.extraction_jobs)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Optional
 
 import typer
 
-from mmer_cli.commands.common import FileProgress, fail, user_errors
-from mmer_cli.catalog import CORPUS_NAMES, DEVICE_CHOICES
-from mmer_cli.errors import UserError
+from mmer.cli.commands.common import FileProgress, fail, user_errors
+from mmer.catalog import CORPUS_NAMES, DEVICE_CHOICES
+from mmer.errors import UserError
 
 MAX_FAILURES_SHOWN = 20  # failure lines printed on stderr; all of them are in the report file
 
@@ -46,9 +46,9 @@ def extract_command(
     Exit code 0 when every file was extracted, 1 when some failed (listed, and in
     CACHE_DIR/extract_report.json), 2 for a usage error.
     """
-    from extractors.pipeline import ExtractionSettings
-    from mmer_cli.runtime import resolve_device
-    from mmer_cli.extraction_jobs import (REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, parse_shard,
+    from mmer.extractors.pipeline import ExtractionSettings
+    from mmer.runtime import resolve_device
+    from mmer.extraction_jobs import (REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, parse_shard,
                                           run_extraction, shard_dir, shard_jobs)
 
     if (dataset is None) == (labels is None):

@@ -11,8 +11,8 @@ def models_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from models.config import PRESET_NAMES
-    from models.registry import get_entry, model_names
+    from mmer.models.config import PRESET_NAMES
+    from mmer.models.registry import get_entry, model_names
 
     console = Console()
     for name in model_names():

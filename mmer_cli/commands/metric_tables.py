@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from mmer_cli.metrics import MultilabelMetrics
+from mmer.metrics import MultilabelMetrics
 
 OVERALL_ROWS: tuple[tuple[str, str], ...] = (
     ("acc", "Acc (Jaccard, empty/empty = 0; as published)"),

@@ -1,5 +1,5 @@
-"""`mmer report`: runs next to the published numbers (library: mmer_cli.comparison.compare_runs;
-rendering: mmer_cli.commands.report_render)."""
+"""`mmer report`: runs next to the published numbers (library: mmer.comparison.compare_runs;
+rendering: mmer.cli.commands.report_render)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def report_command(
     reported (exit 2 when none is readable)."""
     from rich.console import Console
 
-    from mmer_cli.commands.report_render import render_markdown, render_table
-    from mmer_cli.comparison import compare_runs
+    from mmer.cli.commands.report_render import render_markdown, render_table
+    from mmer.comparison import compare_runs
 
     report = compare_runs(run_dirs)
     for problem in report.problems:

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mmer_cli.comparison import BENCHMARKS, REPORT_METRICS, ComparisonReport, RunMetric
+from mmer.comparison import BENCHMARKS, REPORT_METRICS, ComparisonReport, RunMetric
 
 HEADERS: dict[str, str] = {
     "acc": "Acc", "precision": "P", "recall": "R", "micro_f1": "micro-F1", "macro_f1": "macro-F1",

@@ -1,4 +1,4 @@
-"""`mmer score`: metrics of a prediction CSV against a truth CSV (library: mmer_cli.scoring.score_files)."""
+"""`mmer score`: metrics of a prediction CSV against a truth CSV (library: mmer.scoring.score_files)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mmer_cli.commands.common import user_errors
+from mmer.cli.commands.common import user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mmer_cli.scoring import ScoreReport
+    from mmer.scoring import ScoreReport
 
 
 class ScoreFormat(str, enum.Enum):
@@ -28,7 +28,7 @@ class ScoreFormat(str, enum.Enum):
 
 def render_score_table(report: ScoreReport, console: Console) -> None:
     """Rich tables: overall metrics (plus calibration when present), then per-label P/R/F1/support."""
-    from mmer_cli.commands.metric_tables import overall_table, per_label_table
+    from mmer.cli.commands.metric_tables import overall_table, per_label_table
 
     extra = []
     if report.threshold is not None:
@@ -56,7 +56,7 @@ def score_command(
     """Score predictions against truth: Acc (both empty-set conventions), micro P/R/F1, macro-F1, Hamming loss, per-label scores."""
     from rich.console import Console
 
-    from mmer_cli.scoring import score_files
+    from mmer.scoring import score_files
 
     with user_errors():
         report = score_files(truth, pred, threshold=threshold, key=key)

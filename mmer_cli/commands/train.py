@@ -1,7 +1,7 @@
-"""`mmer train`: train LDDU/LAMB on a benchmark (library: mmer_cli.training.train; rendering:
-mmer_cli.commands.train_render).
+"""`mmer train`: train LDDU/LAMB on a benchmark (library: mmer.training.train; rendering:
+mmer.cli.commands.train_render).
 
-Also works unchanged under `torchrun --nproc-per-node N -m mmer_cli train ...` (DistributedDataParallel).
+Also works unchanged under `torchrun --nproc-per-node N -m mmer train ...` (DistributedDataParallel).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Optional
 
 import typer
 
-from mmer_cli.catalog import DATASET_NAMES, PRECISION_CHOICES, SELECT_METRICS
-from mmer_cli.commands.common import user_errors
-from models.config import PRESET_NAMES, THRESHOLD_MODES
-from models.registry import model_names
+from mmer.catalog import DATASET_NAMES, PRECISION_CHOICES, SELECT_METRICS
+from mmer.cli.commands.common import user_errors
+from mmer.models.config import PRESET_NAMES, THRESHOLD_MODES
+from mmer.models.registry import model_names
 
 
 def train_command(
@@ -48,8 +48,8 @@ def train_command(
     """Train on a benchmark: select the best epoch and tune thresholds on validation, then test once."""
     from rich.console import Console
 
-    from mmer_cli.commands.train_render import PlainReporter, ProgressReporter, render_result, render_seeds
-    from mmer_cli.training import SeedsResult, TrainOptions, train, train_seeds
+    from mmer.cli.commands.train_render import PlainReporter, ProgressReporter, render_result, render_seeds
+    from mmer.training import SeedsResult, TrainOptions, train, train_seeds
 
     options = TrainOptions(
         model=model, dataset=dataset, data=data, labels=labels, config_file=config, overrides=list(overrides),

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mmer_cli.training import SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainReporter, TrainResult
+from mmer.training import SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainReporter, TrainResult
 
 
 def _epoch_line(record: EpochRecord, epochs: int) -> str:

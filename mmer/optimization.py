@@ -1,0 +1,145 @@
+"""Optimiser, learning-rate schedule and early stopping built from a model config's `OptimSettings`.
+
+Schedules (config.scheduler):
+- "none": constant learning rate.
+- "cosine_warmup": linear warm-up from 0 over the first `warmup_ratio` of all optimisation steps,
+  then cosine decay to 0 at the last step; stepped after every optimiser step.
+- "plateau": multiply the learning rate by `plateau_factor` when the validation selection metric has
+  not improved for `plateau_patience` epochs; stepped once per epoch with that metric.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mmer.models.config import ConfigError
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("none", "cosine_warmup", "plateau")
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The training loss became NaN or infinite; the weights were left untouched."""
+
+
+def optimization_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      schedule: "LRSchedule", grad_clip: float, scaler: torch.amp.GradScaler | None = None) -> float:
+    """Back-propagate the scalar `loss`, clip the global gradient norm to `grad_clip` (0 = off),
+    step the optimiser and the per-step schedule. Returns the learning rate the step used.
+
+    scaler: fp16 loss scaling (`Precision.grad_scaler`); a step whose scaled gradients overflow is
+    skipped by the scaler, which then lowers its scale.
+    Raises NonFiniteLoss, before any update, when `loss` is NaN or infinite.
+    """
+    if not torch.isfinite(loss).item():
+        raise NonFiniteLoss("non-finite training loss (try a lower lr or grad_clip)")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    lr = float(optimizer.param_groups[0]["lr"])
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    schedule.after_step()
+    return lr
+
+
+def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
+    """Adam or AdamW over every trainable parameter, with config.lr and config.weight_decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+
+
+def cosine_warmup_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step `step` (0-based) of `total_steps`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class LRSchedule:
+    """One interface over the three schedules: `after_step()` per optimiser step,
+    `after_epoch(metric)` per epoch; `state_dict()`/`load_state_dict()` for resuming."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config, steps_per_epoch: int, maximize: bool) -> None:
+        self.kind = config.scheduler
+        self.scheduler = None
+        if self.kind == "cosine_warmup":
+            if not 0.0 <= config.warmup_ratio < 1.0:
+                raise ConfigError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+            total = max(1, steps_per_epoch * config.epochs)
+            warmup = int(round(config.warmup_ratio * total))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: cosine_warmup_factor(step, total, warmup)
+            )
+        elif self.kind == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max" if maximize else "min", factor=config.plateau_factor,
+                patience=config.plateau_patience,
+            )
+        elif self.kind != "none":
+            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.kind!r}")
+
+    def after_step(self) -> None:
+        if self.kind == "cosine_warmup":
+            self.scheduler.step()
+
+    def after_epoch(self, metric: float) -> None:
+        if self.kind == "plateau":
+            self.scheduler.step(metric)
+
+    def state_dict(self) -> dict:
+        return {} if self.scheduler is None else self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
+
+
+class EarlyStopping:
+    """Tracks the best validation value; `update(value)` says whether it improved.
+
+    patience 0 disables stopping (the best epoch is still tracked for model selection).
+    """
+
+    def __init__(self, patience: int, maximize: bool) -> None:
+        self.patience = patience
+        self.maximize = maximize
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        improved = self.best is None or (value > self.best if self.maximize else value < self.best)
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])

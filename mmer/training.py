@@ -1,0 +1,820 @@
+"""Train a registered model on a benchmark dataset (`mmer train`), single process or under torchrun.
+
+    result = train(TrainOptions(model="lddu", dataset="mosei-aligned", data=path, out=run_dir), reporter)
+
+Protocol:
+- Config = the model config class defaults (or `Config.tiny(...)` with `tiny=True`), then the
+  preset's values (`--preset paper|authors`, see models.config.PRESET_NAMES), then the `--config`
+  TOML file, then `--set key=value` overrides, then `epochs`/`batch_size`/`threshold_mode`/
+  `threshold`; `num_labels` and `input_dims` always come from the dataset.
+- Before the first epoch the model's input standardisation is fitted on the training split.
+- Every epoch: train on the train split, predict the FULL validation split (probabilities only: no
+  uncertainty passes), tune decision thresholds on it (one per label, and one global; with
+  `threshold_mode = "fixed"` every label uses `threshold` instead), score it at the per-label
+  thresholds; the epoch with the best validation `select_metric` is kept as best.safetensors. The test split is never looked at until
+  training has ended; then best.safetensors is evaluated on it exactly once.
+- Deterministic on CPU for a given seed (seeded Python/numpy/torch RNGs, per-epoch seeded shuffling,
+  no worker processes by default); `resume=True` continues an interrupted run exactly where its last
+  finished epoch left it (see run_dir.py for the files).
+- Under `torchrun` each process trains on its DistributedSampler shard with `batch_size` samples per
+  step (global batch = world_size * batch_size); gradients are averaged by DDP; validation
+  predictions of all ranks are gathered so every rank computes the same metrics and decisions; only
+  rank 0 writes files and calls the reporter.
+- `train_seeds` trains the same settings with seeds seed, seed+1, ... into OUT/seed-<seed>/ and
+  writes OUT/seeds_summary.json: mean, std (sample, n-1) and per-seed values of every test metric.
+No printing here: progress goes to a `TrainReporter`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from mmer.core import __version__
+from mmer.core.atomic_file import replacing, write_text_atomic
+from mmer.catalog import SELECT_METRICS
+from mmer.datasets.base import BenchmarkData, collate
+from mmer.distributed import (
+    DistContext, TrainForward, all_reduce_sum, barrier, broadcast_from_main, gather_to_all, init_distributed, shutdown,
+)
+from mmer.errors import UserError
+from mmer.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
+from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer.run_dir import RunDir
+from mmer.runtime import Precision, resolve_precision, set_threads
+from mmer.thresholds import tune_global_threshold, tune_label_thresholds
+from mmer.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
+from mmer.models.checkpoint import load_checkpoint, save_checkpoint
+from mmer.models.config import (
+    THRESHOLD_MODES, ConfigError, apply_overrides, check_optim_settings, config_from_dict, config_to_dict,
+    preset_overrides,
+)
+from mmer.models.registry import build_model, get_entry, model_names
+
+STATE_VERSION = 1
+"""Layout version of state.pt."""
+
+SUMMARY_METRICS: tuple[str, ...] = (
+    "acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier",
+)
+"""Test metrics summarised over seeds: the scalar metrics of `mmer score --format json` (with
+probabilities), in that order."""
+
+SEEDS_SUMMARY_FILE = "seeds_summary.json"
+
+
+@dataclass
+class TrainOptions:
+    """What `mmer train` was asked to do.
+
+    model/dataset/data may be None only with `resume=True` (then they come from the run directory).
+    overrides: ["key=value", ...] applied to the model config after `config_file`.
+    out: run directory; None = runs/<model>-<dataset>-<YYYYmmdd-HHMMSS>.
+    tiny: start from the model's `Config.tiny(num_labels, input_dims)` (smoke tests, demos).
+    workers: DataLoader worker processes (0 = load in the training process; deterministic).
+    preset: "paper" | "authors" (None = "paper"; a resumed run keeps its own).
+    threshold_mode / threshold: override the config's decision-threshold fields ("tuned" | "fixed",
+    and the fixed value); a threshold without a mode means "fixed".
+    seeds: number of seeds for `train_seeds` (seed, seed+1, ...).
+    precision: "fp32" | "bf16" | "fp16": autocast for the forward passes and losses of training,
+    validation and test (weights and optimiser state stay float32; fp16 scales the loss).
+    compile: run the training forward pass through torch.compile (the saved weights are the same
+    modules' weights, so checkpoints do not change form).
+    """
+
+    model: str | None = None
+    dataset: str | None = None
+    data: Path | None = None
+    labels: Path | None = None
+    config_file: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    epochs: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    out: Path | None = None
+    resume: bool = False
+    select_metric: str = "micro_f1"
+    tiny: bool = False
+    workers: int = 0
+    preset: str | None = None
+    threshold_mode: str | None = None
+    threshold: float | None = None
+    seeds: int = 1
+    precision: str = "fp32"
+    compile: bool = False
+
+
+@dataclass
+class RunStart:
+    """Sent to the reporter once, before the first epoch of this invocation."""
+
+    run_dir: Path
+    model: str
+    dataset: str
+    preset: str
+    num_parameters: int
+    split_sizes: dict[str, int]
+    start_epoch: int  # first epoch this invocation trains (1-based)
+    epochs: int  # last epoch of the run
+    steps_per_epoch: int
+    world_size: int
+    device: str
+    resumed: bool
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch: what metrics.jsonl stores (plus `seconds` of wall time).
+
+    train: mean of each loss part over the epoch's training samples (all ranks).
+    val: validation metrics at the per-label thresholds tuned on validation this epoch
+         (MultilabelMetrics.as_dict() keys plus ece, brier).
+    val_global: overall validation metrics at the single tuned global threshold.
+    lr: learning rate of the epoch's last optimisation step.
+    """
+
+    epoch: int
+    train: dict[str, float]
+    val: dict
+    val_global: dict
+    thresholds: list[float]
+    global_threshold: float
+    lr: float
+    seconds: float
+    select_metric: str
+    improved: bool
+    best_epoch: int
+    best_value: float
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a finished run. test: best.safetensors on the test split (per-label thresholds);
+    None on ranks > 0 under torchrun (only rank 0 evaluates and writes)."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    best_value: float
+    select_metric: str
+    epochs_run: int
+    stopped_early: bool
+    val_metrics: dict
+    test: EvalReport | None
+
+
+class TrainReporter:
+    """Progress sink of `train` (called on rank 0 only). Override what you need; defaults do nothing."""
+
+    def run_started(self, start: RunStart) -> None:
+        """Training is about to start (or continue)."""
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        """Epoch `epoch` (1-based) begins with `num_batches` optimisation steps."""
+
+    def batch_done(self, epoch: int, batch: int, num_batches: int, loss: float) -> None:
+        """Optimisation step `batch` (1-based) of `epoch` finished; `loss` is this rank's total loss."""
+
+    def validating(self, epoch: int) -> None:
+        """Training steps of `epoch` are done; validation runs now."""
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        """Epoch finished, files written (an interrupt from here on loses nothing)."""
+
+    def testing(self, best_epoch: int) -> None:
+        """Training ended; the best checkpoint is being evaluated on the test split."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+def read_toml_config(path: Path) -> dict:
+    """Top-level key = value pairs of a TOML file (a [model] or [train] table is merged in too)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read config file ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: invalid TOML ({err})") from None
+    values = {k: v for k, v in raw.items() if not (isinstance(v, dict) and k in ("model", "train"))}
+    for table in ("model", "train"):
+        if isinstance(raw.get(table), dict):
+            values.update(raw[table])
+    return values
+
+
+def _coerce_toml_values(config_class: type, values: dict, source: Path) -> dict:
+    """TOML integers for float fields become floats; other type mismatches are errors naming the key."""
+    hints = typing.get_type_hints(config_class)
+    out = {}
+    for key, value in values.items():
+        hint = hints.get(key)
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif hint in (int, float, str, bool) and not isinstance(value, hint):
+            raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def resolve_config(
+    model: str,
+    label_names: list[str],
+    input_dims: dict[str, int],
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    tiny: bool = False,
+    preset: str = "paper",
+    threshold_mode: str | None = None,
+    threshold: float | None = None,
+):
+    """The model config a run uses (precedence: defaults/tiny < preset < TOML < --set <
+    epochs/batch_size/threshold_mode/threshold).
+
+    num_labels = len(label_names) and input_dims are the dataset's; a TOML file or --set that tries
+    to give them another value is an error.
+    """
+    entry = get_entry(model)
+    num_labels = len(label_names)
+    if tiny:
+        config = entry.config_class.tiny(num_labels, dict(input_dims))
+    else:
+        config = entry.config_class()
+    config = dataclasses.replace(config, num_labels=num_labels, input_dims=dict(input_dims))
+    config = apply_overrides(config, preset_overrides(entry.config_class, preset))
+    if config_file is not None:
+        values = _coerce_toml_values(entry.config_class, read_toml_config(config_file), config_file)
+        config = apply_overrides(config, values)
+    if overrides:
+        config = apply_overrides(config, list(overrides))
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+    if batch_size is not None:
+        config = dataclasses.replace(config, batch_size=batch_size)
+    config = _with_threshold_options(config, threshold_mode, threshold)
+    if config.num_labels != num_labels or dict(config.input_dims) != dict(input_dims):
+        raise ConfigError(
+            f"num_labels/input_dims come from the dataset ({num_labels} labels, dims {dict(input_dims)}); do not set them"
+        )
+    check_optim_settings(config)
+    return config
+
+
+def _with_threshold_options(config, threshold_mode: str | None, threshold: float | None):
+    """Apply --threshold-mode / --threshold: a threshold alone means "fixed"; "tuned" with a
+    threshold is contradictory."""
+    if threshold_mode is not None and threshold_mode not in THRESHOLD_MODES:
+        raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}", parameter="threshold_mode")
+    if threshold is not None:
+        if threshold_mode == "tuned":
+            raise ConfigError("--threshold sets a fixed threshold; it cannot go with --threshold-mode tuned")
+        return dataclasses.replace(config, threshold_mode="fixed", threshold=float(threshold))
+    if threshold_mode is not None:
+        return dataclasses.replace(config, threshold_mode=threshold_mode)
+    return config
+
+
+# ------------------------------------------------------------------------------------------------
+# Reproducibility
+# ------------------------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's (CPU and CUDA) global RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """All global RNG states as tensors/plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+
+def _load_data(dataset: str, data: Path, labels: Path | None) -> BenchmarkData:
+    from mmer.datasets import dataset_names, load_dataset
+
+    if dataset not in dataset_names():
+        raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(dataset_names())}")
+    bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
+    for split in ("train", "valid", "test"):
+        if split not in bench.splits or len(bench.splits[split]) == 0:
+            raise UserError(f"{data}: dataset {dataset} has no samples in split {split!r}")
+    return bench
+
+
+def _default_run_dir(model: str, dataset: str) -> Path:
+    return Path("runs") / f"{model}-{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass
+class _Plan:
+    """Resolved settings of a run (what config.json holds)."""
+
+    model: str
+    dataset: str
+    data: Path
+    labels: Path | None
+    seed: int
+    select_metric: str
+    tiny: bool
+    preset: str
+    config: object
+
+    def to_json(self, ctx: DistContext, bench: BenchmarkData) -> dict:
+        return {
+            "model": self.model, "dataset": self.dataset, "data": str(self.data),
+            "labels": None if self.labels is None else str(self.labels), "seed": self.seed,
+            "select_metric": self.select_metric, "tiny": self.tiny, "preset": self.preset,
+            "world_size": ctx.world_size,
+            "device": ctx.device.type, "mmer_version": __version__, "torch_version": torch.__version__,
+            "label_names": list(bench.label_names), "feature_spec": bench.feature_spec.to_dict(),
+            "config": config_to_dict(self.config),
+        }
+
+
+def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
+    if options.model is None or options.dataset is None or options.data is None:
+        raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
+    if options.model not in model_names():
+        raise UserError(f"unknown model {options.model!r}; choose one of {', '.join(model_names())}")
+    if options.select_metric not in SELECT_METRICS:
+        raise UserError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}", parameter="select_metric")
+    bench = _load_data(options.dataset, options.data, options.labels)
+    preset = options.preset or "paper"
+    config = resolve_config(options.model, bench.label_names, bench.feature_spec.dims, options.config_file,
+                            options.overrides, options.epochs, options.batch_size, options.tiny, preset,
+                            options.threshold_mode, options.threshold)
+    plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
+                 None if options.labels is None else Path(options.labels).resolve(),
+                 options.seed, options.select_metric, options.tiny, preset, config)
+    return plan, bench
+
+
+def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[_Plan, BenchmarkData]:
+    """The saved run's plan; rank 0 reads the run directory and sends it to the other ranks."""
+    if ctx.is_main:
+        run.require_resumable()
+    saved = broadcast_from_main(ctx, run.read_config() if ctx.is_main else None)
+    if (options.config_file is not None or options.overrides or options.batch_size is not None or options.tiny
+            or options.preset is not None or options.threshold_mode is not None or options.threshold is not None):
+        raise UserError("--resume continues a run with its saved config; "
+                        "--config/--set/--batch-size/--tiny/--preset/--threshold(-mode) cannot change it")
+    for name, given in (("model", options.model), ("dataset", options.dataset)):
+        if given is not None and given != saved[name]:
+            raise UserError(f"{run.config_path}: run was trained with --{name} {saved[name]}, not {given}")
+    try:
+        config = config_from_dict(get_entry(saved["model"]).config_class, saved["config"])
+    except (KeyError, TypeError) as err:
+        raise UserError(f"{run.config_path}: config does not fit model {saved.get('model')!r} ({err})") from None
+    if options.epochs is not None:
+        config = dataclasses.replace(config, epochs=options.epochs)
+    data = Path(options.data) if options.data is not None else Path(saved["data"])
+    labels_raw = options.labels if options.labels is not None else saved.get("labels")
+    labels = None if labels_raw is None else Path(labels_raw)
+    bench = _load_data(saved["dataset"], data, labels)
+    if list(bench.label_names) != list(saved["label_names"]) or bench.feature_spec.to_dict() != saved["feature_spec"]:
+        raise UserError(f"{data}: labels or features differ from those the run in {run.root} was started with")
+    plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
+                 int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
+                 saved.get("preset", "paper"), config)
+    return plan, bench
+
+
+def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold: float, val: dict) -> dict:
+    return {
+        "global_threshold": global_threshold,
+        "dataset": plan.dataset,
+        "selection": {"metric": plan.select_metric, "split": "valid", "best_epoch": best_epoch},
+        "epochs": epoch,
+        "seed": plan.seed,
+        "val_metrics": val,
+    }
+
+
+def _compile_forward(forward: TrainForward) -> None:
+    """Route the training forward pass through torch.compile (the module itself, and so what is
+    saved, stays the uncompiled one). A one-line UserError when torch cannot compile here."""
+    if not hasattr(torch, "compile"):
+        raise UserError("compile: this torch has no torch.compile", parameter="compile")
+    if forward.ddp is None:
+        forward.model = torch.compile(forward.model)
+    else:
+        forward.ddp = torch.compile(forward.ddp)
+
+
+def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds: list[float], extra: dict) -> None:
+    with replacing(path) as tmp:
+        save_checkpoint(tmp, model, bench.label_names, bench.feature_spec, thresholds=thresholds, extra=extra)
+
+
+def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
+              amp: Precision) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities (and the uncertainty when the model gives it for free, else None) on the full
+    validation split; every rank predicts a strided shard (i = rank, rank + W, ...) and the shards
+    are gathered back into sample order on all ranks."""
+    dataset = bench.splits["valid"]
+    n = len(dataset)
+    mine = list(range(ctx.rank, n, ctx.world_size))
+    probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine, with_uncertainty=False,
+                               precision=amp)
+    if not ctx.distributed:
+        return probs, unc
+    shards = gather_to_all(ctx, (probs, unc))
+    q = dataset.labels.shape[1]
+    all_probs = np.zeros((n, q))
+    all_unc = None if any(u is None for _, u in shards) else np.zeros((n, q))
+    for rank, (p, u) in enumerate(shards):
+        all_probs[rank::ctx.world_size] = p
+        if all_unc is not None:
+            all_unc[rank::ctx.world_size] = u
+    return all_probs, all_unc
+
+
+def _score_validation(probs, unc, bench: BenchmarkData, config) -> tuple[dict, dict, list[float], float]:
+    """Validation metrics at the per-label thresholds, overall metrics at the global one; both
+    tuned on these probabilities, or both the config's fixed threshold."""
+    truth = bench.splits["valid"].labels
+    if config.threshold_mode == "fixed":
+        thresholds, global_t = [float(config.threshold)] * truth.shape[1], float(config.threshold)
+    else:
+        thresholds = tune_label_thresholds(probs, truth.astype(np.int64))
+        global_t = tune_global_threshold(probs, truth.astype(np.int64))
+    metrics, ece, brier, mean_unc = score_probabilities(probs, unc, truth, bench.label_names, thresholds)
+    val = metrics.as_dict()
+    val.update(ece=ece, brier=brier, mean_uncertainty=mean_unc)
+    global_metrics, _, _, _ = score_probabilities(probs, unc, truth, bench.label_names, [global_t] * len(thresholds))
+    val_global = {k: v for k, v in global_metrics.as_dict().items() if k != "per_label"}
+    return val, val_global, thresholds, global_t
+
+
+def train(options: TrainOptions, reporter: TrainReporter | None = None) -> TrainResult:
+    """Train, select on validation, evaluate the best checkpoint on test once. See the module docstring.
+
+    Raises UserError (bad options/data/config), TrainingFailed (non-finite loss). KeyboardInterrupt
+    propagates; the run directory then holds the last finished epoch, ready for `resume=True`.
+    """
+    return _in_process_group(options, reporter, _train)
+
+
+def _in_process_group(options: TrainOptions, reporter: TrainReporter | None, body):
+    """Run `body(options, reporter, ctx)` inside the (torchrun) process group; only rank 0 reports."""
+    reporter = reporter or TrainReporter()
+    set_threads(options.threads)
+    if options.workers < 0:
+        raise UserError(f"workers must be >= 0, got {options.workers}", parameter="workers")
+    ctx = init_distributed(options.device)
+    try:
+        return body(options, reporter if ctx.is_main else TrainReporter(), ctx)
+    finally:
+        shutdown(ctx)
+
+
+# ------------------------------------------------------------------------------------------------
+# Several seeds
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class MetricSummary:
+    """One test metric over seeds: mean, sample standard deviation (n - 1; 0 for one seed), values
+    in seed order."""
+
+    mean: float
+    std: float
+    values: list[float]
+
+
+@dataclass
+class SeedsResult:
+    """Outcome of `train_seeds`. summary: {metric: MetricSummary} for SUMMARY_METRICS; empty on
+    ranks > 0 under torchrun (only rank 0 reads the test metrics and writes)."""
+
+    out: Path
+    seeds: list[int]
+    run_dirs: list[Path]
+    summary: dict[str, MetricSummary]
+    summary_path: Path
+
+
+def seed_run_dir(out: Path, seed: int) -> Path:
+    """Run directory of one seed of a multi-seed run."""
+    return Path(out) / f"seed-{seed}"
+
+
+def summarize_seeds(test_metrics: list[dict]) -> dict[str, MetricSummary]:
+    """{metric: MetricSummary} over runs' test_metrics.json objects (one per seed, in seed order)."""
+    summary = {}
+    for key in SUMMARY_METRICS:
+        values = [float(m[key]) for m in test_metrics]
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary[key] = MetricSummary(mean=float(np.mean(values)), std=std, values=values)
+    return summary
+
+
+def train_seeds(options: TrainOptions, reporter: TrainReporter | None = None) -> SeedsResult:
+    """Train `options.seeds` runs with seeds seed, seed+1, ... into OUT/seed-<seed>/ and write
+    OUT/seeds_summary.json (see `write_seeds_summary`).
+
+    With `resume=True` (and `out`): seeds whose run finished are kept, interrupted ones continue
+    from their saved state (with their saved config), missing ones start with `options`.
+    """
+    if options.seeds < 1:
+        raise UserError(f"seeds must be >= 1, got {options.seeds}", parameter="seeds")
+    return _in_process_group(options, reporter, _train_seeds)
+
+
+def _train_seeds(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> SeedsResult:
+    if options.resume and options.out is None:
+        raise UserError("--resume needs --out OUT (the multi-seed run to continue)")
+    if options.out is not None:
+        out = Path(options.out)
+    else:
+        if options.model is None or options.dataset is None:
+            raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
+        out = broadcast_from_main(ctx, _default_run_dir(options.model, options.dataset))
+    seeds = [options.seed + k for k in range(options.seeds)]
+    for seed in seeds:
+        run = RunDir(seed_run_dir(out, seed))
+        state = broadcast_from_main(ctx, _seed_state(run) if ctx.is_main else None)
+        if state == "finished":
+            continue
+        if state == "started":  # continue with the saved config
+            seed_options = dataclasses.replace(
+                options, seed=seed, out=run.root, resume=True, config_file=None, overrides=[], batch_size=None,
+                tiny=False, preset=None, threshold_mode=None, threshold=None)
+        else:
+            seed_options = dataclasses.replace(options, seed=seed, out=run.root, resume=False)
+        _train(seed_options, reporter, ctx)
+    run_dirs = [seed_run_dir(out, seed) for seed in seeds]
+    summary: dict[str, MetricSummary] = {}
+    if ctx.is_main:
+        summary = write_seeds_summary(out, run_dirs)
+    barrier(ctx)
+    return SeedsResult(out=out, seeds=seeds, run_dirs=run_dirs, summary=summary, summary_path=out / SEEDS_SUMMARY_FILE)
+
+
+def _seed_state(run: RunDir) -> str:
+    """"finished" (test metrics written), "started" (resumable state) or "new"."""
+    if run.test_metrics_path.is_file():
+        return "finished"
+    if run.state_path.is_file():
+        return "started"
+    return "new"
+
+
+def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSummary]:
+    """Summarise the finished runs `run_dirs` into OUT/seeds_summary.json:
+
+        {"runs": ["seed-0", ...], "seeds": [0, ...], "model", "dataset", "data", "preset",
+         "select_metric", "threshold_mode", "threshold", "std": "sample (n-1)",
+         "metrics": {metric: {"mean", "std", "values"}}}   (metrics: SUMMARY_METRICS)
+    """
+    tests, configs = [], []
+    for run_dir in run_dirs:
+        run = RunDir(run_dir)
+        try:
+            tests.append(json.loads(run.test_metrics_path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"{run.test_metrics_path}: unreadable test metrics ({err})") from None
+        configs.append(run.read_config())
+    summary = summarize_seeds(tests)
+    first = configs[0]
+    document = {
+        "runs": [Path(r).name for r in run_dirs], "seeds": [int(c["seed"]) for c in configs],
+        "model": first["model"], "dataset": first["dataset"], "data": first["data"],
+        "preset": first.get("preset", "paper"), "select_metric": first["select_metric"],
+        "threshold_mode": first["config"].get("threshold_mode", "tuned"),
+        "threshold": first["config"].get("threshold", 0.5),
+        "std": "sample standard deviation (n - 1); 0 for one seed",
+        "metrics": {k: dataclasses.asdict(v) for k, v in summary.items()},
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(out) / SEEDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
+    return summary
+
+
+class _RunHooks(TrainerHooks):
+    """`mmer train`'s epochs: DataLoader batches (re-seeded per epoch), validation scored with tuned
+    thresholds, and after each epoch the best/last checkpoints, metrics.jsonl and state.pt (rank 0)."""
+
+    def __init__(self, run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: DistContext, amp: Precision,
+                 reporter: TrainReporter, model, optimizer, schedule, stopper, sampler, loader, loader_gen) -> None:
+        self.run, self.plan, self.bench, self.config, self.ctx, self.amp = run, plan, bench, config, ctx, amp
+        self.reporter, self.model, self.optimizer, self.schedule, self.stopper = reporter, model, optimizer, schedule, stopper
+        self.sampler, self.loader, self.loader_gen = sampler, loader, loader_gen
+        self.scored: tuple = ()
+        self.stopped_early = False
+
+    def epoch_started(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.loader_gen.manual_seed(self.plan.seed * 100003 + epoch)
+        self.reporter.epoch_started(epoch, len(self.loader))
+
+    def batches(self, epoch: int):
+        return self.loader
+
+    def batch_done(self, epoch: int, step: int, loss: float) -> None:
+        self.reporter.batch_done(epoch, step, len(self.loader), loss)
+
+    def reduce(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(self.ctx, values)
+
+    def validate(self, epoch: int) -> float:
+        self.reporter.validating(epoch)
+        probs, unc = _validate(self.model, self.bench, self.config, self.ctx, self.amp)
+        self.scored = _score_validation(probs, unc, self.bench, self.config)
+        return float(self.scored[0][self.plan.select_metric])
+
+    def epoch_done(self, outcome: EpochOutcome) -> None:
+        val, val_global, thresholds, global_t = self.scored
+        stopper, epoch = self.stopper, outcome.epoch
+        self.stopped_early = outcome.stop
+        record = EpochRecord(
+            epoch=epoch, train=outcome.train, val=val, val_global=val_global, thresholds=thresholds,
+            global_threshold=global_t, lr=outcome.lr, seconds=outcome.seconds,
+            select_metric=self.plan.select_metric, improved=outcome.improved, best_epoch=stopper.best_epoch,
+            best_value=float(stopper.best),
+        )
+        training_rngs = gather_to_all(self.ctx, rng_state())
+        if self.ctx.is_main:
+            run, model = self.run, self.model
+            extra = _checkpoint_extra(self.plan, epoch, stopper.best_epoch, global_t, val)
+            if outcome.improved:
+                _save_checkpoint_atomic(run.best_path, model, self.bench, thresholds, extra)
+            _save_checkpoint_atomic(run.last_path, model, self.bench, thresholds, extra)
+            run.append_metrics(record.to_json())
+            run.save_state({
+                "version": STATE_VERSION, "epoch": epoch, "model": model.state_dict(),
+                "training_state": model.training_state(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(), "stopper": stopper.state_dict(),
+                "stopped_early": outcome.stop, "rng": training_rngs,
+            })
+        barrier(self.ctx)
+        self.reporter.epoch_done(record)
+
+
+def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> TrainResult:
+    if options.resume:
+        if options.out is None:
+            raise UserError("--resume needs --out RUN_DIR (the run to continue)")
+        run = RunDir(options.out)
+        plan, bench = _plan_resume(options, run, ctx)
+        state = broadcast_from_main(ctx, run.load_state() if ctx.is_main else None)
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"{run.state_path}: training state version {state.get('version')!r}, expected {STATE_VERSION}")
+    else:
+        plan, bench = _plan_new(options)
+        out = options.out if options.out is not None else broadcast_from_main(ctx, _default_run_dir(plan.model, plan.dataset))
+        run = RunDir(out)
+        if ctx.is_main:
+            run.require_new()
+        barrier(ctx)
+        state = None
+    config = plan.config
+    amp = resolve_precision(options.precision, ctx.device)
+    maximize = SELECT_METRICS[plan.select_metric]
+    train_set = bench.splits["train"]
+
+    # Same initial weights on every rank (DDP also broadcasts rank 0's at wrap time); then each
+    # rank > 0 gets its own stream for dropout etc., rank 0 keeps the single-process stream.
+    seed_everything(plan.seed)
+    model = build_model(plan.model, config)
+    model.prepare_training(len(train_set))
+    if state is None:  # a resumed run restores the statistics with the weights
+        model.fit_input_statistics(train_set[i].features for i in range(len(train_set)))
+    model.to(ctx.device)
+    if ctx.rank > 0:
+        seed_everything(plan.seed + 1000003 * ctx.rank)
+
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=plan.seed)
+    loader_gen = torch.Generator()
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=options.workers, generator=loader_gen)
+    steps_per_epoch = len(loader)
+    optimizer = build_optimizer(model, config)
+    schedule = LRSchedule(optimizer, config, steps_per_epoch, maximize)
+    stopper = EarlyStopping(config.early_stop_patience, maximize)
+    start_epoch, stopped_early = 1, False
+
+    if state is not None:
+        model.load_state_dict(state["model"])
+        model.load_training_state(state["training_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        stopper.load_state_dict(state["stopper"])
+        stopped_early = bool(state["stopped_early"])
+        start_epoch = int(state["epoch"]) + 1
+        rngs = state["rng"]
+        if len(rngs) == ctx.world_size:
+            set_rng_state(rngs[ctx.rank])
+        else:  # different world size: exact continuation is impossible, stay deterministic
+            seed_everything(plan.seed + 7919 * start_epoch + 1000003 * ctx.rank)
+        if ctx.is_main:
+            run.truncate_metrics(int(state["epoch"]))
+    else:
+        if ctx.is_main:
+            run.create()
+    if ctx.is_main:
+        run.write_config({**plan.to_json(ctx, bench), "precision": amp.name, "compile": options.compile})
+
+    # Under DDP a probe batch (the first training samples) decides find_unused_parameters.
+    probe = collate([train_set[i] for i in range(min(len(train_set), config.batch_size))]) if ctx.distributed else None
+    forward = TrainForward(model, ctx, probe)
+    if options.compile:
+        _compile_forward(forward)
+    scaler = amp.grad_scaler()
+    reporter.run_started(RunStart(
+        run_dir=run.root, model=plan.model, dataset=plan.dataset, preset=plan.preset,
+        num_parameters=sum(p.numel() for p in model.parameters()),
+        split_sizes={k: len(v) for k, v in bench.splits.items()}, start_epoch=start_epoch, epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch, world_size=ctx.world_size, device=str(ctx.device), resumed=state is not None,
+    ))
+
+    hooks = _RunHooks(run, plan, bench, config, ctx, amp, reporter, model, optimizer, schedule, stopper, sampler,
+                      loader, loader_gen)
+    trainer = Trainer(model, optimizer, schedule, stopper, config.grad_clip, device=ctx.device, forward=forward,
+                      autocast=amp.autocast, scaler=scaler)
+    last_epoch = trainer.fit(hooks, config.epochs, start_epoch, stopped_early)
+    stopped_early = stopped_early or hooks.stopped_early
+
+    records = run.read_metrics() if ctx.is_main else []
+    best_epoch = stopper.best_epoch
+    test_report = None
+    if ctx.is_main:
+        reporter.testing(best_epoch)
+        test_report = _test_best(run, plan, bench, config, ctx, records, best_epoch, amp)
+    barrier(ctx)
+    best_record = next((r for r in records if r["epoch"] == best_epoch), {})
+    return TrainResult(
+        run_dir=run.root, best_checkpoint=run.best_path, last_checkpoint=run.last_path, best_epoch=best_epoch,
+        best_value=float(stopper.best) if stopper.best is not None else float("nan"),
+        select_metric=plan.select_metric, epochs_run=last_epoch, stopped_early=stopped_early,
+        val_metrics=best_record.get("val", {}), test=test_report,
+    )
+
+
+def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: DistContext, records: list[dict],
+               best_epoch: int, amp: Precision) -> EvalReport:
+    """Evaluate best.safetensors on the test split (the only time the test split is read), record the
+    result in test_metrics.json and in the best checkpoint's metadata."""
+    model, info = load_checkpoint(run.best_path, device=ctx.device)
+    mode = "fixed" if config.threshold_mode == "fixed" else "per_label"
+    try:
+        report = evaluate_model(model, plan.model, str(run.best_path), bench, "test", info.thresholds,
+                                mode, config.batch_size, ctx.device, amp)
+    except PredictionFailed as err:
+        raise TrainingFailed(f"{run.best_path}: {err}") from None
+    report.extra["best_epoch"] = best_epoch
+    report.extra["select_metric"] = plan.select_metric
+    report.extra["preset"] = plan.preset
+    if mode == "per_label":
+        report.extra["tuned_global_threshold"] = info.extra.get("global_threshold")
+    run.write_test_metrics(report.as_dict())
+    extra = dict(info.extra)
+    extra["epochs"] = max((r["epoch"] for r in records), default=best_epoch)
+    extra["test_metrics"] = {k: v for k, v in report.as_dict().items() if k not in ("checkpoint",)}
+    _save_checkpoint_atomic(run.best_path, model, bench, info.thresholds, extra)
+    return report
