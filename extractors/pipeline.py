@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from mmer.extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
-from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import FeatureSet, ModalityStats
 from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
