@@ -23,7 +23,7 @@ import torch
 
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
-from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor
 from mmer.errors import UserError
 from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
@@ -244,10 +244,10 @@ class Analyzer:
         self.checkpoint = resolve_checkpoint(options.model)
         self.model, self.info = load_checkpoint(self.checkpoint, self.device)
         self.settings = self._settings_for(self.info)
+        self.extractor = FeatureExtractor(self.settings)  # loads no network yet: each is built when first needed
         self.info.feature_spec.require_compatible(
-            feature_spec_for(self.settings),
+            self.extractor.spec,
             f"{self.checkpoint}: checkpoint was trained on other features than these extraction settings produce")
-        self.extractor = FeatureExtractor(self.settings)
         # A checkpoint trained without some modality must not see that stream: untrained encoder
         # weights would only add noise.
         trained = self.info.extra.get("trained_modalities", list(MODALITIES))
