@@ -81,11 +81,12 @@ class OptimSettings:
     lr: float = 1e-3  # initial learning rate
     batch_size: int = 64  # samples per optimisation step (per process under DDP)
     epochs: int = 30  # maximum number of epochs
-    optimizer: str = "adam"  # "adam" | "adamw"
+    optimizer: str = "adam"  # "adam" | "adamw" | "bertadam" (BERT's Adam: no bias correction, eps 1e-6)
     weight_decay: float = 0.0
+    no_decay_bias_norm: bool = False  # True: biases and LayerNorm parameters get no weight decay
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
-    scheduler: str = "none"  # "none" | "cosine_warmup" | "plateau" (on validation metric)
-    warmup_ratio: float = 0.0  # fraction of total steps with linear warm-up (cosine_warmup)
+    scheduler: str = "none"  # "none" | "cosine_warmup" | "warmup_cosine_total" | "plateau" (validation metric)
+    warmup_ratio: float = 0.0  # fraction of total steps with linear warm-up (cosine_warmup, warmup_cosine_total)
     plateau_factor: float = 0.5  # lr multiplier when the validation metric plateaus
     plateau_patience: int = 3  # epochs without improvement before lowering lr
     early_stop_patience: int = 0  # epochs without validation improvement before stopping; 0 = off
