@@ -323,12 +323,13 @@ class ModalityEncoder(nn.Module):
         )
 
     def position_codes(self, length: int, device: torch.device) -> torch.Tensor:
-        """(length, hidden) position encodings; ValueError when a learned table is too short."""
+        """(length, hidden) position encodings; ConfigError when a learned table is too short."""
         if self.positions is None:
             return sinusoidal_positions(length, self.project.out_features, device)
         if length > self.positions.num_embeddings:
-            raise ValueError(f"a sequence of {length} frames is longer than the learned position table "
-                             f"(max_positions = {self.positions.num_embeddings})")
+            raise ConfigError(f"a sequence of {length} frames is longer than the learned position table "
+                              f"(max_positions = {self.positions.num_embeddings}); raise max_positions",
+                              parameter="max_positions")
         return self.positions.weight[:length]
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
