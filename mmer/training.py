@@ -13,6 +13,10 @@ Protocol:
   `threshold_mode = "fixed"` every label uses `threshold` instead), score it at the per-label
   thresholds; the epoch with the best validation `select_metric` is kept as best.safetensors. The test split is never looked at until
   training has ended; then best.safetensors is evaluated on it exactly once.
+- `select_on="test"` is the LDDU authors' protocol instead (their train.py scores the TEST split
+  every epoch and keeps the best epoch; thresholds, when tuned, are tuned there too): everything
+  above with the test split in place of the validation split. Its numbers are optimistic; every
+  file and summary of such a run carries SELECTED_ON_TEST. Validation stays the default.
 - Deterministic on CPU for a given seed (seeded Python/numpy/torch RNGs, per-epoch seeded shuffling,
   no worker processes by default); `resume=True` continues an interrupted run exactly where its last
   finished epoch left it (see run_dir.py for the files).
@@ -69,6 +73,12 @@ probabilities), in that order."""
 
 SEEDS_SUMMARY_FILE = "seeds_summary.json"
 
+SELECT_SPLITS: tuple[str, ...] = ("valid", "test")
+"""Splits that can select the best epoch and tune thresholds (`select_on`); "valid" is the default."""
+
+SELECTED_ON_TEST = "selected on TEST (authors' protocol; optimistic)"
+"""The label of every summary, file and report row of a run with `select_on="test"`."""
+
 
 @dataclass
 class TrainOptions:
@@ -87,6 +97,9 @@ class TrainOptions:
     validation and test (weights and optimiser state stay float32; fp16 scales the loss).
     compile: run the training forward pass through torch.compile (the saved weights are the same
     modules' weights, so checkpoints do not change form).
+    select_on: the split that picks the best epoch and tunes thresholds: "valid" (None = "valid")
+    or "test" (the LDDU authors' protocol; optimistic, labelled SELECTED_ON_TEST everywhere); a
+    resumed run keeps its own.
     """
 
     model: str | None = None
@@ -111,6 +124,7 @@ class TrainOptions:
     seeds: int = 1
     precision: str = "fp32"
     compile: bool = False
+    select_on: str | None = None
 
 
 @dataclass
@@ -129,6 +143,7 @@ class RunStart:
     world_size: int
     device: str
     resumed: bool
+    select_on: str = "valid"
 
 
 @dataclass
@@ -154,6 +169,7 @@ class EpochRecord:
     improved: bool
     best_epoch: int
     best_value: float
+    select_on: str = "valid"  # split of `val` / `val_global`: "test" under the authors' protocol
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,6 +190,7 @@ class TrainResult:
     stopped_early: bool
     val_metrics: dict
     test: EvalReport | None
+    select_on: str = "valid"
 
 
 class TrainReporter:
@@ -231,12 +248,13 @@ class _Plan:
     tiny: bool
     preset: str
     config: object
+    select_on: str = "valid"
 
     def to_json(self, ctx: DistContext, bench: BenchmarkData) -> dict:
         return {
             "model": self.model, "dataset": self.dataset, "data": str(self.data),
             "labels": None if self.labels is None else str(self.labels), "seed": self.seed,
-            "select_metric": self.select_metric, "tiny": self.tiny, "preset": self.preset,
+            "select_metric": self.select_metric, "select_on": self.select_on, "tiny": self.tiny, "preset": self.preset,
             "world_size": ctx.world_size,
             "device": ctx.device.type, "mmer_version": __version__, "torch_version": torch.__version__,
             "label_names": list(bench.label_names), "feature_spec": bench.feature_spec.to_dict(),
@@ -251,6 +269,9 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
         raise UserError(f"unknown model {options.model!r}; choose one of {', '.join(model_names())}")
     if options.select_metric not in SELECT_METRICS:
         raise UserError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}", parameter="select_metric")
+    select_on = options.select_on or "valid"
+    if select_on not in SELECT_SPLITS:
+        raise UserError(f"select_on must be one of {', '.join(SELECT_SPLITS)}, got {select_on!r}", parameter="select_on")
     bench = _load_data(options.dataset, options.data, options.labels)
     preset = options.preset or "paper"
     config = resolve_config(options.model, bench.label_names, bench.feature_spec.dims, options.config_file,
@@ -258,7 +279,7 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
                             options.threshold_mode, options.threshold)
     plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
                  None if options.labels is None else Path(options.labels).resolve(),
-                 options.seed, options.select_metric, options.tiny, preset, config)
+                 options.seed, options.select_metric, options.tiny, preset, config, select_on)
     return plan, bench
 
 
@@ -274,6 +295,9 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     for name, given in (("model", options.model), ("dataset", options.dataset)):
         if given is not None and given != saved[name]:
             raise UserError(f"{run.config_path}: run was trained with --{name} {saved[name]}, not {given}")
+    if options.select_on is not None and options.select_on != saved.get("select_on", "valid"):
+        raise UserError(f"{run.config_path}: run was trained with --select-on {saved.get('select_on', 'valid')}, "
+                        f"not {options.select_on}")
     try:
         config = config_from_dict(get_entry(saved["model"]).config_class, saved["config"])
     except (KeyError, TypeError) as err:
@@ -288,7 +312,7 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
         raise UserError(f"{data}: labels or features differ from those the run in {run.root} was started with")
     plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
                  int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
-                 saved.get("preset", "paper"), config)
+                 saved.get("preset", "paper"), config, saved.get("select_on", "valid"))
     return plan, bench
 
 
@@ -296,7 +320,7 @@ def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold
     return {
         "global_threshold": global_threshold,
         "dataset": plan.dataset,
-        "selection": {"metric": plan.select_metric, "split": "valid", "best_epoch": best_epoch},
+        "selection": {"metric": plan.select_metric, "split": plan.select_on, "best_epoch": best_epoch},
         "epochs": epoch,
         "seed": plan.seed,
         "val_metrics": val,
@@ -320,11 +344,12 @@ def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds:
 
 
 def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
-              amp: Precision) -> tuple[np.ndarray, np.ndarray | None]:
+              amp: Precision, split: str = "valid") -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities (and the uncertainty when the model gives it for free, else None) on the full
-    validation split; every rank predicts a strided shard (i = rank, rank + W, ...) and the shards
-    are gathered back into sample order on all ranks."""
-    dataset = bench.splits["valid"]
+    selection split (validation; the test split under select_on="test"); every rank predicts a
+    strided shard (i = rank, rank + W, ...) and the shards are gathered back into sample order on
+    all ranks."""
+    dataset = bench.splits[split]
     n = len(dataset)
     mine = list(range(ctx.rank, n, ctx.world_size))
     probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine, with_uncertainty=False,
@@ -342,10 +367,11 @@ def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
     return all_probs, all_unc
 
 
-def _score_validation(probs, unc, bench: BenchmarkData, config) -> tuple[dict, dict, list[float], float]:
-    """Validation metrics at the per-label thresholds, overall metrics at the global one; both
+def _score_validation(probs, unc, bench: BenchmarkData, config,
+                      split: str = "valid") -> tuple[dict, dict, list[float], float]:
+    """Selection-split metrics at the per-label thresholds, overall metrics at the global one; both
     tuned on these probabilities, or both the config's fixed threshold."""
-    truth = bench.splits["valid"].labels
+    truth = bench.splits[split].labels
     if config.threshold_mode == "fixed":
         thresholds, global_t = [float(config.threshold)] * truth.shape[1], float(config.threshold)
     else:
@@ -405,6 +431,7 @@ class SeedsResult:
     run_dirs: list[Path]
     summary: dict[str, MetricSummary]
     summary_path: Path
+    select_on: str = "valid"
 
 
 def seed_run_dir(out: Path, seed: int) -> Path:
@@ -458,10 +485,13 @@ def _train_seeds(options: TrainOptions, reporter: TrainReporter, ctx: DistContex
         _train(seed_options, reporter, ctx)
     run_dirs = [seed_run_dir(out, seed) for seed in seeds]
     summary: dict[str, MetricSummary] = {}
+    select_on = "valid"
     if ctx.is_main:
         summary = write_seeds_summary(out, run_dirs)
+        select_on = RunDir(run_dirs[0]).read_config().get("select_on", "valid")
     barrier(ctx)
-    return SeedsResult(out=out, seeds=seeds, run_dirs=run_dirs, summary=summary, summary_path=out / SEEDS_SUMMARY_FILE)
+    return SeedsResult(out=out, seeds=seeds, run_dirs=run_dirs, summary=summary, summary_path=out / SEEDS_SUMMARY_FILE,
+                       select_on=select_on)
 
 
 def _seed_state(run: RunDir) -> str:
@@ -477,7 +507,7 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
     """Summarise the finished runs `run_dirs` into OUT/seeds_summary.json:
 
         {"runs": ["seed-0", ...], "seeds": [0, ...], "model", "dataset", "data", "preset",
-         "select_metric", "threshold_mode", "threshold", "std": "sample (n-1)",
+         "select_metric", "select_on", "threshold_mode", "threshold", "std": "sample (n-1)",
          "metrics": {metric: {"mean", "std", "values"}}}   (metrics: SUMMARY_METRICS)
     """
     tests, configs = [], []
@@ -494,6 +524,7 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
         "runs": [Path(r).name for r in run_dirs], "seeds": [int(c["seed"]) for c in configs],
         "model": first["model"], "dataset": first["dataset"], "data": first["data"],
         "preset": first.get("preset", "paper"), "select_metric": first["select_metric"],
+        "select_on": first.get("select_on", "valid"),
         "threshold_mode": first["config"].get("threshold_mode", "tuned"),
         "threshold": first["config"].get("threshold", 0.5),
         "std": "sample standard deviation (n - 1); 0 for one seed",
@@ -532,8 +563,9 @@ class _RunHooks(TrainerHooks):
 
     def validate(self, epoch: int) -> float:
         self.reporter.validating(epoch)
-        probs, unc = _validate(self.model, self.bench, self.config, self.ctx, self.amp)
-        self.scored = _score_validation(probs, unc, self.bench, self.config)
+        split = self.plan.select_on
+        probs, unc = _validate(self.model, self.bench, self.config, self.ctx, self.amp, split)
+        self.scored = _score_validation(probs, unc, self.bench, self.config, split)
         return float(self.scored[0][self.plan.select_metric])
 
     def epoch_done(self, outcome: EpochOutcome) -> None:
@@ -544,7 +576,7 @@ class _RunHooks(TrainerHooks):
             epoch=epoch, train=outcome.train, val=val, val_global=val_global, thresholds=thresholds,
             global_threshold=global_t, lr=outcome.lr, seconds=outcome.seconds,
             select_metric=self.plan.select_metric, improved=outcome.improved, best_epoch=stopper.best_epoch,
-            best_value=float(stopper.best),
+            best_value=float(stopper.best), select_on=self.plan.select_on,
         )
         training_rngs = gather_to_all(self.ctx, rng_state())
         if self.ctx.is_main:
@@ -639,6 +671,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         num_parameters=sum(p.numel() for p in model.parameters()),
         split_sizes={k: len(v) for k, v in bench.splits.items()}, start_epoch=start_epoch, epochs=config.epochs,
         steps_per_epoch=steps_per_epoch, world_size=ctx.world_size, device=str(ctx.device), resumed=state is not None,
+        select_on=plan.select_on,
     ))
 
     hooks = _RunHooks(run, plan, bench, config, ctx, amp, reporter, model, optimizer, schedule, stopper, sampler,
@@ -660,7 +693,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         run_dir=run.root, best_checkpoint=run.best_path, last_checkpoint=run.last_path, best_epoch=best_epoch,
         best_value=float(stopper.best) if stopper.best is not None else float("nan"),
         select_metric=plan.select_metric, epochs_run=last_epoch, stopped_early=stopped_early,
-        val_metrics=best_record.get("val", {}), test=test_report,
+        val_metrics=best_record.get("val", {}), test=test_report, select_on=plan.select_on,
     )
 
 
@@ -677,6 +710,9 @@ def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: Dist
         raise TrainingFailed(f"{run.best_path}: {err}") from None
     report.extra["best_epoch"] = best_epoch
     report.extra["select_metric"] = plan.select_metric
+    report.extra["select_on"] = plan.select_on
+    if plan.select_on == "test":
+        report.extra["protocol"] = SELECTED_ON_TEST
     report.extra["preset"] = plan.preset
     if mode == "per_label":
         report.extra["tuned_global_threshold"] = info.extra.get("global_threshold")

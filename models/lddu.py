@@ -152,6 +152,8 @@ class LDDUConfig(OptimSettings):
     (github.com/201983290498/lddu_mmer) where it differs, each value's source in PRESET_SOURCES
     (files at commit b33f538, train.py/train.sh/log.txt at 4725e27; docs/lddu.md lists what no
     setting reproduces)."""
+    AUTHORS_CODE: ClassVar[str] = ("github.com/201983290498/lddu_mmer: src/ at commit b33f538; train.py, "
+                                   "train.sh and experience/late_fusion_2/log.txt at 4725e27")
     PRESET_SOURCES: ClassVar[dict[str, str]] = {
         "d_z": "src/models/myModels.py:41 (out_projection pro_dim -> hidden_size 256 = width of Z)",
         "ff_dim": "experience/late_fusion_2/log.txt:63 (encoder config: intermediate_size 256)",

@@ -33,6 +33,9 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly where it stopped."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain per-epoch log lines instead of progress bars."),
     select_metric: str = typer.Option("micro_f1", "--select-metric", help=f"Validation metric that picks the best epoch: {', '.join(SELECT_METRICS)}."),
+    select_on: Optional[str] = typer.Option(
+        None, "--select-on", help="Split that picks the best epoch and tunes thresholds: valid (default) or test "
+                                  "(the LDDU authors' protocol: optimistic, labelled in every summary and report)."),
     tiny: bool = typer.Option(False, "--tiny", help="Start from the model's tiny config (smoke tests and demos)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes (0 = deterministic, in-process)."),
     preset: Optional[str] = typer.Option(
@@ -56,6 +59,7 @@ def train_command(
         epochs=epochs, batch_size=batch_size, device=device, threads=threads, seed=seed, out=out, resume=resume,
         select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
         threshold=threshold, seeds=1 if seeds is None else seeds, precision=precision, compile=compile_model,
+        select_on=select_on,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)
