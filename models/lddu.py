@@ -4,7 +4,8 @@ recognition (paper text in shared/papers/lddu.txt; equation numbers below refer 
 Pipeline, per batch of B samples, q labels, modalities in `MODALITIES` order (text, audio, visual):
 
 1. Uni-modal extractor (Sec. 3.2): per modality, LayerNorm + linear projection of the input frames
-   to `hidden`, sinusoidal positions, `*_layers` masked Transformer layers -> O^m (B, T_m, hidden).
+   to `hidden`, sinusoidal (or learned) positions, `*_layers` masked Transformer layers
+   -> O^m (B, T_m, hidden).
 2. Emotion space modelling (Eq. 1-2): q learnable emotion embeddings L; per modality
    a_ij = softmax_j(Proj(l_i)^T Proj(o_j) / sqrt(proj_dim)) over the valid frames and
    Z^m = Linear(A^m Proj(O^m)) -> (B, q, d_z); zero for an absent modality.
@@ -12,14 +13,15 @@ Pipeline, per batch of B samples, q labels, modalities in `MODALITIES` order (te
    (B, q, 3*d_z) -> one logit per label -> y_dir.
 4. Disentangled distributions (Sec. 3.3.2): per (modality, label) an MLP encoder (or per modality,
    shared by the labels: `encoder_per_label=False`) and two linear heads -> mu and
-   sigma = softplus(.) + SIGMA_FLOOR, each (B, 3, q, latent_dim).
+   sigma = softplus(.) + SIGMA_FLOOR (or exp(./2) + SIGMA_FLOOR), each (B, 3, q, latent_dim).
 5. Mean-branch / variance-branch classifiers (Sec. 3.4.1): per label an MLP on the concatenation
    over modalities of mu (resp. sigma) (B, q, 3*latent_dim) -> y_mu, y_sigma; fused by a gate
    that is valid at inference (`gate`, see LDDUConfig) -> probs.
 6. Loss (Eq. 16): L_cls + lambda_ocl*L_ocl + beta_scl*L_scl + gamma_dir*L_dir, see `LDDU.loss`.
 
 Per-label uncertainty at inference comes from the latent variances (see `LDDU.label_uncertainty`).
-Every ablation of the paper's Table 3 is a config setting (docs/lddu.md maps rows to flags).
+Every ablation of the paper's Table 3 is a config setting (docs/lddu.md maps rows to flags), and so
+is every detail in which the authors' public code differs (`LDDUConfig.PRESETS["authors"]`).
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class LDDUConfig(OptimSettings):
         "embedding_norm": "src/models/module_bert.py:109,123 (LayerNorm after word + position embeddings)",
         "standardize_inputs": "src/models/myModels.py:267-269 (inputs only LayerNorm-ed, no dataset statistics)",
         "pad_frames_to": "src/dataloaders/cmu_dataloader_ai.py:62-80 (every frame mask 1; aligned_50 has 50 frames)",
-        "init_scheme": "src/models/module_bert.py (BertModel applies init_weights); myModels.py:75-82,181",
+        "init_scheme": "module_bert.py (BertModel applies init_weights), log.txt:62 (initializer_range 0.02); myModels.py:75-82,181-182",
         "gamma_dir": "train.sh:3 (--cml 0.3, weight of the info-classifier BCE)",
         "beta_scl": "train.sh:5 (--cdl 1, weight of the SupCon loss)",
         "lambda_ocl": "train.sh:7 (--crl 0.3, weight of the code's own ordinality loss)",
