@@ -285,6 +285,8 @@ def test_authors_preset_selected_on_test_end_to_end(bench, tmp_path):
     assert "lddu valid" in table.stdout  # both rows
     one_line_error(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--select-on", "train",
                        "--out", tmp_path / "bad"), "--select-on", "valid, test")
+    one_line_error(cli("train", "--resume", "--out", test_run, "--select-on", "valid", "--device", "cpu",
+                       "--threads", "1", "--quiet"), "--select-on test", "not valid")
 
 
 def test_models_json_lists_presets_and_sources():

@@ -31,6 +31,7 @@ def models_command(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     for model in models:
@@ -40,9 +41,9 @@ def models_command(
             table.add_column(preset)
         table.add_column("source of the authors' value")
         for option in model.options:
-            table.add_row(option.name, *(repr(option.values[p]) for p in PRESET_NAMES), option.source)
+            table.add_row(option.name, *(Text(repr(option.values[p])) for p in PRESET_NAMES), Text(option.source))
         if model.authors_code is None:
             table.caption = "no public code of the authors found: the authors preset equals the paper preset"
         else:
             table.caption = f"authors' code: {model.authors_code}"
-        console.print(table, markup=False)
+        console.print(table)
