@@ -137,8 +137,9 @@ def benchmark_of(dataset: str, data: str) -> str | None:
 def _protocol(preset: str, select_metric: str, threshold_mode: str, threshold: float, seeds: int,
               select_on: str = "valid") -> str:
     split = "TEST" if select_on == "test" else "validation"
-    thresholds = (f"per-label thresholds tuned on {split}" if threshold_mode == "tuned"
-                  else f"fixed threshold {threshold:g}")
+    thresholds = {"tuned": f"per-label thresholds tuned on {split}",
+                  "tuned_global": f"one threshold for all labels tuned on {split}"}.get(
+        threshold_mode, f"fixed threshold {threshold:g}")
     spread = f"; mean ± sample std over {seeds} seeds" if seeds > 1 else ""
     selection = f"checkpoint selected on {split} {select_metric}"
     if select_on == "test":

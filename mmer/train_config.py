@@ -98,7 +98,7 @@ def _with_threshold_options(config, threshold_mode: str | None, threshold: float
     if threshold_mode is not None and threshold_mode not in THRESHOLD_MODES:
         raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}", parameter="threshold_mode")
     if threshold is not None:
-        if threshold_mode == "tuned":
+        if threshold_mode in ("tuned", "tuned_global"):
             raise ConfigError("--threshold sets a fixed threshold; it cannot go with --threshold-mode tuned")
         return dataclasses.replace(config, threshold_mode="fixed", threshold=float(threshold))
     if threshold_mode is not None:

@@ -56,7 +56,7 @@ from mmer.rng_state import rng_state, seed_everything, set_rng_state
 from mmer.run_dir import RunDir
 from mmer.runtime import Precision, resolve_precision, set_threads
 from mmer.train_config import resolve_config
-from mmer.thresholds import tune_global_threshold, tune_label_thresholds
+from mmer.thresholds import threshold_grid, tune_global_threshold, tune_label_thresholds
 from mmer.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
 from mmer.models.checkpoint import load_checkpoint, save_checkpoint
 from mmer.models.config import config_from_dict, config_to_dict
@@ -370,13 +370,16 @@ def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
 def _score_validation(probs, unc, bench: BenchmarkData, config,
                       split: str = "valid") -> tuple[dict, dict, list[float], float]:
     """Selection-split metrics at the per-label thresholds, overall metrics at the global one; both
-    tuned on these probabilities, or both the config's fixed threshold."""
+    tuned on these probabilities (on the config's `threshold_grid`), or both the config's fixed
+    threshold; with "tuned_global" every label uses the tuned global threshold."""
     truth = bench.splits[split].labels
+    grid = threshold_grid(getattr(config, "threshold_grid", ()))
     if config.threshold_mode == "fixed":
         thresholds, global_t = [float(config.threshold)] * truth.shape[1], float(config.threshold)
     else:
-        thresholds = tune_label_thresholds(probs, truth.astype(np.int64))
-        global_t = tune_global_threshold(probs, truth.astype(np.int64))
+        global_t = tune_global_threshold(probs, truth.astype(np.int64), grid)
+        thresholds = ([global_t] * truth.shape[1] if config.threshold_mode == "tuned_global"
+                      else tune_label_thresholds(probs, truth.astype(np.int64), grid))
     metrics, ece, brier, mean_unc = score_probabilities(probs, unc, truth, bench.label_names, thresholds)
     val = metrics.as_dict()
     val.update(ece=ece, brier=brier, mean_uncertainty=mean_unc)
@@ -702,7 +705,7 @@ def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: Dist
     """Evaluate best.safetensors on the test split (the only time the test split is read), record the
     result in test_metrics.json and in the best checkpoint's metadata."""
     model, info = load_checkpoint(run.best_path, device=ctx.device)
-    mode = "fixed" if config.threshold_mode == "fixed" else "per_label"
+    mode = {"fixed": "fixed", "tuned_global": "global"}.get(config.threshold_mode, "per_label")
     try:
         report = evaluate_model(model, plan.model, str(run.best_path), bench, "test", info.thresholds,
                                 mode, config.batch_size, ctx.device, amp)

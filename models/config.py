@@ -19,7 +19,7 @@ class defaults); "authors" = the values of the authors' public code where they d
 class holds its own presets in `PRESETS` {preset: {field: value}} and, for every "authors" value,
 where it was read in `PRESET_SOURCES` {field: source file}; a missing preset means no differences."""
 
-THRESHOLD_MODES: tuple[str, ...] = ("tuned", "fixed")
+THRESHOLD_MODES: tuple[str, ...] = ("tuned", "fixed", "tuned_global")
 
 
 def preset_overrides(config_class: type, preset: str) -> dict[str, object]:
@@ -91,8 +91,11 @@ class OptimSettings:
     plateau_patience: int = 3  # epochs without improvement before lowering lr
     early_stop_patience: int = 0  # epochs without validation improvement before stopping; 0 = off
     label_smoothing: float = 0.0  # targets become y*(1-eps) + eps/2 in the BCE loss
-    threshold_mode: str = "tuned"  # "tuned": per-label thresholds tuned on validation | "fixed"
+    threshold_mode: str = "tuned"  # "tuned": per-label thresholds tuned on validation | "fixed" |
+    # "tuned_global": one threshold shared by every label, tuned on validation (micro-F1)
     threshold: float = 0.5  # the one decision threshold of every label when threshold_mode = "fixed"
+    threshold_grid: tuple[float, ...] = ()  # (start, stop, step) of the tuning grid, stop included;
+    # () = 0.01, 0.02, ..., 0.99
 
 
 def check_optim_settings(config: OptimSettings) -> None:
@@ -105,3 +108,7 @@ def check_optim_settings(config: OptimSettings) -> None:
         raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {config.threshold_mode!r}")
     if not 0.0 <= config.threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1], got {config.threshold}")
+    grid = tuple(getattr(config, "threshold_grid", ()))
+    if grid and (len(grid) != 3 or not 0.0 <= grid[0] <= grid[1] <= 1.0 or grid[2] <= 0):
+        raise ConfigError(f"threshold_grid must be () or (start, stop, step) with 0 <= start <= stop <= 1 "
+                          f"and step > 0, got {grid}", parameter="threshold_grid")

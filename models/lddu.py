@@ -148,6 +148,7 @@ class LDDUConfig(OptimSettings):
             "lr": 2e-4, "batch_size": 64, "optimizer": "bertadam", "weight_decay": 0.01,
             "no_decay_bias_norm": True, "grad_clip": 1.0, "scheduler": "warmup_cosine_total",
             "early_stop_patience": 5, "threshold_mode": "fixed", "threshold": 0.21,
+            "threshold_grid": (0.15, 0.295, 0.005),
         },
     }
     """`mmer train --preset`: "paper" = the defaults above; "authors" = the LDDU authors' public code
@@ -189,6 +190,7 @@ class LDDUConfig(OptimSettings):
         "early_stop_patience": "train.py:335,369,378 (EarlyStopping(patience=5) on the selection metric)",
         "threshold_mode": "train.py:353-354,383-384 @4725e27 (fixed args.threshold; search on test commented out)",
         "threshold": "train.py:72 (--threshold 0.21)",
+        "threshold_grid": "src/models/myModels.py:20 (search_binary: range(150, 300, 5) / 1000, the b33f538 search)",
     }
 
     def __post_init__(self) -> None:

@@ -288,6 +288,18 @@ def test_authors_preset_selected_on_test_end_to_end(bench, tmp_path):
     one_line_error(cli("train", "--resume", "--out", test_run, "--select-on", "valid", "--device", "cpu",
                        "--threads", "1", "--quiet"), "--select-on test", "not valid")
 
+    searched = tmp_path / "searched"  # the b33f538 protocol: one threshold searched on TEST
+    ok(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--epochs", "1", "--preset", "authors",
+           "--select-on", "test", "--threshold-mode", "tuned_global", "--out", searched))
+    test = json.loads((searched / "test_metrics.json").read_text())
+    values = set(test["threshold"]["values"].values())
+    assert test["threshold"]["mode"] == "global" and len(values) == 1
+    assert values.pop() in [round(0.15 + 0.005 * k, 6) for k in range(30)]  # their grid
+    record = json.loads((searched / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["val"]["micro_f1"] == pytest.approx(test["micro_f1"])
+    protocol = compare_runs([searched]).runs[0].protocol
+    assert "one threshold for all labels tuned on TEST" in protocol and SELECTED_ON_TEST in protocol
+
 
 def test_models_json_lists_presets_and_sources():
     result = cli("models", "--format", "json")

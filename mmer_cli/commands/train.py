@@ -41,7 +41,7 @@ def train_command(
     preset: Optional[str] = typer.Option(
         None, "--preset", help=f"Starting values: {' or '.join(PRESET_NAMES)} (default paper; values: `mmer models`)."),
     threshold_mode: Optional[str] = typer.Option(
-        None, "--threshold-mode", help=f"Decision thresholds: {' or '.join(THRESHOLD_MODES)} (tuned per label on validation, or one fixed value)."),
+        None, "--threshold-mode", help=f"Decision thresholds: {', '.join(THRESHOLD_MODES)} (tuned per label on the selection split, one fixed value, or one value for all labels tuned there)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="The fixed decision threshold (implies --threshold-mode fixed)."),
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the networks: {', '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast mixed precision)."),
     compile_model: bool = typer.Option(False, "--compile", help="Compile the training forward pass with torch.compile (needs a C++ compiler on CPU)."),

@@ -107,8 +107,9 @@ def render_result(result: TrainResult, console: Console) -> None:
     test = result.test.as_dict()
     on_test = result.select_on == "test"
     tuned_on = "TEST" if on_test else "validation"
-    thresholds = (f"per-label thresholds tuned on {tuned_on}" if result.test.threshold_mode == "per_label"
-                  else f"fixed threshold {result.test.thresholds[0]:g}")
+    thresholds = {"per_label": f"per-label thresholds tuned on {tuned_on}",
+                  "global": f"one threshold {result.test.thresholds[0]:g} tuned on {tuned_on}"}.get(
+        result.test.threshold_mode, f"fixed threshold {result.test.thresholds[0]:g}")
     table = Table(title=f"best epoch {result.best_epoch} of {result.epochs_run} ({tuned_on} {result.select_metric} "
                         f"{result.best_value:.4f}); test split, {thresholds}"
                         + (f"; {SELECTED_ON_TEST}" if on_test else ""))
