@@ -172,7 +172,7 @@ class LDDUConfig(OptimSettings):
         "embedding_norm": "src/models/module_bert.py:109,123 (LayerNorm after word + position embeddings)",
         "standardize_inputs": "src/models/myModels.py:267-269 (inputs only LayerNorm-ed, no dataset statistics)",
         "pad_frames_to": "src/dataloaders/cmu_dataloader_ai.py:62-80 (every frame mask 1; aligned_50 has 50 frames)",
-        "init_scheme": "module_bert.py (BertModel applies init_weights), log.txt:62 (initializer_range 0.02); myModels.py:75-82,181-182",
+        "init_scheme": "src/models/module_bert.py (BertModel applies init_weights), log.txt:62 (initializer_range 0.02), myModels.py:75-82,181-182",
         "gamma_dir": "train.sh:3 (--cml 0.3, weight of the info-classifier BCE)",
         "beta_scl": "train.sh:5 (--cdl 1, weight of the SupCon loss)",
         "lambda_ocl": "train.sh:7 (--crl 0.3, weight of the code's own ordinality loss)",
