@@ -177,7 +177,7 @@ class LDDUConfig(OptimSettings):
         "beta_scl": "train.sh:5 (--cdl 1, weight of the SupCon loss)",
         "lambda_ocl": "train.sh:7 (--crl 0.3, weight of the code's own ordinality loss)",
         "ocl_variant": "src/models/myModels.py:316-333 (CRLDis)",
-        "scl_absent_labels": "src/models/myModels.py get_cl_labels (a class per label, present and absent)",
+        "scl_absent_labels": "src/models/myModels.py:461-485 (get_cl_labels: a class per label, present and absent)",
         "scl_renormalise": "src/models/myModels.py:129 (SupConLoss: similarity / 2.0)",
         "scl_reduction": "src/models/myModels.py:359 and :149 (every batch and queue row an anchor; loss.mean())",
         "lr": "train.sh:2 (--lr 0.0002)",
