@@ -27,6 +27,7 @@ class ModalityStats:
     seconds: float = 0.0  # audio: decoded audio duration (s)
     voiced: float = 0.0  # audio: seconds judged voiced
     tokens: int = 0  # text: number of word-piece tokens embedded
+    words_trust: float = 1.0  # text: how far the recognised words can be trusted, 0..1 (speech.RecognitionConfidence)
 
 
 @dataclass

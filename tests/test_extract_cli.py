@@ -171,7 +171,9 @@ def test_extract_speech_clips_with_a_corrupt_one(tmp_path):
     assert data.splits["valid"].labels.tolist() == [[0, 1, 1]]
     sample = data.splits["train"][0]
     assert sample.features["visual"].shape == (0, VISUAL_DIM)  # audio-only clip
-    assert sample.features["audio"].shape[0] > 10 and sample.features["text"].shape[0] > 0
+    assert sample.features["audio"].shape[0] > 10
+    # German: the English-only recogniser's words fail its own confidence check, so no text features
+    assert sample.features["text"].shape[0] == 0
 
     again = extract(str(media), "--labels", str(tmp_path / "labels.csv"), "--out", str(cache))
     assert again.exit_code == 1  # the corrupt file is tried again and still fails

@@ -365,3 +365,29 @@ def test_file_sha256_streams_content(tmp_path):
     import hashlib
 
     assert file_sha256(path, chunk_bytes=1000) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+
+
+# --- how far the recognised words are trusted ---------------------------------------------------
+
+def test_words_trust_follows_the_recognisers_own_scores():
+    from types import SimpleNamespace
+
+    from mmer.extractors.speech import (COMPRESSION_FAILED, LOGPROB_FAILED, LOGPROB_TRUSTED, NO_SPEECH_FAILED,
+                                        RecognitionConfidence)
+
+    def trust(avg_logprob, no_speech=0.1, compression=1.0):
+        return RecognitionConfidence(avg_logprob, no_speech, compression, 2.0).trust()
+
+    assert trust(-0.2) == trust(LOGPROB_TRUSTED) == 1.0  # clearly heard: full weight
+    assert trust(LOGPROB_FAILED) == trust(-1.5) == 0.0  # whisper's own "decoding failed": dropped
+    middle = (LOGPROB_FAILED + LOGPROB_TRUSTED) / 2
+    assert trust(middle) == pytest.approx(0.5)
+    assert trust(-0.2, compression=COMPRESSION_FAILED + 0.1) == 0.0  # a repetition loop
+    assert trust(-0.2, no_speech=NO_SPEECH_FAILED + 0.1) == 0.0
+    # over a clip: log-probability and no-speech probability weighted by segment duration, the worst compression
+    segments = [SimpleNamespace(start=0.0, end=3.0, avg_logprob=-0.2, no_speech_prob=0.1, compression_ratio=1.1),
+                SimpleNamespace(start=3.0, end=4.0, avg_logprob=-1.4, no_speech_prob=0.5, compression_ratio=1.9)]
+    clip = RecognitionConfidence.of(segments)
+    assert clip.avg_logprob == pytest.approx(-0.5) and clip.no_speech_prob == pytest.approx(0.2)
+    assert clip.compression_ratio == 1.9 and clip.seconds == pytest.approx(4.0)
+    assert "log-probability is -0.50" in clip.reason()
