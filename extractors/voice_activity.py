@@ -6,15 +6,16 @@ calls speech (at least `MIN_SPEECH_MS` long) count. The pipeline keeps the acous
 these stretches and nothing else, so a clip's audio stream does not change when silence or noise
 is added around it, and a clip with no speech has no audio stream at all.
 
-Shouting is speech. Silero was trained on speech at conversational pitch: raised high enough, as
-in shouted, screamed or high-intensity acted speech, the same words fall below its threshold
-(EmoDB's angry, happy and fearful takes raised 10 semitones: 22 of 67 heard no voice at all;
-recipes/results/loud_speech_vad.json). Level and clipping alone are not the cause (the same takes
-at +30 dB, hard-clipped, are all heard). So the detector listens twice, to the audio and to the
-audio played `LOWERED_PASS` slower (every frequency lowered by a fifth, where shouted pitch and
-formants come back into the range it knows), and each 32 ms chunk's speech probability is the
-higher of the two. Noise, hum, tones, sweeps and synthetic melodies stay below the threshold in
-both passes (the same result file; tests/test_extractors_units.py).
+Shouting is speech. Silero hears speech at conversational pitch: raised high enough, as in
+shouted, screamed or high-intensity acted speech, the same words fall below its threshold (EmoDB's
+267 angry, happy and fearful takes raised 10 semitones: 87 heard no voice at all; raised 7
+semitones and driven 20 dB into clipping: 41; recipes/results/loud_speech_vad.json). Level and
+clipping alone are not the cause (the same takes at +20 dB, hard-clipped, are all heard). So the
+detector listens twice, to the audio and to the audio played `LOWERED_PASS` slower (every
+frequency lowered by a fifth, where shouted pitch and formants come back into the range it
+knows), and each 32 ms chunk's speech probability is the higher of the two (then 8 and 1 of the
+267 have no voice). Silence, noise, hum, tones, sweeps and synthetic melodies stay below the
+threshold in both passes (50 of 50 in the same result file; tests/test_extractors_units.py).
 """
 
 from __future__ import annotations
