@@ -24,7 +24,7 @@ LOGPROB_FAILED = -1.0
 """Average token log-probability (nats) below which whisper itself calls a decoding failed
 (`log_prob_threshold`): such words are not used (trust 0). The English-only recogniser turns speech
 in another language into fluent English that was never said, at low log-probability."""
-LOGPROB_TRUSTED = -0.5
+LOGPROB_TRUSTED = -0.65
 """From this average log-probability up, the words are fully trusted; between LOGPROB_FAILED and
 this, their weight in the fusion falls linearly (chosen on the development half of
 recipes/words_trust_check.py, see recipes/results/words_trust_check.json)."""
