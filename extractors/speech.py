@@ -26,7 +26,7 @@ LOGPROB_FAILED = -1.0
 in another language into fluent English that was never said, at low log-probability."""
 LOGPROB_TRUSTED = -0.65
 """From this average log-probability up, the words are fully trusted; between LOGPROB_FAILED and
-this, their weight in the fusion falls linearly (chosen on the development half of
+this, their trust falls linearly to 0 (chosen on the development half of
 recipes/words_trust_check.py, see recipes/results/words_trust_check.json)."""
 COMPRESSION_FAILED = 2.4
 """Whisper's `compression_ratio_threshold`: text that compresses better repeats itself (a loop)."""
