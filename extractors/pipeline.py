@@ -26,14 +26,14 @@ from typing import Callable
 import numpy as np
 
 from mmer.extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
-from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import FeatureSet, ModalityStats
 from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
                               MediaInfo, MediaReader, check_readable, probe_media)
 from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
                                read_transcript)
-from mmer.extractors.text import TextEncoder, encoder_info
+from mmer.extractors.text import EncoderInfo, TextEncoder, encoder_info
 from mmer.extractors.voice_activity import LOWERED_PASS, VAD_VERSION, inside, speech_spans, spoken_seconds
 from mmer.core.feature_spec import FeatureSpec, ModalitySpec
 
@@ -88,6 +88,11 @@ def _check_settings(settings: ExtractionSettings) -> None:
 def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     """The FeatureSpec files extracted with `settings` will carry; reads only the text encoder's
     config.json. Raises ExtractionError for invalid settings."""
+    return _spec_and_encoder(settings)[0]
+
+
+def _spec_and_encoder(settings: ExtractionSettings) -> tuple[FeatureSpec, EncoderInfo]:
+    """`feature_spec_for(settings)` and the text encoder's `encoder_info` it was built from."""
     _check_settings(settings)
     encoder = encoder_info(settings.text_encoder)
     audio = acoustic_set(settings.acoustic)
@@ -95,13 +100,14 @@ def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     from mmer.extractors.face import VISUAL_DIM, VISUAL_LAYOUT_VERSION
 
     expression = weights_metadata()["source"]["sha256"][:12]  # which expression weights read the faces
-    return FeatureSpec(
+    spec = FeatureSpec(
         text=ModalitySpec(f"{TEXT_EXTRACTOR}:{encoder.name}", encoder.dim, None, encoder.version),
         audio=ModalitySpec(audio.extractor, audio.dim, ACOUSTIC_RATE_HZ,
                            f"{acoustic_version(settings.acoustic)}/speech-only-{VAD_VERSION}"),
         visual=ModalitySpec(VISUAL_EXTRACTOR, VISUAL_DIM, float(settings.fps),
                             f"facenet-pytorch-{metadata.version('facenet-pytorch')}/fer2013-{expression}/{VISUAL_LAYOUT_VERSION}"),
     )
+    return spec, encoder
 
 
 STAGES = ("decode", "face", "expression", "acoustic", "asr", "text")
@@ -162,8 +168,7 @@ class FeatureExtractor:
 
     def __init__(self, settings: ExtractionSettings):
         self.settings = settings
-        self.spec = feature_spec_for(settings)
-        self._encoder_info = encoder_info(settings.text_encoder)
+        self.spec, self._encoder_info = _spec_and_encoder(settings)
         self._asr_dir = asr_model_dir(settings.asr_model) if settings.transcript is None else None
         self._cache = FeatureCache(settings.cache_dir) if settings.use_cache else None
         self._settings_digest = self._digest() if settings.use_cache else ""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmer.extractors.cache import file_sha256
+from mmer.extractors.feature_cache import file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import Word
 from mmer.extractors.media import AUDIO_RATE_HZ

@@ -23,13 +23,14 @@ import torch
 
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
-from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor
 from mmer.errors import UserError
 from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer.stream_fusion import LateFusion
+from mmer.thresholds import apply_thresholds
 from mmer.models.batch import MultimodalBatch
-from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
+from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_info
 from mmer.core.feature_spec import MODALITIES
 from mmer.models.registry import model_names
 
@@ -169,6 +170,15 @@ def resolve_checkpoint(model: str) -> Path:
     return path
 
 
+def result_label_names(outcomes: Sequence[AnalyzeOutcome], options: AnalyzeOptions) -> list[str]:
+    """The emotion labels of a run, in the model's order: from the first analysed clip, or (every
+    input failed) from the checkpoint's header, so tabular outputs keep their columns."""
+    for outcome in outcomes:
+        if isinstance(outcome, ClipResult):
+            return [e.label for e in outcome.emotions]
+    return read_checkpoint_info(resolve_checkpoint(options.model))[0].label_names
+
+
 def expand_inputs(paths: Sequence[Path]) -> list[Path | ClipFailure]:
     """Files stay as given; folders become the media files inside them (recursively, sorted,
     hidden entries skipped). A missing path or a folder without media is a `ClipFailure`."""
@@ -199,10 +209,11 @@ def auto_window_s(duration_s: float) -> float:
 
 
 def _scores(label_names: list[str], thresholds: list[float], probs: np.ndarray, uncertainty: np.ndarray) -> list[EmotionScore]:
-    """probs, uncertainty: (q,) -> one EmotionScore per label."""
+    """probs, uncertainty: (q,) -> one EmotionScore per label (decided by `apply_thresholds`)."""
+    present = apply_thresholds(np.asarray(probs)[None, :], thresholds)[0]  # (1, q) -> (q,)
     return [
-        EmotionScore(label=name, probability=float(p), present=bool(p >= t), uncertainty=float(u))
-        for name, t, p, u in zip(label_names, thresholds, probs, uncertainty)
+        EmotionScore(label=name, probability=float(p), present=bool(d), uncertainty=float(u))
+        for name, d, p, u in zip(label_names, present, probs, uncertainty)
     ]
 
 
@@ -233,12 +244,10 @@ class Analyzer:
         self.checkpoint = resolve_checkpoint(options.model)
         self.model, self.info = load_checkpoint(self.checkpoint, self.device)
         self.settings = self._settings_for(self.info)
-        expected = self.info.feature_spec
-        problems = expected.mismatches(feature_spec_for(self.settings))
-        if problems:
-            raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
-                            "settings produce: " + "; ".join(problems))
-        self.extractor = FeatureExtractor(self.settings)
+        self.extractor = FeatureExtractor(self.settings)  # loads no network yet: each is built when first needed
+        self.info.feature_spec.require_compatible(
+            self.extractor.spec,
+            f"{self.checkpoint}: checkpoint was trained on other features than these extraction settings produce")
         # A checkpoint trained without some modality must not see that stream: untrained encoder
         # weights would only add noise.
         trained = self.info.extra.get("trained_modalities", list(MODALITIES))

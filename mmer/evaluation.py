@@ -137,9 +137,8 @@ def require_matching_dataset(info: CheckpointInfo, data: BenchmarkData, checkpoi
         raise UserError(
             f"{checkpoint}: trained on labels {info.label_names} but dataset {data.name} has {data.label_names}"
         )
-    problems = info.feature_spec.mismatches(data.feature_spec)
-    if problems:
-        raise UserError(f"{checkpoint}: features of dataset {data.name} do not match the checkpoint: " + "; ".join(problems))
+    info.feature_spec.require_compatible(data.feature_spec,
+                                         f"{checkpoint}: features of dataset {data.name} do not match the checkpoint")
 
 
 def require_split(data: BenchmarkData, split: str) -> MultimodalDataset:

@@ -30,7 +30,7 @@ from mmer.extractors.errors import ExtractionError
 from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer.core.atomic_file import write_text_atomic
 from mmer.datasets.base import SPLITS
-from mmer.datasets.cache import SHARD_DIR_PREFIX, CacheWriter
+from mmer.datasets.extract_cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer.errors import UserError
 
 REPORT_NAME = "extract_report.json"
@@ -276,7 +276,7 @@ def shard_jobs(job_list: JobList, k: int, n: int) -> JobList:
 
 def shard_dir(out_dir: Path, k: int, n: int) -> Path:
     """Where shard K of N writes: a cache folder inside `out_dir`, which `--dataset cache` then
-    reads as one merged cache (mmer.datasets.cache)."""
+    reads as one merged cache (mmer.datasets.extract_cache)."""
     return Path(out_dir) / f"{SHARD_DIR_PREFIX}{k:0{len(str(n))}d}-of-{n}"
 
 

@@ -95,8 +95,16 @@ class LRSchedule:
         elif self.kind != "none":
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.kind!r}")
 
+    @classmethod
+    def per_step(cls, scheduler: torch.optim.lr_scheduler.LRScheduler) -> "LRSchedule":
+        """A schedule that steps a ready-made torch `scheduler` after every optimiser step (a recipe's
+        own schedule, e.g. OneCycleLR, run by `mmer.trainer.Trainer`)."""
+        schedule = cls.__new__(cls)
+        schedule.kind, schedule.scheduler = "per_step", scheduler
+        return schedule
+
     def after_step(self) -> None:
-        if self.kind == "cosine_warmup":
+        if self.kind in ("cosine_warmup", "per_step"):
             self.scheduler.step()
 
     def after_epoch(self, metric: float) -> None:

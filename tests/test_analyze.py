@@ -20,7 +20,7 @@ from mmer import analysis
 from mmer.analysis import AnalyzeOptions, Analyzer, ClipFailure, ClipResult, analyze, expand_inputs
 from mmer.errors import UserError
 from mmer.models.checkpoint import save_checkpoint
-from mmer.core.feature_spec import ModalitySpec
+from mmer.core.feature_spec import FeatureSpecMismatch, ModalitySpec
 from mmer.models.registry import build_model, get_entry, model_names
 
 from tests.conftest import LABELS, SAMPLE, SAMPLE_SRT, mmer
@@ -207,7 +207,7 @@ def test_spec_mismatch_is_refused_before_any_extraction(tmp_path, monkeypatch):
         raise AssertionError("extraction must not start")
 
     monkeypatch.setattr(FeatureExtractor, "extract", boom)
-    with pytest.raises(UserError, match=r"other features.*audio extractor: model expects 'compare-lld'"):
+    with pytest.raises(FeatureSpecMismatch, match=r"other features.*audio extractor: model expects 'compare-lld'"):
         analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu"))
 
 

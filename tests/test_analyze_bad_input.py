@@ -349,7 +349,7 @@ def test_real_process_bad_media_exit_1_without_traceback(media, checkpoint):
 def _no_media_work(monkeypatch) -> None:
     import mmer.extractors.pipeline
 
-    monkeypatch.setattr(extractors.pipeline, "probe_media", lambda *a, **k: pytest.fail("media was probed"))
+    monkeypatch.setattr(mmer.extractors.pipeline, "probe_media", lambda *a, **k: pytest.fail("media was probed"))
 
 
 @pytest.mark.parametrize("content, message", [

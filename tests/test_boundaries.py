@@ -135,10 +135,18 @@ def test_the_wheel_installs_only_mmer_at_top_level(tmp_path):
     and report assets under it."""
     import zipfile
 
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-                           capture_output=True, text=True, timeout=600)
+    import shutil
+
+    source = tmp_path / "source"  # a copy of the tracked files: building leaves build/ and *.egg-info behind
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, tracked.split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"),
+                            str(source)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
-    [wheel] = tmp_path.glob("mmer-*.whl")
+    [wheel] = (tmp_path / "wheel").glob("mmer-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"mmer"}
     for packaged in ("mmer/models/weights/lddu_default.safetensors", "mmer/extractors/weights/NOTICE.md",

@@ -16,7 +16,7 @@ from mmer.extractors.face import VISUAL_DIM
 from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
 from mmer.cli.app import app
 from mmer.cli.commands import extract as extract_command_module
-from mmer.datasets.cache import load_cache
+from mmer.datasets.extract_cache import load_cache
 from mmer.errors import UserError
 from mmer.extraction_jobs import REPORT_NAME, jobs_from_labels_csv
 from tests.conftest import SHARED

@@ -15,7 +15,7 @@ import torch
 from mmer.extractors.acoustic import ACOUSTIC_SETS, pool_frames
 from mmer.extractors.voice_activity import inside, speech_spans, spoken_seconds
 
-from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word

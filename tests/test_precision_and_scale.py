@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmer.datasets.cache import load_cache
+from mmer.datasets.extract_cache import load_cache
 from mmer.errors import UserError
 from mmer.evaluation import predict_probs
 from mmer.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
@@ -124,7 +124,7 @@ def test_sharded_cache_reads_as_one(tmp_path):
     whole = sb.write_cache(tmp_path / "whole", SMALL, 0)
     data = load_cache(whole.data)
     root = tmp_path / "sharded"
-    from mmer.datasets.cache import CacheWriter
+    from mmer.datasets.extract_cache import CacheWriter
 
     for k in (1, 2, 3):
         writer = CacheWriter(shard_dir(root, k, 3), data.label_names, data.feature_spec)

@@ -5,7 +5,6 @@ synthetic files in the exact benchmark formats)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
