@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from provenance import SHARED_DATA, provenance, write_result
+from recipe_results import SHARED_DATA, provenance, write_result
 
 RATE = 16_000
 SENTENCES = Path(__file__).resolve().parent / "spoken_emotion_sentences.tsv"

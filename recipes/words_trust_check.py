@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import REPO_ROOT, SHARED_DATA, provenance, write_result
+from recipe_results import REPO_ROOT, SHARED_DATA, provenance, write_result
 
 ENGLISH = Path(__file__).resolve().parent / "spoken_emotion_sentences.tsv"
 FOREIGN = Path(__file__).resolve().parent / "words_trust_sentences.tsv"
