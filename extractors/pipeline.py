@@ -34,7 +34,7 @@ from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES
 from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
                                read_transcript)
 from mmer.extractors.text import EncoderInfo, TextEncoder, encoder_info
-from mmer.extractors.voice_activity import VAD_VERSION, inside, speech_spans, spoken_seconds
+from mmer.extractors.voice_activity import LOWERED_PASS, VAD_VERSION, inside, speech_spans, spoken_seconds
 from mmer.core.feature_spec import FeatureSpec, ModalitySpec
 
 __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
@@ -193,7 +193,8 @@ class FeatureExtractor:
         s = self.settings
         parts = {"spec": self.spec.to_dict(), "max_side_px": s.max_side_px,
                  "transcript": file_sha256(s.transcript) if s.transcript else None,
-                 "asr": asr_identity(self._asr_dir) if self._asr_dir else None, "language": s.language}
+                 "asr": asr_identity(self._asr_dir) if self._asr_dir else None, "language": s.language,
+                 "vad_lowered_pass": list(LOWERED_PASS)}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def extract(self, path: str | Path) -> FeatureSet:
@@ -231,9 +232,9 @@ class FeatureExtractor:
         reader, visual, visual_times, face_frames = self._read_visual(info, clock)
         audio = reader.audio
         acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
-        words = self._words(info, audio, voiced, clock, warnings)
+        words, trust = self._words(info, audio, voiced, clock, warnings)
         text, text_times = np.zeros((0, self.spec.text.dim), np.float32), np.zeros(0)
-        if words:
+        if words and trust > 0:
             encoder = self._models.get("text", clock)
             start = time.perf_counter()
             text, text_times = encoder.encode(words)
@@ -249,7 +250,7 @@ class FeatureExtractor:
             spec=self.spec, transcript=" ".join(w.text for w in words), words=words,
             duration_s=info.duration_s or max(audio.seconds, float(visual_times[-1]) if len(visual_times) else 0.0),
             stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames, seconds=audio.seconds,
-                                voiced=voiced, tokens=int(text.shape[0])),
+                                voiced=voiced, tokens=int(text.shape[0]), words_trust=trust),
             timings_s=clock.seconds, warnings=warnings)
         if self._cache is not None:
             try:
@@ -322,8 +323,10 @@ class FeatureExtractor:
         return features, times + audio.start_s, voiced
 
     def _words(self, info: MediaInfo, audio: DecodedAudio, voiced: float, clock: _Clock,
-               warnings: list[str]) -> list[Word]:
-        """Words with media times: from the transcript file, else recognised from the audio."""
+               warnings: list[str]) -> tuple[list[Word], float]:
+        """Words with media times: from the transcript file, else recognised from the audio; and how
+        far they can be trusted in [0, 1] (`RecognitionConfidence.trust`; 1 for a transcript file,
+        0: the recogniser's own scores say its decoding failed, so the words give no text features)."""
         if self.settings.transcript is not None:
             start = time.perf_counter()
             words = read_transcript(self.settings.transcript, info.duration_s)
@@ -334,21 +337,27 @@ class FeatureExtractor:
                 warnings.append("no speech in the audio (silence or noise): audio features absent")
             if not words:
                 warnings.append("the transcript file has no words: text features absent")
-            return words
+            return words, 1.0
         if not info.has_audio:
             warnings.append("no audio track: audio and text features absent")
-            return []
+            return [], 1.0
         if voiced < MIN_VOICED_S:
             warnings.append("no speech in the audio (silence or noise): audio and text features absent")
-            return []
+            return [], 1.0
         asr = self._models.get("asr", clock)
         start = time.perf_counter()
-        words, notes = asr.transcribe(audio.samples, self.settings.language)
+        heard = asr.transcribe(audio.samples, self.settings.language)
         clock.add("asr", time.perf_counter() - start)
-        warnings.extend(notes)
-        if not words:
+        warnings.extend(heard.warnings)
+        trust = 1.0
+        if not heard.words:
             warnings.append("no words recognised in the audio: text features absent")
-        return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in words]
+        elif heard.confidence is not None and heard.confidence.trust() < 1.0:
+            trust = heard.confidence.trust()
+            outcome = "text features absent" if trust == 0.0 else f"words trusted {trust:.0%}"
+            warnings.append(f"the speech recogniser is unsure of the words: {heard.confidence.reason()}; "
+                            f"it knows only English and writes invented English for other languages: {outcome}")
+        return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in heard.words], trust
 
 
 def speech_features(acoustic: AcousticExtractor, samples: np.ndarray,

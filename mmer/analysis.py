@@ -302,6 +302,9 @@ class Analyzer:
                         for (a, b), scores, evidence in zip(spans, w_scores, w_evidence)]
         warnings = list(features.warnings) + [
             f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities]
+        if self.fusion is None and 0.0 < features.stats.words_trust < 1.0 and features.present("text"):
+            warnings.append("this model reads all streams in one pass and cannot weigh the words by trust: "
+                            "they are used in full")
         if all(v is None for v in clip_evidence[0].values()):
             warnings.append("no usable stream (no face, no speech, no words): no emotion can be recognised")
         model_s = time.perf_counter() - started
@@ -331,9 +334,12 @@ class Analyzer:
             fused = []
             for window, e in zip(windows, evidence):
                 frames = window.features
-                fused.append(self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
-                                               for m, v in e.items()},
-                                              {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}))
+                readings = {m: None if v is None else np.array([v[n] for n in names]) for m, v in e.items()}
+                if readings.get("text") is not None:  # words only as far as they were heard
+                    readings["text"] = doubted_reading(readings["text"], features.stats.words_trust,
+                                                       self.fusion.exclusive_label)
+                fused.append(self.fusion.fuse(readings, {m: self.fusion.weight(m, frames[m])
+                                                         for m in e if m in self.fusion.streams}))
             probs = np.stack([p for p, _ in fused])
             uncertainty = np.stack([u for _, u in fused])
             thresholds = self.fusion.thresholds
@@ -425,6 +431,17 @@ class Analyzer:
         if prediction.uncertainty is None:
             return probs, np.zeros_like(probs)
         return probs, prediction.uncertainty.float().cpu().numpy()
+
+
+def doubted_reading(probs: np.ndarray, trust: float, exclusive_label: int | None) -> np.ndarray:
+    """A stream's reading probs (q,) as far as it can be trusted (trust in [0, 1], e.g. the words'
+    `FeatureSet.stats.words_trust`): trust * probs + (1 - trust) * the reading of a stream that shows
+    nothing (every emotion absent, the exclusive "none of them" label, if any, present), which the
+    late fusion's union leaves without effect. Trust 1 gives probs unchanged."""
+    nothing = np.zeros_like(probs, dtype=np.float64)
+    if exclusive_label is not None:
+        nothing[exclusive_label] = 1.0
+    return trust * np.asarray(probs, dtype=np.float64) + (1.0 - trust) * nothing
 
 
 def span_windows(features: FeatureSet, spans: list[tuple[float, float]],

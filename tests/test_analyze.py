@@ -230,7 +230,7 @@ def test_cli_json_follows_the_contract(checkpoint, sample_result, tmp_path):
     assert set(clip["modalities"]) == {"visual", "audio", "text"}
     assert set(clip["modalities"]["visual"]) == {"frames", "face_frames"}
     assert set(clip["modalities"]["audio"]) == {"seconds", "voiced"}
-    assert set(clip["modalities"]["text"]) == {"tokens"}
+    assert set(clip["modalities"]["text"]) == {"tokens", "words_trust"}
     assert "model" in clip["timings_s"]
     assert [set(s) for s in clip["segments"]] == [{"start_s", "end_s", "emotions", "predicted", "by_modality"}] * 3
     for evidence in [clip["by_modality"], *(s["by_modality"] for s in clip["segments"])]:
