@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,12 @@ def test_nothing_imports_the_old_top_level_names():
     old = {str(f.relative_to(REPO)): sorted(n for n in _imported_modules(f) if n.split(".")[0] in OLD_TOP_LEVEL)
            for f in files}
     assert {f: names for f, names in old.items() if names} == {}
+    # ... nor code held in strings (scripts run by subprocess tests)
+    in_strings = re.compile(r"(?:^|\\n|[\"'])\s*(?:from|import)\s+(?:" + "|".join(OLD_TOP_LEVEL) + r")[.\s]", re.M)
+    quoted = {str(f.relative_to(REPO)) for f in files
+              if any(in_strings.search(node.value) for node in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str))}
+    assert quoted == set()
 
 
 def test_the_rule_checker_sees_imports_inside_functions(tmp_path):

@@ -369,7 +369,7 @@ def test_bad_files_fail_with_one_line_naming_the_file(extractor, tmp_path, make,
 @pytest.mark.skipif(os.name != "posix", reason="file permissions are POSIX")
 def test_unreadable_file_fails_with_one_line():
     """In a process that obeys file permissions (as root too: see tests/privileges.py)."""
-    code = ("import sys\nfrom extractors.errors import ExtractionError\nfrom extractors.media import check_readable\n"
+    code = ("import sys\nfrom mmer.extractors.errors import ExtractionError\nfrom mmer.extractors.media import check_readable\n"
             "from pathlib import Path\ntry:\n    check_readable(Path(sys.argv[1]))\n"
             "except ExtractionError as err:\n    print(err)\n")
     prefix = unprivileged()
