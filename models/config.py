@@ -39,6 +39,10 @@ def config_from_dict(config_class: type, data: dict):
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown {config_class.__name__} keys: {', '.join(unknown)}")
+    hints = typing.get_type_hints(config_class)
+    # JSON has no tuples: a tuple field (e.g. threshold_grid) comes back as a list
+    data = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple else v
+            for k, v in data.items()}
     return config_class(**data)
 
 
