@@ -29,6 +29,7 @@ from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer.stream_fusion import LateFusion
 from mmer.thresholds import apply_thresholds
+from mmer.worker_pool import interrupt_blocked, start_worker_process, stop_pool
 from mmer.models.batch import MultimodalBatch
 from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_info
 from mmer.core.feature_spec import MODALITIES
@@ -138,10 +139,16 @@ class ClipResult:
 
 @dataclass
 class ClipFailure:
-    """An input that could not be analysed, with a one-line reason."""
+    """An input that could not be analysed, with a one-line reason. interrupted: not analysed
+    because the run was interrupted (Ctrl-C) first (`analyze`); error then says so."""
 
     file: str
     error: str
+    interrupted: bool = False
+
+
+INTERRUPTED = "not analysed: the run was interrupted (Ctrl-C) before this file was finished"
+"""The error of every file a Ctrl-C left unfinished."""
 
 
 AnalyzeOutcome = ClipResult | ClipFailure
@@ -462,10 +469,13 @@ def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:
 def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCallback | None = None) -> list[AnalyzeOutcome]:
     """Analyse media files and folders; one outcome per file, in input order.
 
-    With options.workers > 1 the files are shared among that many processes (`_worker_pool`), each
-    with its own models; outcomes and their order are the same as with one.
+    With options.workers > 1 the files are shared among that many processes (`_analyze_in_workers`),
+    each with its own models; outcomes and their order are the same as with one.
     Raises UserError/CheckpointError (exit 2) for problems that concern every input: bad options,
     missing or corrupt checkpoint, feature-spec mismatch. Per-file problems become ClipFailure.
+    A Ctrl-C (KeyboardInterrupt) once files are being analysed stops the run at once: the files
+    finished keep their outcomes, every other one becomes `ClipFailure(file, INTERRUPTED,
+    interrupted=True)`, and nothing is raised.
     """
     if not paths:
         raise UserError("no input given: pass one or more media files or folders")
@@ -482,14 +492,19 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
         return _analyze_in_workers(inputs, options, workers, progress)
     outcomes: list[AnalyzeOutcome] = []
     done = 0
-    for item in inputs:
-        if isinstance(item, ClipFailure):
-            outcomes.append(item)
-            continue
-        if progress is not None:
-            progress(done, len(files), str(item))
-        outcomes.append(_analyze_one(analyzer, item))
-        done += 1
+    try:
+        for item in inputs:
+            if isinstance(item, ClipFailure):
+                outcomes.append(item)
+                continue
+            if progress is not None:
+                progress(done, len(files), str(item))
+            outcomes.append(_analyze_one(analyzer, item))
+            done += 1
+    except KeyboardInterrupt:
+        outcomes += [item if isinstance(item, ClipFailure) else ClipFailure(str(item), INTERRUPTED, interrupted=True)
+                     for item in inputs[len(outcomes):]]
+        return outcomes
     if progress is not None:
         progress(done, len(files), "")
     return outcomes
@@ -511,8 +526,9 @@ def _analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
 _worker_analyzer: Analyzer | None = None  # the Analyzer of a worker process (`_start_worker`)
 
 
-def _start_worker(options: AnalyzeOptions) -> None:
+def _start_worker(options: AnalyzeOptions, parent_pid: int) -> None:
     global _worker_analyzer
+    start_worker_process(parent_pid)  # ignore Ctrl-C (the parent handles it), exit with the parent
     _worker_analyzer = Analyzer(options)
 
 
@@ -525,7 +541,8 @@ def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOption
     """The files of `inputs` analysed by `workers` spawned processes (fresh interpreters: no state
     forked from this one), results put back in input order. Without --threads each worker gets an
     equal share of the CPUs. A worker that dies fails only the file it was analysing (ClipFailure):
-    the unfinished files are rerun, one worker at a time until the culprit is found."""
+    the unfinished files are rerun, one worker at a time until the culprit is found. A Ctrl-C ends
+    the workers at once (`mmer.worker_pool`); the files not finished become INTERRUPTED failures."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -538,9 +555,13 @@ def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOption
     while len(outcomes) < len(inputs):
         pending = [i for i in files if i not in outcomes]
         broken = False
-        with ProcessPoolExecutor(max_workers=min(size, len(pending)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(worker_options,)) as pool:
-            futures = {pool.submit(_worker_analyze, inputs[i]): i for i in pending}
+        pool = None
+        try:
+            with interrupt_blocked():  # the workers start with Ctrl-C blocked, then ignore it
+                pool = ProcessPoolExecutor(max_workers=min(size, len(pending)),
+                                           mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_start_worker, initargs=(worker_options, os.getpid()))
+                futures = {pool.submit(_worker_analyze, inputs[i]): i for i in pending}
             for future in as_completed(futures):
                 i = futures[future]
                 try:
@@ -551,6 +572,13 @@ def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOption
                 done += 1
                 if progress is not None:
                     progress(done, len(files), str(inputs[i]))
+            pool.shutdown(wait=True)
+        except KeyboardInterrupt:
+            if pool is not None:
+                stop_pool(pool)  # cancel what has not started, end the workers now
+            for i in files:
+                outcomes.setdefault(i, ClipFailure(str(inputs[i]), INTERRUPTED, interrupted=True))
+            return [outcomes[i] for i in range(len(inputs))]
         if broken and size == 1:
             # One worker runs its files in order: the first unfinished one killed it.
             first = next(i for i in pending if i not in outcomes)

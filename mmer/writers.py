@@ -46,7 +46,7 @@ def _segment_dict(s: Segment) -> dict:
 def outcome_to_dict(outcome: AnalyzeOutcome) -> dict:
     """One element of the JSON array (see docs/analyze.md for the contract)."""
     if isinstance(outcome, ClipFailure):
-        return {"file": outcome.file, "error": outcome.error}
+        return {"file": outcome.file, "error": outcome.error, **({"interrupted": True} if outcome.interrupted else {})}
     stats = outcome.modalities
     data = {
         "file": outcome.file,
@@ -136,13 +136,18 @@ def clip_table(result: ClipResult) -> Group:
 
 
 def render_tables(outcomes: Sequence[AnalyzeOutcome], console: Console) -> None:
-    """One table per analysed clip, in input order; failures are left to `failure_lines`."""
+    """One table per analysed clip, in input order; failures are left to `failure_lines`. A run
+    stopped by Ctrl-C ends with a line saying how many inputs were not analysed."""
     for outcome in outcomes:
         if isinstance(outcome, ClipResult):
             console.print(clip_table(outcome))
             console.print()
+    unfinished = sum(isinstance(o, ClipFailure) and o.interrupted for o in outcomes)
+    if unfinished:
+        console.print(Text(f"run interrupted (Ctrl-C): {unfinished} of {len(outcomes)} inputs not analysed",
+                           style="yellow"))
 
 
 def failure_lines(outcomes: Sequence[AnalyzeOutcome]) -> list[str]:
-    """One line per failed input: 'FILE: reason'."""
-    return [f"{o.file}: {o.error}" for o in outcomes if isinstance(o, ClipFailure)]
+    """One line per failed input: 'FILE: reason' (inputs a Ctrl-C left unanalysed are not failures)."""
+    return [f"{o.file}: {o.error}" for o in outcomes if isinstance(o, ClipFailure) and not o.interrupted]
