@@ -104,8 +104,10 @@ def _bar(probability: float) -> Text:
 
 
 def clip_table(result: ClipResult) -> Group:
-    """The renderable for one clip: emotion table, windows (if any), transcript and warnings."""
-    table = Table(title=f"{result.file}  ({result.duration_s:.1f} s, model {result.model})", title_justify="left")
+    """The renderable for one clip: emotion table, windows (if any), transcript and warnings. Every
+    string that comes from the user (file name, model path, labels, words) is plain text, never
+    read as Rich markup: a file called `[red]x.mp4` or `a[/]b.mp4` prints as named."""
+    table = Table(title=Text(f"{result.file}  ({result.duration_s:.1f} s, model {result.model})"), title_justify="left")
     table.add_column("emotion")
     table.add_column("probability")
     table.add_column("present", justify="center")
@@ -115,7 +117,7 @@ def clip_table(result: ClipResult) -> Group:
     for e in result.emotions:
         alone = [("-" if result.by_modality.get(m) is None else f"{result.by_modality[m][e.label]:.0%}")
                  for m in EVIDENCE_STREAMS]
-        table.add_row(e.label, _bar(e.probability), "yes" if e.present else "", f"{e.uncertainty:.2f}", *alone)
+        table.add_row(Text(e.label), _bar(e.probability), "yes" if e.present else "", f"{e.uncertainty:.2f}", *alone)
     parts: list = [table]
     if result.segments:
         windows = Table(title="windows", title_justify="left")
@@ -125,8 +127,8 @@ def clip_table(result: ClipResult) -> Group:
         windows.add_column("top emotion")
         for s in result.segments:
             top = max(s.emotions, key=lambda e: e.probability)
-            windows.add_row(f"{s.start_s:.1f}", f"{s.end_s:.1f}", ", ".join(s.predicted) or "-",
-                            f"{top.label} {top.probability:.0%}")
+            windows.add_row(f"{s.start_s:.1f}", f"{s.end_s:.1f}", Text(", ".join(s.predicted) or "-"),
+                            Text(f"{top.label} {top.probability:.0%}"))
         parts.append(windows)
     parts.append(Text("predicted: ", style="bold") + Text(", ".join(result.predicted) or "(none)"))
     parts.append(Text("transcript: ", style="bold") + Text(result.transcript or "(none)"))
