@@ -23,10 +23,9 @@ from typing import Sequence
 
 from mmer.analysis import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
 from mmer.media_links import relative_media_url
+from mmer.report_colours import emotion_colour
 from mmer.writers import EVIDENCE_STREAMS, STREAM_HEADINGS
 
-PALETTE = ("#d55e00", "#0072b2", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f7f7f", "#8c564b", "#3b3b98")
-"""Emotion colours (colour-blind-safe first), in label order, repeating."""
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".m4a"}
 TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 MAX_TICKS = 8
@@ -124,7 +123,7 @@ def _clip_data(result: ClipResult, windows: list[Segment], duration: float) -> d
 
 
 def _clip_section(n: int, result: ClipResult, report: Path | None) -> str:
-    colours = [PALETTE[k % len(PALETTE)] for k in range(len(result.emotions))]
+    colours = [emotion_colour(k) for k in range(len(result.emotions))]
     windows = _windows(result)
     duration = max(result.duration_s, windows[-1].end_s, 1e-3)
     source = relative_media_url(result.file, report)
