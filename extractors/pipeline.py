@@ -28,7 +28,7 @@ import numpy as np
 from mmer.extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
 from mmer.extractors.feature_cache import FeatureCache, SourceIdentity, file_sha256
 from mmer.extractors.errors import ExtractionError
-from mmer.extractors.featureset import FeatureSet, ModalityStats
+from mmer.extractors.featureset import FeatureSet, ModalityStats, plausible_word_times
 from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
                               MediaInfo, MediaReader, check_readable, probe_media)
 from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
@@ -234,6 +234,7 @@ class FeatureExtractor:
         audio = reader.audio
         acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
         words, trust = self._words(info, audio, voiced, clock, warnings)
+        words = plausible_word_times(words)
         text, text_times = np.zeros((0, self.spec.text.dim), np.float32), np.zeros(0)
         if words and trust > 0:
             encoder = self._models.get("text", clock)
