@@ -33,7 +33,7 @@ def test_tables_print_user_strings_as_written():
 
 
 def test_progress_bar_shows_file_names_as_written():
-    from mmer_cli.commands.common import FileProgress
+    from mmer.cli.commands.common import FileProgress
 
     progress = FileProgress("analysing")
     progress.console = Console(file=io.StringIO(), force_terminal=True, width=120)
@@ -47,7 +47,7 @@ def test_progress_bar_shows_file_names_as_written():
 
 def test_metric_and_comparison_tables_show_names_as_written():
     from mmer.metrics import multilabel_metrics
-    from mmer_cli.commands.metric_tables import overall_table, per_label_table
+    from mmer.cli.commands.metric_tables import overall_table, per_label_table
     import numpy as np
 
     metrics = multilabel_metrics(np.array([[1, 0], [0, 1]]), np.array([[1, 0], [1, 1]]), ["[red]a", "b[/]"])
