@@ -136,6 +136,39 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     assert not left, f"workers {left} outlived their killed parent"
 
 
+@pytest.mark.slow
+def test_cli_ctrl_c_writes_the_finished_clips_and_exits_130(tmp_path):
+    """The whole command with a real SIGINT: `mmer analyze --workers 2 -f json -o` stops, writes the
+    silent clip it finished and marks the others interrupted. The silent WAV's feature-cache entry
+    (written when its extraction ends, before the small network pass) says when it has finished."""
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    cache, out = tmp_path / "cache", tmp_path / "out.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MMER_CACHE_DIR": str(cache)}
+    process = subprocess.Popen([sys.executable, "-m", "mmer", "analyze", *map(str, _inputs(tmp_path)), "--workers", "2",
+                                "--threads", "1", "--model", str(checkpoint), "-f", "json", "-o", str(out)],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(cache.rglob("*.npz")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(2.0)  # the network pass of the finished clip and its result's way back
+    signalled = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    took = time.monotonic() - signalled
+    assert process.returncode == 130, err[-2000:]
+    assert took < STOP_WITHIN_S, f"the command took {took:.1f} s to stop after SIGINT"
+    assert "Traceback" not in err and "mmer: interrupted: " in err
+    written = json.loads(out.read_text())
+    assert "predicted" in written[0]  # the silent clip, finished before the signal
+    assert any(o.get("interrupted") for o in written[1:])  # the queue was cancelled, not finished
+    assert all("predicted" in o or o.get("interrupted") for o in written)
+
+
 def test_cli_writes_finished_clips_and_says_the_run_was_interrupted(tmp_path, monkeypatch):
     """What `mmer analyze -o` does with an interrupted run (the library's outcomes stubbed)."""
     from mmer import analysis
