@@ -1,9 +1,12 @@
 """On-disk feature cache: one .npz per (file content, feature settings), written atomically.
 
 Key: sha256 over the media file's sha256 (read in chunks) and a digest of every setting that
-changes features (see `pipeline.settings_digest`). Entry: `<dir>/<key[:2]>/<key>.npz` holding
+changes features (see `FeatureExtractor._digest`). Entry: `<dir>/<key[:2]>/<key>.npz` holding
 features_<m> / times_<m> arrays and a JSON `meta` string (spec, transcript, words with
-times, duration, stats, warnings, the original timings); loaded with `allow_pickle=False`.
+times, duration, stats, warnings, the original timings, and the `SourceIdentity` of the file and
+settings it was made from); loaded with `allow_pickle=False`. An entry is only served when its
+stored identity is the one asked for: an entry copied or renamed under another file's key, or one
+whose name collides, is a miss (the file is extracted again), never another clip's answer.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 import os
 import zipfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +24,23 @@ from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
 from mmer.core.atomic_file import replacing
 from mmer.core.feature_spec import MODALITIES, FeatureSpec
 
-CACHE_FORMAT = 2
-"""2: word times (`words`) added. Bumped when the entry layout changes; older entries are then ignored."""
+CACHE_FORMAT = 3
+"""2: word times (`words`) added; 3: the source identity (`SourceIdentity`) stored and checked.
+Bumped when the entry layout changes; older entries are then ignored."""
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What an entry was made from: the media file's size in bytes and content sha256, and the
+    digest of the extraction settings. Stored in the entry and compared on every read."""
+
+    size_bytes: int
+    content_sha256: str
+    settings_digest: str
+
+    @classmethod
+    def of(cls, path: str | Path, settings_digest: str) -> "SourceIdentity":
+        return cls(Path(path).stat().st_size, file_sha256(path), settings_digest)
 
 
 def default_cache_dir() -> Path:
@@ -53,8 +71,13 @@ class FeatureCache:
     def path_for(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.npz"
 
-    def load(self, key: str, spec: FeatureSpec) -> FeatureSet | None:
-        """The stored FeatureSet, or None when absent, unreadable or made for another spec.
+    @classmethod
+    def key_for(cls, source: SourceIdentity) -> str:
+        return cls.entry_key(source.content_sha256, source.settings_digest)
+
+    def load(self, key: str, spec: FeatureSpec, source: SourceIdentity) -> FeatureSet | None:
+        """The stored FeatureSet, or None when absent, unreadable, made for another spec or from
+        another source than `source` (file size, content digest or settings differ).
         Its `timings_s` is empty (the caller records the hit's own timings)."""
         path = self.path_for(key)
         if not path.is_file():
@@ -62,7 +85,8 @@ class FeatureCache:
         try:
             with np.load(path, allow_pickle=False) as entry:
                 meta = json.loads(str(entry["meta"]))
-                if meta["format"] != CACHE_FORMAT or FeatureSpec.from_dict(meta["spec"]) != spec:
+                if (meta["format"] != CACHE_FORMAT or FeatureSpec.from_dict(meta["spec"]) != spec
+                        or SourceIdentity(**meta["source"]) != source):
                     return None
                 features = {m: entry[f"features_{m}"] for m in MODALITIES}
                 times = {m: entry[f"times_{m}"] for m in MODALITIES}
@@ -73,11 +97,13 @@ class FeatureCache:
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             return None  # a damaged entry is a miss; it is overwritten by the next store
 
-    def store(self, key: str, features: FeatureSet) -> Path:
-        """Write the entry (temporary file in the same folder, then rename). Raises OSError."""
+    def store(self, key: str, features: FeatureSet, source: SourceIdentity) -> Path:
+        """Write the entry, with the identity of its `source` (temporary file in the same folder,
+        then rename). Raises OSError."""
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"format": CACHE_FORMAT, "spec": features.spec.to_dict(), "transcript": features.transcript,
+        meta = {"format": CACHE_FORMAT, "source": asdict(source), "spec": features.spec.to_dict(),
+                "transcript": features.transcript,
                 "words": [[w.text, w.start_s, w.end_s] for w in features.words],
                 "duration_s": features.duration_s, "stats": asdict(features.stats),
                 "warnings": features.warnings, "extraction_timings_s": features.timings_s}

@@ -9,6 +9,11 @@ import numpy as np
 from mmer.core.feature_spec import MODALITIES, FeatureSpec
 
 
+MIN_WORD_S = 0.1
+"""Shortest plausible duration of a spoken word, in seconds (the shortest words, "a" or "I", last
+about a tenth of a second). The recogniser sometimes gives a word 1 ms."""
+
+
 @dataclass(frozen=True)
 class Word:
     """One spoken or written word and when it starts/ends, in seconds from the media start."""
@@ -16,6 +21,20 @@ class Word:
     text: str
     start_s: float
     end_s: float
+
+
+def plausible_word_times(words: list[Word]) -> list[Word]:
+    """`words` (in spoken order) with every word lasting at least MIN_WORD_S where the next word
+    leaves room: a shorter word's end moves to min(start + MIN_WORD_S, the next word's start), or
+    to start + MIN_WORD_S for the last word. Starts never move (the features are timed by them)."""
+    out = []
+    for n, w in enumerate(words):
+        end = w.end_s
+        if end - w.start_s < MIN_WORD_S:
+            following = words[n + 1].start_s if n + 1 < len(words) else float("inf")
+            end = max(end, min(w.start_s + MIN_WORD_S, following))
+        out.append(w if end == w.end_s else Word(w.text, w.start_s, end))
+    return out
 
 
 @dataclass

@@ -141,6 +141,18 @@ def probe_media(path: str | Path) -> MediaInfo:
         raise _fail(path, f"cannot open as media: corrupt, truncated or not a media file ({_reason(err)})") from None
 
 
+def _from_media_start(samples: np.ndarray, start_s: float) -> DecodedAudio:
+    """The decoded audio placed at its presentation time: samples that come before the media's
+    start (time 0; e.g. an Opus or AAC stream whose first frame is timed before the video's) are
+    dropped, so samples[0] is heard at time 0 whatever the container; a later start is kept in
+    `start_s`. Keeping them (and calling their first one time 0) shifted the whole track by the
+    codec's delay, a few milliseconds, which moves the voice descriptors (formants, voicing)."""
+    if start_s >= 0.0:
+        return DecodedAudio(samples=samples, start_s=start_s)
+    early = min(int(round(-start_s * AUDIO_RATE_HZ)), samples.shape[0])
+    return DecodedAudio(samples=samples[early:], start_s=0.0)
+
+
 def sampled_size(width: int, height: int, max_side_px: int) -> tuple[int, int]:
     """(width, height) after downscaling so the longer side is at most `max_side_px` (never upscaled)."""
     scale = min(1.0, max_side_px / max(width, height, 1))
@@ -232,7 +244,7 @@ class MediaReader:
         if audio is not None:
             for out in resampler.resample(None):
                 samples.append(out.to_ndarray().reshape(-1))
-            self.audio = DecodedAudio(samples=samples.view(), start_s=max(audio_start or 0.0, 0.0))
+            self.audio = _from_media_start(samples.view(), audio_start or 0.0)
             self._samples = None
         self._check_complete(decoded_end)
 

@@ -26,9 +26,9 @@ from typing import Callable
 import numpy as np
 
 from mmer.extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
-from mmer.extractors.feature_cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, SourceIdentity, file_sha256
 from mmer.extractors.errors import ExtractionError
-from mmer.extractors.featureset import FeatureSet, ModalityStats
+from mmer.extractors.featureset import FeatureSet, ModalityStats, plausible_word_times
 from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
                               MediaInfo, MediaReader, check_readable, probe_media)
 from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
@@ -206,13 +206,14 @@ class FeatureExtractor:
         clock = _Clock()
         path = Path(path)
         check_readable(path)
-        key = None
+        key = source = None
         if self._cache is not None:
             start = time.perf_counter()
-            key = self._cache.entry_key(file_sha256(path), self._settings_digest)
+            source = SourceIdentity.of(path, self._settings_digest)
+            key = self._cache.key_for(source)
             clock.add("hash", time.perf_counter() - start)
             start = time.perf_counter()
-            hit = self._cache.load(key, self.spec)
+            hit = self._cache.load(key, self.spec, source)
             clock.add("cache", time.perf_counter() - start)
             if hit is not None:
                 hit.timings_s = clock.seconds
@@ -233,6 +234,7 @@ class FeatureExtractor:
         audio = reader.audio
         acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
         words, trust = self._words(info, audio, voiced, clock, warnings)
+        words = plausible_word_times(words)
         text, text_times = np.zeros((0, self.spec.text.dim), np.float32), np.zeros(0)
         if words and trust > 0:
             encoder = self._models.get("text", clock)
@@ -254,7 +256,7 @@ class FeatureExtractor:
             timings_s=clock.seconds, warnings=warnings)
         if self._cache is not None:
             try:
-                self._cache.store(key, result)
+                self._cache.store(key, result, source)
             except OSError as err:
                 result.warnings.append(f"feature cache not written ({' '.join(str(err).split())})")
         return result

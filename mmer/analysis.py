@@ -29,6 +29,7 @@ from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer.stream_fusion import LateFusion
 from mmer.thresholds import apply_thresholds
+from mmer.worker_pool import interrupt_blocked, start_worker_process, stop_pool
 from mmer.models.batch import MultimodalBatch
 from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_info
 from mmer.core.feature_spec import MODALITIES
@@ -46,6 +47,20 @@ MEDIA_S_PER_BATCH = 120.0
 AUTO_WINDOW_RANGE_S = (2.0, 5.0)
 AUTO_WINDOWS_PER_CLIP = 30
 """`auto_window`: about this many windows per clip, each between AUTO_WINDOW_RANGE_S seconds long."""
+MIN_WINDOW_S = 1.0
+MIN_WINDOW_FRAMES = 5
+"""The shortest window analysed (`smallest_window_s`): MIN_WINDOW_S seconds, and at least
+MIN_WINDOW_FRAMES sampled video frames. Shorter windows hold one video frame or none, a few voice
+frames (25 per second) and rarely a whole word: most would have no signal, and the rest would be
+read from a single frame (0.01 s windows gave 468 empty windows of 601 and "sad" from one voice frame)."""
+SUSTAINED_S = 3.0
+"""The whole clip and its windows agree by this rule (`consistent_with_windows`): an emotion judged
+present, with a signal, in consecutive windows lasting together at least SUSTAINED_S seconds (or
+the whole clip, when it is shorter) is present in the clip."""
+NO_SIGNAL = "no usable stream (no face, no speech, no words): no emotion can be recognised"
+"""The warning of a clip without any usable stream."""
+NO_SIGNAL_WINDOW = "no signal in this window (no face, no speech, no words): no emotion can be recognised"
+"""The warning of a window without any usable stream (`Segment.signal` False)."""
 
 
 @dataclass
@@ -56,8 +71,10 @@ class AnalyzeOptions:
     device: "auto" | "cpu" | "cuda".  threads: torch CPU threads (None: torch's default).
     fps: video frames sampled per second (None: the rate the checkpoint's features were made at).
     transcript: a transcript file used instead of speech recognition (only with a single clip).
-    window_s: when set, also analyse consecutive windows of this many seconds (ClipResult.segments).
-    auto_window: when window_s is None, analyse windows anyway, of `auto_window_s(duration)` seconds
+    window_s: when set, report consecutive windows of this many seconds (ClipResult.segments); at
+        least `smallest_window_s(fps)`. The clip's result agrees with its windows
+        (`consistent_with_windows`): these, or `auto_window_s(duration)` ones when window_s is None.
+    auto_window: when window_s is None, report the `auto_window_s(duration)` windows too
         (the HTML report, ELAN and WebVTT exports need a timeline).
     use_cache: reuse/stash extracted features in the extractor cache.  cache_dir: its folder.
     precision: "fp32" | "bf16" | "fp16": autocast for the emotion network (the extractors stay fp32).
@@ -95,12 +112,17 @@ stream is absent (or not readable by the model)}. See `Analyzer._by_modality`.""
 
 @dataclass
 class Segment:
-    """Result for the window [start_s, end_s) of a clip (seconds)."""
+    """Result for the window [start_s, end_s) of a clip (seconds). signal: False when no stream is
+    usable in the window (no face, no speech, no words): every emotion then has probability 0,
+    uncertainty 1 and is absent, and `warnings` says NO_SIGNAL_WINDOW; every format marks such a
+    window as "no signal" rather than as "nothing present"."""
 
     start_s: float
     end_s: float
     emotions: list[EmotionScore]
     by_modality: ModalityEvidence = field(default_factory=dict)
+    signal: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def predicted(self) -> list[str]:
@@ -135,13 +157,24 @@ class ClipResult:
     def predicted(self) -> list[str]:
         return [e.label for e in self.emotions if e.present]
 
+    @property
+    def signal(self) -> bool:
+        """False when no stream of the clip is usable (its warnings say NO_SIGNAL)."""
+        return NO_SIGNAL not in self.warnings
+
 
 @dataclass
 class ClipFailure:
-    """An input that could not be analysed, with a one-line reason."""
+    """An input that could not be analysed, with a one-line reason. interrupted: not analysed
+    because the run was interrupted (Ctrl-C) first (`analyze`); error then says so."""
 
     file: str
     error: str
+    interrupted: bool = False
+
+
+INTERRUPTED = "not analysed: the run was interrupted (Ctrl-C) before this file was finished"
+"""The error of every file a Ctrl-C left unfinished."""
 
 
 AnalyzeOutcome = ClipResult | ClipFailure
@@ -208,6 +241,44 @@ def auto_window_s(duration_s: float) -> float:
     return float(min(high, max(low, round(duration_s / AUTO_WINDOWS_PER_CLIP))))
 
 
+def smallest_window_s(fps: float) -> float:
+    """The shortest window (s) worth analysing at `fps` sampled video frames per second:
+    MIN_WINDOW_S, or MIN_WINDOW_FRAMES frames when they last longer."""
+    return max(MIN_WINDOW_S, MIN_WINDOW_FRAMES / fps)
+
+
+def consistent_with_windows(clip: list[EmotionScore], segments: list[Segment], duration_s: float) -> list[EmotionScore]:
+    """The whole clip's scores made to agree with its windows by the SUSTAINED_S rule.
+
+    A run is a stretch of consecutive windows, each with a signal, in which the emotion is judged
+    present, lasting at least min(SUSTAINED_S, duration_s) seconds. When an emotion has such a run,
+    it is present in the clip, with probability max(the clip's own, the lowest probability within
+    the best run) and that run's highest uncertainty when the run's probability is the higher.
+    Otherwise the clip's own score stands. The clip can only gain emotions: a window alone, or a
+    clip-level reading absent from every window, changes nothing.
+    """
+    need = min(SUSTAINED_S, duration_s) - 1e-6
+    out = []
+    for k, score in enumerate(clip):
+        best: tuple[float, float] | None = None  # (probability, uncertainty) of the best run
+        run: list[Segment] = []
+        for segment in [*segments, None]:
+            if segment is not None and segment.signal and segment.emotions[k].present:
+                run.append(segment)
+                continue
+            if run and run[-1].end_s - run[0].start_s >= need:
+                p = min(s.emotions[k].probability for s in run)
+                if best is None or p > best[0]:
+                    best = (p, max(s.emotions[k].uncertainty for s in run))
+            run = []
+        if best is not None and (not score.present or best[0] > score.probability):
+            higher = best[0] > score.probability
+            score = replace(score, probability=best[0] if higher else score.probability, present=True,
+                            uncertainty=best[1] if higher else score.uncertainty)
+        out.append(score)
+    return out
+
+
 def _scores(label_names: list[str], thresholds: list[float], probs: np.ndarray, uncertainty: np.ndarray) -> list[EmotionScore]:
     """probs, uncertainty: (q,) -> one EmotionScore per label (decided by `apply_thresholds`)."""
     present = apply_thresholds(np.asarray(probs)[None, :], thresholds)[0]  # (1, q) -> (q,)
@@ -244,6 +315,11 @@ class Analyzer:
         self.checkpoint = resolve_checkpoint(options.model)
         self.model, self.info = load_checkpoint(self.checkpoint, self.device)
         self.settings = self._settings_for(self.info)
+        smallest = smallest_window_s(self.settings.fps)
+        if options.window_s is not None and options.window_s < smallest:
+            raise UserError(f"window_s must be at least {smallest:g} seconds, got {options.window_s:g}: shorter windows "
+                            f"hold under {MIN_WINDOW_FRAMES} video frames (at {self.settings.fps:g} fps), a few voice "
+                            "frames and rarely a word, so most have no signal", parameter="window_s")
         self.extractor = FeatureExtractor(self.settings)  # loads no network yet: each is built when first needed
         self.info.feature_spec.require_compatible(
             self.extractor.spec,
@@ -284,29 +360,33 @@ class Analyzer:
         features = self.extractor.extract(path)
         started = time.perf_counter()
         duration = max(float(features.duration_s), 0.0)
-        # The whole clip on its own, so its result does not depend on windowing (padding, MC-dropout masks).
+        # The whole clip on its own (padding, MC-dropout masks as for any clip) ...
         clip_span = [(0.0, duration)]
         clip_windows = span_windows(features, clip_span)
         clip_evidence = self._by_modality(features, clip_span, clip_windows)
         clip_scores = self._scores(features, clip_span, clip_evidence, clip_windows)[0]
-        segments = None
-        window_s = self.options.window_s
-        if window_s is None and self.options.auto_window:
-            window_s = auto_window_s(duration)
-        if window_s is not None:
-            spans = tile(0.0, duration, window_s) if duration > 0 else [(0.0, window_s)]
-            windows = span_windows(features, spans)
-            w_evidence = self._by_modality(features, spans, windows)
-            w_scores = self._scores(features, spans, w_evidence, windows)
-            segments = [Segment(start_s=a, end_s=b, emotions=scores, by_modality=evidence)
-                        for (a, b), scores, evidence in zip(spans, w_scores, w_evidence)]
+        # ... and its windows: those asked for, else automatic ones; the clip agrees with them
+        # (`consistent_with_windows`), and they are reported when asked for.
+        window_s = self.options.window_s or auto_window_s(duration)
+        spans = tile(0.0, duration, window_s) if duration > 0 else [(0.0, window_s)]
+        windows = span_windows(features, spans)
+        w_evidence = self._by_modality(features, spans, windows)
+        w_scores = self._scores(features, spans, w_evidence, windows)
+        segments = []
+        for (a, b), scores, evidence in zip(spans, w_scores, w_evidence):
+            signal = any(v is not None for v in evidence.values())
+            segments.append(Segment(start_s=a, end_s=b, emotions=scores, by_modality=evidence, signal=signal,
+                                    warnings=[] if signal else [NO_SIGNAL_WINDOW]))
+        clip_scores = consistent_with_windows(clip_scores, segments, duration)
+        if self.options.window_s is None and not self.options.auto_window:
+            segments = None
         warnings = list(features.warnings) + [
             f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities]
         if self.fusion is None and 0.0 < features.stats.words_trust < 1.0 and features.present("text"):
             warnings.append("this model reads all streams in one pass and cannot weigh the words by trust: "
                             "they are used in full")
         if all(v is None for v in clip_evidence[0].values()):
-            warnings.append("no usable stream (no face, no speech, no words): no emotion can be recognised")
+            warnings.append(NO_SIGNAL)
         model_s = time.perf_counter() - started
         return ClipResult(
             file=str(path),
@@ -462,10 +542,13 @@ def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:
 def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCallback | None = None) -> list[AnalyzeOutcome]:
     """Analyse media files and folders; one outcome per file, in input order.
 
-    With options.workers > 1 the files are shared among that many processes (`_worker_pool`), each
-    with its own models; outcomes and their order are the same as with one.
+    With options.workers > 1 the files are shared among that many processes (`_analyze_in_workers`),
+    each with its own models; outcomes and their order are the same as with one.
     Raises UserError/CheckpointError (exit 2) for problems that concern every input: bad options,
     missing or corrupt checkpoint, feature-spec mismatch. Per-file problems become ClipFailure.
+    A Ctrl-C (KeyboardInterrupt) once files are being analysed stops the run at once: the files
+    finished keep their outcomes, every other one becomes `ClipFailure(file, INTERRUPTED,
+    interrupted=True)`, and nothing is raised.
     """
     if not paths:
         raise UserError("no input given: pass one or more media files or folders")
@@ -482,14 +565,19 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
         return _analyze_in_workers(inputs, options, workers, progress)
     outcomes: list[AnalyzeOutcome] = []
     done = 0
-    for item in inputs:
-        if isinstance(item, ClipFailure):
-            outcomes.append(item)
-            continue
-        if progress is not None:
-            progress(done, len(files), str(item))
-        outcomes.append(_analyze_one(analyzer, item))
-        done += 1
+    try:
+        for item in inputs:
+            if isinstance(item, ClipFailure):
+                outcomes.append(item)
+                continue
+            if progress is not None:
+                progress(done, len(files), str(item))
+            outcomes.append(_analyze_one(analyzer, item))
+            done += 1
+    except KeyboardInterrupt:
+        outcomes += [item if isinstance(item, ClipFailure) else ClipFailure(str(item), INTERRUPTED, interrupted=True)
+                     for item in inputs[len(outcomes):]]
+        return outcomes
     if progress is not None:
         progress(done, len(files), "")
     return outcomes
@@ -511,8 +599,9 @@ def _analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
 _worker_analyzer: Analyzer | None = None  # the Analyzer of a worker process (`_start_worker`)
 
 
-def _start_worker(options: AnalyzeOptions) -> None:
+def _start_worker(options: AnalyzeOptions, parent_pid: int) -> None:
     global _worker_analyzer
+    start_worker_process(parent_pid)  # ignore Ctrl-C (the parent handles it), exit with the parent
     _worker_analyzer = Analyzer(options)
 
 
@@ -525,7 +614,8 @@ def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOption
     """The files of `inputs` analysed by `workers` spawned processes (fresh interpreters: no state
     forked from this one), results put back in input order. Without --threads each worker gets an
     equal share of the CPUs. A worker that dies fails only the file it was analysing (ClipFailure):
-    the unfinished files are rerun, one worker at a time until the culprit is found."""
+    the unfinished files are rerun, one worker at a time until the culprit is found. A Ctrl-C ends
+    the workers at once (`mmer.worker_pool`); the files not finished become INTERRUPTED failures."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -538,9 +628,13 @@ def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOption
     while len(outcomes) < len(inputs):
         pending = [i for i in files if i not in outcomes]
         broken = False
-        with ProcessPoolExecutor(max_workers=min(size, len(pending)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(worker_options,)) as pool:
-            futures = {pool.submit(_worker_analyze, inputs[i]): i for i in pending}
+        pool = None
+        try:
+            with interrupt_blocked():  # the workers start with Ctrl-C blocked, then ignore it
+                pool = ProcessPoolExecutor(max_workers=min(size, len(pending)),
+                                           mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_start_worker, initargs=(worker_options, os.getpid()))
+                futures = {pool.submit(_worker_analyze, inputs[i]): i for i in pending}
             for future in as_completed(futures):
                 i = futures[future]
                 try:
@@ -551,6 +645,13 @@ def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOption
                 done += 1
                 if progress is not None:
                     progress(done, len(files), str(inputs[i]))
+            pool.shutdown(wait=True)
+        except KeyboardInterrupt:
+            if pool is not None:
+                stop_pool(pool)  # cancel what has not started, end the workers now
+            for i in files:
+                outcomes.setdefault(i, ClipFailure(str(inputs[i]), INTERRUPTED, interrupted=True))
+            return [outcomes[i] for i in range(len(inputs))]
         if broken and size == 1:
             # One worker runs its files in order: the first unfinished one killed it.
             first = next(i for i in pending if i not in outcomes)

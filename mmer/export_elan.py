@@ -1,8 +1,10 @@
 """`mmer analyze -f eaf`: a clip's results as an ELAN annotation document (EAF 3.0 XML).
 
 Tiers: one per emotion, with an annotation on every window where the emotion is judged present
-(value "0.82 (uncertainty 0.41)"), and a `transcript` tier with one annotation per word (from the
-word times of speech recognition or of the subtitle cues). The media descriptor points at the clip
+(value "0.82 (uncertainty 0.41)"); a `signal` tier with a "no signal" annotation on every window
+without any usable stream (no face, no speech, no words: an empty emotion tier there means "not
+known", not "absent"); and a `transcript` tier with one annotation per word (from the word times of
+speech recognition or of the subtitle cues). The media descriptor points at the clip
 (absolute file:// URL, plus the path relative to the .eaf file, which ELAN tries first when the
 folder has moved). Times are integer milliseconds.
 """
@@ -23,6 +25,8 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 EMOTION_TYPE, WORDS_TYPE = "emotion", "words"
 """Linguistic types of the emotion tiers and of the transcript tier (both time-alignable)."""
 TRANSCRIPT_TIER = "transcript"
+SIGNAL_TIER, SIGNAL_TYPE, NO_SIGNAL_VALUE = "signal", "signal", "no signal"
+"""The tier (and its linguistic type) marking the windows without any usable stream, and its value."""
 MIME_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
               ".webm": "video/webm", ".flv": "video/x-flv", ".wav": "audio/x-wav", ".mp3": "audio/mpeg",
               ".flac": "audio/flac", ".m4a": "audio/mp4"}
@@ -49,6 +53,9 @@ def _intervals(result: ClipResult) -> dict[str, list[tuple[int, int, str]]]:
             if e.present:
                 tiers[e.label].append((_millis(segment.start_s), _millis(segment.end_s),
                                        f"{e.probability:.2f} (uncertainty {e.uncertainty:.2f})"))
+    signal_id = SIGNAL_TIER if SIGNAL_TIER not in tiers else f"{SIGNAL_TIER} (windows)"
+    tiers[signal_id] = [(_millis(s.start_s), _millis(s.end_s), NO_SIGNAL_VALUE)
+                        for s in result.segments or [] if not s.signal]
     words, previous_end = [], 0
     for w in result.words:
         start = max(_millis(w.start_s), previous_end)
@@ -86,15 +93,17 @@ def to_eaf(result: ClipResult, document: Path | None, created: dt.datetime | Non
         ET.SubElement(time_order, "TIME_SLOT", {"TIME_SLOT_ID": slot_ids[t], "TIME_VALUE": str(t)})
 
     n = 0
-    for tier_id, annotations in tiers.items():
-        kind = EMOTION_TYPE if tier_id in {e.label for e in result.emotions} else WORDS_TYPE
+    emotion_ids = {e.label for e in result.emotions}
+    for n_tier, (tier_id, annotations) in enumerate(tiers.items()):
+        # order of `_intervals`: the emotion tiers, then the signal tier, then the transcript tier
+        kind = EMOTION_TYPE if tier_id in emotion_ids else SIGNAL_TYPE if n_tier == len(emotion_ids) else WORDS_TYPE
         tier = ET.SubElement(root, "TIER", {"LINGUISTIC_TYPE_REF": kind, "TIER_ID": tier_id})
         for start, end, value in annotations:
             n += 1
             annotation = ET.SubElement(ET.SubElement(tier, "ANNOTATION"), "ALIGNABLE_ANNOTATION", {
                 "ANNOTATION_ID": f"a{n}", "TIME_SLOT_REF1": slot_ids[start], "TIME_SLOT_REF2": slot_ids[end]})
             ET.SubElement(annotation, "ANNOTATION_VALUE").text = value
-    for kind in (EMOTION_TYPE, WORDS_TYPE):
+    for kind in (EMOTION_TYPE, SIGNAL_TYPE, WORDS_TYPE):
         ET.SubElement(root, "LINGUISTIC_TYPE", {"GRAPHIC_REFERENCES": "false", "LINGUISTIC_TYPE_ID": kind,
                                                 "TIME_ALIGNABLE": "true"})
     for stereotype, description in CONSTRAINTS.items():

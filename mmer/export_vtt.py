@@ -27,9 +27,16 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("-->", "--&gt;")
 
 
+NO_SIGNAL_CUE = "no signal (no face, no speech, no words)"
+"""The cue of a window without any usable stream: nothing can be said about it."""
+
+
 def cue_text(segment: Segment) -> str:
     """'happy 0.82 · surprise 0.41': the emotions present in the window, most probable first; a
-    window without any reads 'no emotion present (top: neutral 0.31)'."""
+    window without any reads 'no emotion present (top: neutral 0.31)'; a window without any usable
+    stream reads NO_SIGNAL_CUE."""
+    if not segment.signal:
+        return NO_SIGNAL_CUE
     present = sorted((e for e in segment.emotions if e.present), key=lambda e: -e.probability)
     if present:
         return CUE_SEPARATOR.join(f"{e.label} {e.probability:.2f}" for e in present)

@@ -106,7 +106,7 @@ def _vtt(result, path) -> str:
 _FORMATS = (
     OutputFormat("table", "table (human)", _write_table),
     OutputFormat("json", "json (array, one object per input)", _write_json),
-    OutputFormat("csv", "csv (one row per clip)", _write_csv),
+    OutputFormat("csv", "csv (a row per clip and per window)", _write_csv),
     OutputFormat("html", "html (interactive report)", _write_html, timeline=True),
     OutputFormat("eaf", "eaf (ELAN)", _per_clip_writer(".eaf", _eaf), per_clip_suffix=".eaf", timeline=True),
     OutputFormat("vtt", "vtt (WebVTT subtitles)", _per_clip_writer(".vtt", _vtt), per_clip_suffix=".vtt", timeline=True),

@@ -1,7 +1,8 @@
 """`mmer analyze -f html`: one self-contained, offline HTML report for all inputs.
 
 One section per input. An analysed clip gets its video (or audio) player, referenced by a path
-relative to the report (never copied into it); a timeline with one lane per emotion (per-window
+relative to the report (never copied into it), with the absolute path tried when that fails (a
+report moved to another folder); a timeline with one lane per emotion (per-window
 probability as a step line, the uncertainty as a shaded band centred on it, the windows where the
 emotion is judged present filled) whose cursor follows playback and which seeks on click; a "now"
 table with the current window's probabilities, uncertainties and what the face, the voice and the
@@ -22,11 +23,10 @@ from pathlib import Path
 from typing import Sequence
 
 from mmer.analysis import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
-from mmer.media_links import relative_media_url
+from mmer.media_links import absolute_media_url, relative_media_url
+from mmer.report_colours import emotion_colour
 from mmer.writers import EVIDENCE_STREAMS, STREAM_HEADINGS
 
-PALETTE = ("#d55e00", "#0072b2", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f7f7f", "#8c564b", "#3b3b98")
-"""Emotion colours (colour-blind-safe first), in label order, repeating."""
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".m4a"}
 TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 MAX_TICKS = 8
@@ -99,7 +99,8 @@ def _axis(duration: float) -> str:
         label = f"{int(t // 60)}:{int(t % 60):02d}" if duration >= 60 else f"{t:g} s"
         ticks.append(f'<span style="left:{100 * t / duration:.2f}%">{label}</span>')
         t += step
-    return f'<div class="axis" aria-hidden="true">{"".join(ticks)}</div>'
+    # the axis sits in a row with the lanes' columns, so its 0 is the lanes' 0 whatever the fonts
+    return f'<div class="axis-row" aria-hidden="true"><span></span><div class="axis">{"".join(ticks)}</div></div>'
 
 
 def _json_for_script(data: dict) -> str:
@@ -113,7 +114,8 @@ def _clip_data(result: ClipResult, windows: list[Segment], duration: float) -> d
     labels = [e.label for e in result.emotions]
     return {
         "file": result.file, "duration": duration, "labels": labels, "streams": list(EVIDENCE_STREAMS),
-        "windows": [{"start": s.start_s, "end": s.end_s, "p": [round(e.probability, 4) for e in s.emotions],
+        "windows": [{"start": s.start_s, "end": s.end_s, "signal": s.signal,
+                     "p": [round(e.probability, 4) for e in s.emotions],
                      "u": [round(e.uncertainty, 4) for e in s.emotions], "present": [e.present for e in s.emotions],
                      "evidence": {m: None if s.by_modality.get(m) is None
                                   else [round(s.by_modality[m][name], 4) for name in labels]
@@ -124,17 +126,20 @@ def _clip_data(result: ClipResult, windows: list[Segment], duration: float) -> d
 
 
 def _clip_section(n: int, result: ClipResult, report: Path | None) -> str:
-    colours = [PALETTE[k % len(PALETTE)] for k in range(len(result.emotions))]
+    colours = [emotion_colour(k) for k in range(len(result.emotions))]
     windows = _windows(result)
     duration = max(result.duration_s, windows[-1].end_s, 1e-3)
     source = relative_media_url(result.file, report)
+    fallback = absolute_media_url(result.file)  # tried when the relative path fails (the report was moved)
     tag = "audio" if Path(result.file).suffix.lower() in AUDIO_SUFFIXES else "video"
     window_note = (f"windows of {windows[0].end_s - windows[0].start_s:g} s" if result.segments
                    else "one window (the whole clip)")
     chips = "".join(f'<span class="chip" style="--c:{c}">{escape(e.label)} {e.probability:.2f}</span>'
                     for e, c in zip(result.emotions, colours) if e.present) or '<span class="muted">none</span>'
     lanes = "".join(_lane(k, e.label, c, windows, duration) for k, (e, c) in enumerate(zip(result.emotions, colours)))
-    words = " ".join(f'<span class="w" data-start="{w.start_s:.3f}" data-end="{w.end_s:.3f}">{escape(w.text)}</span>'
+    # each word is a button: reachable with Tab, Enter or Space seeks to it (as a click does)
+    words = " ".join(f'<span class="w" role="button" tabindex="0" data-start="{w.start_s:.3f}" data-end="{w.end_s:.3f}" '
+                     f'title="play from {w.start_s:.1f} s">{escape(w.text)}</span>'
                      for w in result.words)
     transcript = words or escape(result.transcript) or '<span class="muted">(no words)</span>'
     warnings = "".join(f"<li>{escape(w)}</li>" for w in result.warnings)
@@ -144,9 +149,10 @@ def _clip_section(n: int, result: ClipResult, report: Path | None) -> str:
 <p class="meta">{escape(result.file)} · {result.duration_s:.1f} s · model {escape(result.model)} · {window_note}</p>
 <p>Present in the whole clip: {chips}</p>
 <div class="player-row">
-<div><{tag} class="media" controls preload="metadata" src="{escape(source)}"></{tag}>
-<p class="media-missing" hidden>The media could not be played: it is expected at {escape(source)} (relative to this report), in a format this browser plays.</p></div>
-<div class="now" aria-live="polite"><h3>At <span class="clock">0:00.0</span> · window <span class="now-span">{first.start_s:.1f}\u2013{first.end_s:.1f} s</span></h3>
+<div><{tag} class="media" controls preload="metadata" src="{escape(source)}" data-fallback="{escape(fallback)}"></{tag}>
+<p class="media-missing" hidden>The media could not be played: it is expected at {escape(source)} (relative to this report) or at {escape(fallback)}, in a format this browser plays.</p></div>
+<div class="now"><h3>At <span class="clock">0:00.0</span> · window <span class="now-span">{first.start_s:.1f}\u2013{first.end_s:.1f} s</span></h3>
+<p class="announce" aria-live="polite" aria-atomic="true"></p>
 {_evidence_table(first.emotions, first.by_modality, colours)}</div>
 </div>
 <h3>Timeline</h3>

@@ -39,19 +39,20 @@ def _evidence_dict(evidence: ModalityEvidence) -> dict:
 
 def _segment_dict(s: Segment) -> dict:
     return {"start_s": round(s.start_s, TIME_DECIMALS), "end_s": round(s.end_s, TIME_DECIMALS),
-            "emotions": [_emotion_dict(e) for e in s.emotions], "predicted": s.predicted,
-            "by_modality": _evidence_dict(s.by_modality)}
+            "signal": s.signal, "emotions": [_emotion_dict(e) for e in s.emotions], "predicted": s.predicted,
+            "by_modality": _evidence_dict(s.by_modality), "warnings": list(s.warnings)}
 
 
 def outcome_to_dict(outcome: AnalyzeOutcome) -> dict:
     """One element of the JSON array (see docs/analyze.md for the contract)."""
     if isinstance(outcome, ClipFailure):
-        return {"file": outcome.file, "error": outcome.error}
+        return {"file": outcome.file, "error": outcome.error, **({"interrupted": True} if outcome.interrupted else {})}
     stats = outcome.modalities
     data = {
         "file": outcome.file,
         "model": outcome.model,
         "duration_s": round(outcome.duration_s, TIME_DECIMALS),
+        "signal": outcome.signal,
         "predicted": outcome.predicted,
         "emotions": [_emotion_dict(e) for e in outcome.emotions],
         "by_modality": _evidence_dict(outcome.by_modality),
@@ -74,27 +75,43 @@ def to_json(outcomes: Sequence[AnalyzeOutcome]) -> str:
     return json.dumps([outcome_to_dict(o) for o in outcomes], indent=2, ensure_ascii=False) + "\n"
 
 
+NO_PREDICTION = "none"
+"""CSV `predicted` of a clip or window with a signal but no emotion judged present."""
+NO_SIGNAL_CELL = "no signal"
+"""CSV `predicted` of a clip or window without any usable stream (nothing can be recognised)."""
+
+
 def to_csv(outcomes: Sequence[AnalyzeOutcome], label_names: Sequence[str]) -> str:
-    """One row per analysed clip: file, one probability column per emotion, `uncertainty_<label>`
-    columns, predicted (';'-joined), transcript, then `<stream>_<label>` columns with what each stream
-    alone says (empty when that stream is absent). The columns come from `label_names` (the
-    checkpoint's), so the header is the same when every input failed. Failures have no row (the
-    caller lists them on stderr)."""
+    """One row per analysed clip, then (when windows were asked for) one row per window of it:
+    scope (`clip` or `window`), file, start_s, end_s (a clip row: 0 and its duration), one
+    probability column per emotion, `uncertainty_<label>` columns, predicted (';'-joined labels,
+    NO_PREDICTION when none is present, NO_SIGNAL_CELL when no stream is usable), transcript (clip
+    rows only), then `<stream>_<label>` columns with what each stream alone says (empty when that
+    stream is absent). The columns come from `label_names` (the checkpoint's), so the header is the
+    same when every input failed. Failures have no row (the caller lists them on stderr)."""
     results = [o for o in outcomes if isinstance(o, ClipResult)]
     labels = list(label_names)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     evidence_columns = [(m, name) for m in EVIDENCE_STREAMS for name in labels]
-    writer.writerow(["file", *labels, *(f"uncertainty_{name}" for name in labels), "predicted", "transcript",
-                     *(f"{m}_{name}" for m, name in evidence_columns)])
+    writer.writerow(["scope", "file", "start_s", "end_s", *labels, *(f"uncertainty_{name}" for name in labels),
+                     "predicted", "transcript", *(f"{m}_{name}" for m, name in evidence_columns)])
+
+    def row(scope: str, file: str, start: float, end: float, emotions: list[EmotionScore],
+            evidence: ModalityEvidence, signal: bool, transcript: str) -> list[str]:
+        probs = {e.label: f"{e.probability:.{PROB_DECIMALS}f}" for e in emotions}
+        uncertainty = {e.label: f"{e.uncertainty:.{PROB_DECIMALS}f}" for e in emotions}
+        alone = [("" if evidence.get(m) is None else f"{evidence[m][name]:.{PROB_DECIMALS}f}")
+                 for m, name in evidence_columns]
+        predicted = ";".join(e.label for e in emotions if e.present) or (NO_PREDICTION if signal else NO_SIGNAL_CELL)
+        return [scope, file, f"{start:.{TIME_DECIMALS}f}", f"{end:.{TIME_DECIMALS}f}",
+                *(probs.get(name, "") for name in labels), *(uncertainty.get(name, "") for name in labels),
+                predicted, transcript, *alone]
+
     for r in results:
-        probs = {e.label: f"{e.probability:.{PROB_DECIMALS}f}" for e in r.emotions}
-        uncertainty = {e.label: f"{e.uncertainty:.{PROB_DECIMALS}f}" for e in r.emotions}
-        evidence = [("" if r.by_modality.get(m) is None else f"{r.by_modality[m][name]:.{PROB_DECIMALS}f}")
-                    for m, name in evidence_columns]
-        writer.writerow([r.file, *(probs.get(name, "") for name in labels),
-                         *(uncertainty.get(name, "") for name in labels), ";".join(r.predicted), r.transcript,
-                         *evidence])
+        writer.writerow(row("clip", r.file, 0.0, r.duration_s, r.emotions, r.by_modality, r.signal, r.transcript))
+        for s in r.segments or []:
+            writer.writerow(row("window", r.file, s.start_s, s.end_s, s.emotions, s.by_modality, s.signal, ""))
     return buffer.getvalue()
 
 
@@ -104,8 +121,10 @@ def _bar(probability: float) -> Text:
 
 
 def clip_table(result: ClipResult) -> Group:
-    """The renderable for one clip: emotion table, windows (if any), transcript and warnings."""
-    table = Table(title=f"{result.file}  ({result.duration_s:.1f} s, model {result.model})", title_justify="left")
+    """The renderable for one clip: emotion table, windows (if any), transcript and warnings. Every
+    string that comes from the user (file name, model path, labels, words) is plain text, never
+    read as Rich markup: a file called `[red]x.mp4` or `a[/]b.mp4` prints as named."""
+    table = Table(title=Text(f"{result.file}  ({result.duration_s:.1f} s, model {result.model})"), title_justify="left")
     table.add_column("emotion")
     table.add_column("probability")
     table.add_column("present", justify="center")
@@ -115,7 +134,7 @@ def clip_table(result: ClipResult) -> Group:
     for e in result.emotions:
         alone = [("-" if result.by_modality.get(m) is None else f"{result.by_modality[m][e.label]:.0%}")
                  for m in EVIDENCE_STREAMS]
-        table.add_row(e.label, _bar(e.probability), "yes" if e.present else "", f"{e.uncertainty:.2f}", *alone)
+        table.add_row(Text(e.label), _bar(e.probability), "yes" if e.present else "", f"{e.uncertainty:.2f}", *alone)
     parts: list = [table]
     if result.segments:
         windows = Table(title="windows", title_justify="left")
@@ -125,8 +144,8 @@ def clip_table(result: ClipResult) -> Group:
         windows.add_column("top emotion")
         for s in result.segments:
             top = max(s.emotions, key=lambda e: e.probability)
-            windows.add_row(f"{s.start_s:.1f}", f"{s.end_s:.1f}", ", ".join(s.predicted) or "-",
-                            f"{top.label} {top.probability:.0%}")
+            windows.add_row(f"{s.start_s:.1f}", f"{s.end_s:.1f}", Text(", ".join(s.predicted) or "-"),
+                            Text(f"{top.label} {top.probability:.0%}") if s.signal else Text("no signal", style="dim"))
         parts.append(windows)
     parts.append(Text("predicted: ", style="bold") + Text(", ".join(result.predicted) or "(none)"))
     parts.append(Text("transcript: ", style="bold") + Text(result.transcript or "(none)"))
@@ -136,13 +155,18 @@ def clip_table(result: ClipResult) -> Group:
 
 
 def render_tables(outcomes: Sequence[AnalyzeOutcome], console: Console) -> None:
-    """One table per analysed clip, in input order; failures are left to `failure_lines`."""
+    """One table per analysed clip, in input order; failures are left to `failure_lines`. A run
+    stopped by Ctrl-C ends with a line saying how many inputs were not analysed."""
     for outcome in outcomes:
         if isinstance(outcome, ClipResult):
             console.print(clip_table(outcome))
             console.print()
+    unfinished = sum(isinstance(o, ClipFailure) and o.interrupted for o in outcomes)
+    if unfinished:
+        console.print(Text(f"run interrupted (Ctrl-C): {unfinished} of {len(outcomes)} inputs not analysed",
+                           style="yellow"))
 
 
 def failure_lines(outcomes: Sequence[AnalyzeOutcome]) -> list[str]:
-    """One line per failed input: 'FILE: reason'."""
-    return [f"{o.file}: {o.error}" for o in outcomes if isinstance(o, ClipFailure)]
+    """One line per failed input: 'FILE: reason' (inputs a Ctrl-C left unanalysed are not failures)."""
+    return [f"{o.file}: {o.error}" for o in outcomes if isinstance(o, ClipFailure) and not o.interrupted]

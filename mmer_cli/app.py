@@ -7,6 +7,9 @@ import sys
 import typer
 
 from mmer.cli.commands import analyze, evaluate, extract, info, report, score, train
+from mmer.cli.help_types import use_readable_types
+
+use_readable_types()  # `--help` shows N, SECONDS, [a|b], TEXT, PATH: not <str>, <bool>, <list[Path]>
 
 app = typer.Typer(
     add_completion=False,

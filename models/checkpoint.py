@@ -132,6 +132,30 @@ def check_finite_state(path: str | Path, state: dict[str, torch.Tensor]) -> None
             raise CheckpointError(f"{path}: standard deviations {key!r} must be > 0")
 
 
+def _shape(tensor: torch.Tensor) -> str:
+    return "(" + ", ".join(map(str, tensor.shape)) + ")"
+
+
+def check_state_fits(path: str | Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                     model_name: str) -> None:
+    """Refuse weights that do not fit the model its config builds, naming the first tensor that
+    does not: one whose shape differs (both shapes given), one missing, or one the model has no
+    place for. CheckpointError."""
+    for key, tensor in state.items():
+        if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {_shape(tensor)} in the checkpoint, but its "
+                                  f"{model_name} config needs {_shape(expected[key])}")
+    missing = [key for key in expected if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: tensor {missing[0]!r} (shape {_shape(expected[missing[0]])}) that the "
+                              f"{model_name} config needs is missing" + (f", and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    unexpected = [key for key in state if key not in expected]
+    if unexpected:
+        raise CheckpointError(f"{path}: tensor {unexpected[0]!r} (shape {_shape(state[unexpected[0]])}) has no place "
+                              f"in the {model_name} model its config builds"
+                              + (f", and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model from a checkpoint alone. Returns (model in eval mode, CheckpointInfo)."""
     info, _ = read_checkpoint_info(path)
@@ -143,6 +167,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     try:
         state = load_file(str(path), device="cpu")
         check_finite_state(path, state)
+        check_state_fits(path, state, model.state_dict(), info.model_name)
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise CheckpointError(f"{path}: weights do not fit the {info.model_name} config ({str(err).splitlines()[0]})") from None

@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow  # real extractor networks, shipped models or many
 # Extreme thresholds make the decisions independent of the random weights: p >= 0 is always
 # present, p >= 1.01 never; the middle ones exercise real comparisons.
 THRESHOLDS = [0.0, 0.0, 0.3, 0.5, 0.7, 1.01, 1.01]
-JSON_KEYS = {"file", "model", "duration_s", "predicted", "emotions", "by_modality", "transcript", "modalities",
-             "timings_s", "warnings"}
+JSON_KEYS = {"file", "model", "duration_s", "signal", "predicted", "emotions", "by_modality", "transcript",
+             "modalities", "timings_s", "warnings"}
 
 
 def tiny_checkpoint(path: Path, model: str = "lddu", spec=None, seed: int = 0) -> Path:
@@ -118,7 +118,9 @@ def test_windows_tile_the_clip_and_differ_from_the_whole(sample_result):
 def test_long_clips_reach_the_network_in_bounded_pieces(analyzer, sample_result, monkeypatch):
     """With the piece length lowered to 2 s, the 6 s sample is a "long" clip: the network never
     sees more than one piece at once, and the whole-clip result is the duration-weighted mean of
-    the pieces, i.e. of the 2 s windows."""
+    the pieces, i.e. of the 2 s windows (before the clip is made to agree with its windows, which
+    is left out here: test_clip_and_windows)."""
+    monkeypatch.setattr(analysis, "consistent_with_windows", lambda clip, segments, duration_s: clip)
     monkeypatch.setattr(analysis, "MAX_SPAN_S", 3.0)
     monkeypatch.setattr(analysis, "CHUNK_S", 2.0)
     monkeypatch.setattr(analysis, "MEDIA_S_PER_BATCH", 4.0)
@@ -178,9 +180,10 @@ def test_folders_expand_to_sorted_media_files(tmp_path):
 @pytest.mark.parametrize("name", model_names())
 def test_every_registered_model_analyses_the_sample(name, workdir, feature_cache, sample_result):
     path = tiny_checkpoint(workdir / f"tiny_{name}_all.safetensors", model=name, seed=1)
-    [result] = analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu", window_s=3.0, cache_dir=feature_cache))
+    # windows of 2 s: those the clip agrees with when none are asked for (a 6 s clip's automatic ones)
+    [result] = analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu", window_s=2.0, cache_dir=feature_cache))
     assert result.model == name
-    assert len(result.emotions) == 7 and len(result.segments) == 2
+    assert len(result.emotions) == 7 and len(result.segments) == 3
     assert all(0.0 <= e.probability <= 1.0 and 0.0 <= e.uncertainty <= 1.0 for e in result.emotions)
     [plain] = analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu", cache_dir=feature_cache))
     assert plain.segments is None
@@ -232,7 +235,8 @@ def test_cli_json_follows_the_contract(checkpoint, sample_result, tmp_path):
     assert set(clip["modalities"]["audio"]) == {"seconds", "voiced"}
     assert set(clip["modalities"]["text"]) == {"tokens", "words_trust"}
     assert "model" in clip["timings_s"]
-    assert [set(s) for s in clip["segments"]] == [{"start_s", "end_s", "emotions", "predicted", "by_modality"}] * 3
+    assert [set(s) for s in clip["segments"]] == [{"start_s", "end_s", "signal", "emotions", "predicted", "by_modality",
+                                                   "warnings"}] * 3
     for evidence in [clip["by_modality"], *(s["by_modality"] for s in clip["segments"])]:
         assert set(evidence) == {"visual", "audio", "text"}
         for probs in evidence.values():
@@ -249,12 +253,12 @@ def test_cli_json_without_window_has_no_segments(checkpoint, sample_result):
     assert result.exit_code == 0, result.output
     [clip] = json.loads(result.stdout)
     assert set(clip) == JSON_KEYS
-    # same cached features: the whole-clip result does not depend on --window
+    # same cached features, and the clip agrees with the same windows (a 6 s clip's automatic ones are 2 s)
     assert [e["probability"] for e in clip["emotions"]] == pytest.approx(
         [e.probability for e in sample_result.emotions], abs=1e-4)
 
 
-CSV_HEADER = ["file", *LABELS, *(f"uncertainty_{label}" for label in LABELS), "predicted", "transcript",
+CSV_HEADER = ["scope", "file", "start_s", "end_s", *LABELS, *(f"uncertainty_{label}" for label in LABELS), "predicted", "transcript",
               *(f"{m}_{label}" for m in ("visual", "audio", "text") for label in LABELS)]
 
 
@@ -271,7 +275,8 @@ def test_cli_csv_has_probability_and_uncertainty_columns_per_emotion(checkpoint,
     assert len(rows) == 1
     assert float(rows[0]["joy"]) == pytest.approx(sample_result.emotions[3].probability, abs=1e-4)
     assert float(rows[0]["uncertainty_joy"]) == pytest.approx(sample_result.emotions[3].uncertainty, abs=1e-4)
-    assert rows[0]["predicted"] == ";".join(sample_result.predicted)
+    assert rows[0]["scope"] == "clip" and float(rows[0]["end_s"]) == pytest.approx(sample_result.duration_s, abs=1e-3)
+    assert rows[0]["predicted"] == (";".join(sample_result.predicted) or "none")
     assert rows[0]["transcript"] == sample_result.transcript
 
 

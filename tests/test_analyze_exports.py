@@ -199,7 +199,7 @@ def test_eaf_export_follows_the_eaf_3_structure(result, checkpoint, tmp_path):
     assert len(ids) == len(set(ids)) and header.find("PROPERTY").text == str(len(ids))
 
     tiers = {t.get("TIER_ID"): t for t in root.findall("TIER")}
-    assert list(tiers) == [*LABELS, "transcript"]
+    assert list(tiers) == [*LABELS, "signal", "transcript"]
     for tier_id, tier in tiers.items():
         assert types[tier.get("LINGUISTIC_TYPE_REF")].get("TIME_ALIGNABLE") == "true"
         spans = [(slots[a.get("TIME_SLOT_REF1")], slots[a.get("TIME_SLOT_REF2")], a.findtext("ANNOTATION_VALUE"))
@@ -208,6 +208,10 @@ def test_eaf_export_follows_the_eaf_3_structure(result, checkpoint, tmp_path):
         if tier_id == "transcript":
             assert [v for _, _, v in spans] == [w.text for w in result.words]
             assert spans[0][0] == round(result.words[0].start_s * 1000)
+            continue
+        if tier_id == "signal":  # the windows without any usable stream
+            assert spans == [(round(s.start_s * 1000), round(s.end_s * 1000), "no signal")
+                             for s in result.segments if not s.signal]
             continue
         k = LABELS.index(tier_id)
         expected = [(round(s.start_s * 1000), round(s.end_s * 1000),
@@ -220,7 +224,7 @@ def test_eaf_export_follows_the_eaf_3_structure(result, checkpoint, tmp_path):
 
     eaf = Eaf(str(path))
     assert [v for _, _, v in eaf.get_annotation_data_for_tier("transcript")] == [w.text for w in result.words]
-    assert sorted(eaf.get_tier_names()) == sorted([*LABELS, "transcript"])
+    assert sorted(eaf.get_tier_names()) == sorted([*LABELS, "signal", "transcript"])
     assert eaf.media_descriptors[0]["MEDIA_URL"] == SAMPLE.as_uri()
 
 

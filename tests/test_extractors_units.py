@@ -15,7 +15,7 @@ import torch
 from mmer.extractors.acoustic import ACOUSTIC_SETS, pool_frames
 from mmer.extractors.voice_activity import inside, speech_spans, spoken_seconds
 
-from mmer.extractors.feature_cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, SourceIdentity, file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
@@ -327,10 +327,11 @@ def test_cache_round_trip_is_exact_and_atomic(tmp_path):
     spec = feature_spec_for(ExtractionSettings())
     cache = FeatureCache(tmp_path)
     original = _feature_set(spec)
-    key = cache.entry_key("a" * 64, "settings")
-    path = cache.store(key, original)
+    source = SourceIdentity(1234, "a" * 64, "settings")
+    key = cache.key_for(source)
+    path = cache.store(key, original, source)
     assert path.is_file() and not list(path.parent.glob("*.tmp"))
-    loaded = cache.load(key, spec)
+    loaded = cache.load(key, spec, source)
     for m in MODALITIES:
         np.testing.assert_array_equal(loaded.features[m], original.features[m])
         np.testing.assert_array_equal(loaded.times[m], original.times[m])
@@ -344,12 +345,62 @@ def test_cache_round_trip_is_exact_and_atomic(tmp_path):
 def test_cache_misses_on_other_key_other_spec_or_damage(tmp_path):
     spec = feature_spec_for(ExtractionSettings())
     cache = FeatureCache(tmp_path)
-    key = cache.entry_key("b" * 64, "settings")
-    cache.store(key, _feature_set(spec))
-    assert cache.load(cache.entry_key("b" * 64, "other settings"), spec) is None
-    assert cache.load(key, feature_spec_for(ExtractionSettings(fps=2.0))) is None
+    source = SourceIdentity(99, "b" * 64, "settings")
+    key = cache.key_for(source)
+    cache.store(key, _feature_set(spec), source)
+    other_settings = SourceIdentity(99, "b" * 64, "other settings")
+    assert cache.load(cache.key_for(other_settings), spec, other_settings) is None
+    assert cache.load(key, feature_spec_for(ExtractionSettings(fps=2.0)), source) is None
     cache.path_for(key).write_bytes(b"not a zip")
-    assert cache.load(key, spec) is None
+    assert cache.load(key, spec, source) is None
+
+
+def test_cache_entry_of_another_source_is_a_miss(tmp_path):
+    """An entry is served only for the file and settings it was made from: one copied under another
+    file's key (or whose key collides) is a miss, whatever differs (size, content, settings)."""
+    spec = feature_spec_for(ExtractionSettings())
+    cache = FeatureCache(tmp_path)
+    made_from = SourceIdentity(1000, "c" * 64, "settings")
+    asked = SourceIdentity(2000, "d" * 64, "settings")
+    cache.store(cache.key_for(asked), _feature_set(spec), made_from)  # another clip's entry under this key
+    assert cache.load(cache.key_for(asked), spec, asked) is None
+    for other in (SourceIdentity(1001, "c" * 64, "settings"), SourceIdentity(1000, "e" * 64, "settings"),
+                  SourceIdentity(1000, "c" * 64, "other")):
+        cache.store(cache.key_for(other), _feature_set(spec), made_from)
+        assert cache.load(cache.key_for(other), spec, other) is None
+    cache.store(cache.key_for(made_from), _feature_set(spec), made_from)
+    assert cache.load(cache.key_for(made_from), spec, made_from) is not None
+
+
+def _silent_wav(path: Path, seconds: float) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes(b"\0\0" * int(16000 * seconds))
+    return path
+
+
+def test_extract_never_serves_another_clips_cached_features(tmp_path):
+    """The attack of issue 22: copy clip A's cache entry under clip B's key; B is extracted again
+    and keeps its own duration, not A's."""
+    import shutil
+
+    from mmer.extractors.pipeline import FeatureExtractor
+
+    extractor = FeatureExtractor(ExtractionSettings(cache_dir=str(tmp_path / "cache")))
+    a, b = _silent_wav(tmp_path / "a.wav", 1.0), _silent_wav(tmp_path / "b.wav", 2.0)
+    assert extractor.extract(a).duration_s == pytest.approx(1.0)
+    cache = FeatureCache(tmp_path / "cache")
+    key_a = cache.key_for(SourceIdentity.of(a, extractor._settings_digest))
+    key_b = cache.key_for(SourceIdentity.of(b, extractor._settings_digest))
+    cache.path_for(key_b).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cache.path_for(key_a), cache.path_for(key_b))
+    features = extractor.extract(b)
+    assert features.duration_s == pytest.approx(2.0)
+    assert "decode" in features.timings_s  # extracted again, not a cache hit
 
 
 def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):

@@ -231,5 +231,15 @@ def test_weights_that_do_not_fit_the_config_raise(name, tmp_path):
     other = build(name, input_dims={**DIMS, "text": DIMS["text"] + 5})  # different weight shapes
     bad = tmp_path / "bad.safetensors"
     save_file({k: v.contiguous().clone() for k, v in other.state_dict().items()}, str(bad), metadata=metadata)
-    with pytest.raises(CheckpointError, match="weights do not fit"):
+    # the first tensor that does not fit is named with both shapes
+    with pytest.raises(CheckpointError, match=rf"tensor '[\w.]+' has shape \(\d+(, \d+)*\) in the checkpoint, but its "
+                                              rf"{name} config needs \(\d+(, \d+)*\)"):
+        load_checkpoint(bad)
+    state = {k: v.contiguous().clone() for k, v in build(name).state_dict().items()}
+    first = next(iter(state))
+    save_file({k: v for k, v in state.items() if k != first}, str(bad), metadata=metadata)
+    with pytest.raises(CheckpointError, match=rf"tensor '{first}' \(shape .*\) that the {name} config needs is missing"):
+        load_checkpoint(bad)
+    save_file({**state, "extra.weight": torch.zeros(3, 4)}, str(bad), metadata=metadata)
+    with pytest.raises(CheckpointError, match=r"tensor 'extra.weight' \(shape \(3, 4\)\) has no place"):
         load_checkpoint(bad)

@@ -222,6 +222,8 @@ def _without_timings(outcomes) -> list[dict]:
     return rows
 
 
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "media").is_dir(),
+                    reason="../shared/media not available")
 def test_analyze_workers_keep_order_results_and_failures(tmp_path):
     """Two worker processes give the same outcomes, in input order, as one process: a broken file
     and a missing path fail alone."""

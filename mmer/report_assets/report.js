@@ -1,6 +1,7 @@
 // mmer analyze HTML report: per clip, a cursor on the timeline follows playback, the "now" table
-// shows the window under the cursor, the spoken word is highlighted; clicking the timeline or a
-// word seeks. Data: the JSON in each section's <script class="clip-data">.
+// shows the window under the cursor (a polite live region announces each new window, never the
+// running clock), the spoken word is highlighted; clicking the timeline or a word (or Enter/Space
+// on a focused word) seeks; a clip not found beside the report is tried at its absolute path. Data: the JSON in each section's <script class="clip-data">.
 (function () {
   "use strict";
 
@@ -26,6 +27,7 @@
     var rows = section.querySelectorAll(".now tbody tr");
     var span = section.querySelector(".now-span");
     var clockEl = section.querySelector(".now .clock");
+    var announce = section.querySelector(".now .announce");
     var timeline = section.querySelector(".timeline");
     var shownWindow = -1, shownWord = -1, frame = 0;
 
@@ -43,9 +45,20 @@
       return -1;
     }
 
+    function announcement(w) {
+      var present = [];
+      data.labels.forEach(function (label, k) {
+        if (w.present[k]) present.push(label + " " + w.p[k].toFixed(2));
+      });
+      var none = w.signal === false ? "no signal" : "no emotion present";
+      return "Window " + w.start.toFixed(1) + " to " + w.end.toFixed(1) + " s: " + (present.join(", ") || none);
+    }
+
     function showWindow(i) {
       var w = data.windows[i];
       span.textContent = w.start.toFixed(1) + "\u2013" + w.end.toFixed(1) + " s";
+      // the only live region: screen readers hear window changes, not the clock of every frame
+      if (announce && shownWindow !== -1) announce.textContent = announcement(w);
       rows.forEach(function (row, k) {
         row.classList.toggle("present", w.present[k]);
         setBar(row.querySelector(".p"), w.p[k]);
@@ -94,6 +107,13 @@
       media.addEventListener(name, update);
     });
     media.addEventListener("error", function () {
+      // the relative path failed (the report was moved): try the clip's absolute path once
+      var fallback = media.getAttribute("data-fallback");
+      if (fallback && media.getAttribute("src") !== fallback) {
+        media.setAttribute("src", fallback);
+        media.load();
+        return;
+      }
       var note = section.querySelector(".media-missing");
       if (note) note.hidden = false;
     });
@@ -105,6 +125,11 @@
     });
     words.forEach(function (el, i) {
       el.addEventListener("click", function () { seek(data.words[i][1]); });
+      el.addEventListener("keydown", function (event) {  // a word is a button: Enter or Space seeks
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault();
+        seek(data.words[i][1]);
+      });
     });
     timeline.addEventListener("keydown", function (event) {
       var step = data.windows[0].end - data.windows[0].start;

@@ -43,7 +43,7 @@ def analyze_command(
     reported), 2 for a usage error (bad option, missing or incompatible checkpoint).
     """
     from mmer import analysis
-    from mmer.analysis import AnalyzeOptions, ClipResult, expand_inputs
+    from mmer.analysis import AnalyzeOptions, ClipFailure, ClipResult, expand_inputs
     from mmer.writers import failure_lines
 
     writer = WRITERS[output_format.value]
@@ -81,6 +81,11 @@ def analyze_command(
     failures = failure_lines(outcomes)
     for line in failures:
         print(f"mmer: error: {line}", file=sys.stderr)
+    unfinished = sum(isinstance(o, ClipFailure) and o.interrupted for o in outcomes)
+    if unfinished:  # Ctrl-C: what finished is reported above; exit like an interrupted command
+        print(f"mmer: interrupted: {unfinished} of {len(outcomes)} inputs not analysed; "
+              f"{len(outcomes) - unfinished} reported", file=sys.stderr)
+        raise typer.Exit(130)
     if failures:
         print(f"mmer: {len(failures)} of {len(outcomes)} inputs failed", file=sys.stderr)
         raise typer.Exit(1)

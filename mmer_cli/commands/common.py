@@ -78,6 +78,7 @@ class FileProgress:
         self.task = None
 
     def __call__(self, done: int, total: int, file: str) -> None:
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         if total < self.min_total or not self.console.is_terminal:
@@ -87,7 +88,8 @@ class FileProgress:
                                 TextColumn("{task.description}"), console=self.console, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=Path(file).name if file else "")
+        # the description column is Rich markup: a file name is escaped, shown as named
+        self.bar.update(self.task, completed=done, description=escape(Path(file).name) if file else "")
         if done >= total:
             self.close()
 

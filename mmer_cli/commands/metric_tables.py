@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from mmer.metrics import MultilabelMetrics
 
@@ -21,7 +22,7 @@ OVERALL_ROWS: tuple[tuple[str, str], ...] = (
 def overall_table(title: str, metrics: MultilabelMetrics, extra_rows: list[tuple[str, str]]) -> Table:
     """The overall metrics (4 decimals), followed by `extra_rows` (title, formatted value)."""
     values = metrics.as_dict()
-    table = Table(title=title)
+    table = Table(title=Text(title))  # user strings (paths, label names) are never Rich markup
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, row_title in OVERALL_ROWS:
@@ -42,5 +43,5 @@ def per_label_table(metrics: MultilabelMetrics, thresholds: list[float] | None =
         cells = [f"{scores.precision:.4f}", f"{scores.recall:.4f}", f"{scores.f1:.4f}", str(scores.support)]
         if thresholds is not None:
             cells.append(f"{thresholds[i]:g}")
-        table.add_row(name, *cells)
+        table.add_row(Text(name), *cells)
     return table

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mmer.comparison import BENCHMARKS, REPORT_METRICS, ComparisonReport, RunMetric
 
@@ -75,7 +76,7 @@ def render_table(report: ComparisonReport, console: Console) -> None:
         if note not in notes:
             notes.append(note)
         label = f"{name} {Path(path).name}" if path else name.replace(" (published)", " paper")
-        table.add_row(label, *cells, f"[{notes.index(note) + 1}]")
+        table.add_row(Text(label), *cells, f"[{notes.index(note) + 1}]")  # a run folder name is not markup
     if table is not None:
         console.print(table)
     for number, protocol in enumerate(notes, 1):
