@@ -14,22 +14,26 @@ import importlib.resources
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from mmer.extractors.errors import ExtractionError
-from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
+from mmer.extractors.featureset import FeatureSet
 from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor
 from mmer.errors import UserError
 from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer.stream_fusion import LateFusion
 from mmer.thresholds import apply_thresholds
-from mmer.worker_pool import interrupt_blocked, start_worker_process, stop_pool
+from mmer.results import (  # noqa: F401  (the result types are part of this module's API: docs/api.md)
+    INTERRUPTED, NO_SIGNAL, NO_SIGNAL_WINDOW, AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence,
+    ProgressCallback, Segment,
+)
+from mmer.windows import MIN_WINDOW_FRAMES, auto_window_s, consistent_with_windows, smallest_window_s, span_windows, tile
 from mmer.models.batch import MultimodalBatch
 from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_info
 from mmer.core.feature_spec import MODALITIES
@@ -44,23 +48,6 @@ about CHUNK_S seconds and gets the duration-weighted mean of their results."""
 CHUNK_S = 30.0
 MEDIA_S_PER_BATCH = 120.0
 """Seconds of media (summed over pieces or windows) sent through the network in one batch."""
-AUTO_WINDOW_RANGE_S = (2.0, 5.0)
-AUTO_WINDOWS_PER_CLIP = 30
-"""`auto_window`: about this many windows per clip, each between AUTO_WINDOW_RANGE_S seconds long."""
-MIN_WINDOW_S = 1.0
-MIN_WINDOW_FRAMES = 5
-"""The shortest window analysed (`smallest_window_s`): MIN_WINDOW_S seconds, and at least
-MIN_WINDOW_FRAMES sampled video frames. Shorter windows hold one video frame or none, a few voice
-frames (25 per second) and rarely a whole word: most would have no signal, and the rest would be
-read from a single frame (0.01 s windows gave 468 empty windows of 601 and "sad" from one voice frame)."""
-SUSTAINED_S = 3.0
-"""The whole clip and its windows agree by this rule (`consistent_with_windows`): an emotion judged
-present, with a signal, in consecutive windows lasting together at least SUSTAINED_S seconds (or
-the whole clip, when it is shorter) is present in the clip."""
-NO_SIGNAL = "no usable stream (no face, no speech, no words): no emotion can be recognised"
-"""The warning of a clip without any usable stream."""
-NO_SIGNAL_WINDOW = "no signal in this window (no face, no speech, no words): no emotion can be recognised"
-"""The warning of a window without any usable stream (`Segment.signal` False)."""
 
 
 @dataclass
@@ -94,92 +81,6 @@ class AnalyzeOptions:
     workers: int = 1
 
 
-@dataclass
-class EmotionScore:
-    """One label of one clip or window. probability and uncertainty in [0, 1];
-    present = probability >= the checkpoint's threshold for that label."""
-
-    label: str
-    probability: float
-    present: bool
-    uncertainty: float
-
-
-ModalityEvidence = dict[str, "dict[str, float] | None"]
-"""What each stream alone says: {"visual"|"audio"|"text": {label: probability} or None when that
-stream is absent (or not readable by the model)}. See `Analyzer._by_modality`."""
-
-
-@dataclass
-class Segment:
-    """Result for the window [start_s, end_s) of a clip (seconds). signal: False when no stream is
-    usable in the window (no face, no speech, no words): every emotion then has probability 0,
-    uncertainty 1 and is absent, and `warnings` says NO_SIGNAL_WINDOW; every format marks such a
-    window as "no signal" rather than as "nothing present"."""
-
-    start_s: float
-    end_s: float
-    emotions: list[EmotionScore]
-    by_modality: ModalityEvidence = field(default_factory=dict)
-    signal: bool = True
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def predicted(self) -> list[str]:
-        return [e.label for e in self.emotions if e.present]
-
-
-@dataclass
-class ClipResult:
-    """Result for one media file.
-
-    duration_s: media duration (s). transcript: the words the text features came from ("" if none).
-    modalities: frames/face frames, seconds/voiced seconds, tokens the extractors saw.
-    timings_s: stage -> seconds (extraction stages, then "model"). warnings: one line each.
-    segments: per-window results when a window length was asked for, else None.
-    by_modality: what the face, the voice and the words each say on their own (`ModalityEvidence`).
-    words: the transcript's words with their start/end times (s), in spoken order.
-    """
-
-    file: str
-    model: str
-    duration_s: float
-    emotions: list[EmotionScore]
-    transcript: str
-    modalities: ModalityStats
-    timings_s: dict[str, float]
-    warnings: list[str] = field(default_factory=list)
-    segments: list[Segment] | None = None
-    by_modality: ModalityEvidence = field(default_factory=dict)
-    words: list[Word] = field(default_factory=list)
-
-    @property
-    def predicted(self) -> list[str]:
-        return [e.label for e in self.emotions if e.present]
-
-    @property
-    def signal(self) -> bool:
-        """False when no stream of the clip is usable (its warnings say NO_SIGNAL)."""
-        return NO_SIGNAL not in self.warnings
-
-
-@dataclass
-class ClipFailure:
-    """An input that could not be analysed, with a one-line reason. interrupted: not analysed
-    because the run was interrupted (Ctrl-C) first (`analyze`); error then says so."""
-
-    file: str
-    error: str
-    interrupted: bool = False
-
-
-INTERRUPTED = "not analysed: the run was interrupted (Ctrl-C) before this file was finished"
-"""The error of every file a Ctrl-C left unfinished."""
-
-
-AnalyzeOutcome = ClipResult | ClipFailure
-ProgressCallback = Callable[[int, int, str], None]
-"""progress(done, total, file): called before each file (done = files finished so far) and once at the end."""
 
 
 def resolve_checkpoint(model: str) -> Path:
@@ -230,52 +131,6 @@ def expand_inputs(paths: Sequence[Path]) -> list[Path | ClipFailure]:
             out.append(path)
         else:
             out.append(ClipFailure(str(path), "no such file or folder"))
-    return out
-
-
-def auto_window_s(duration_s: float) -> float:
-    """A window length (s) for a timeline of a clip of `duration_s` seconds: about
-    AUTO_WINDOWS_PER_CLIP windows, rounded to whole seconds, kept within AUTO_WINDOW_RANGE_S
-    (a 6 s clip gets 2 s windows, a 10-minute one 5 s windows)."""
-    low, high = AUTO_WINDOW_RANGE_S
-    return float(min(high, max(low, round(duration_s / AUTO_WINDOWS_PER_CLIP))))
-
-
-def smallest_window_s(fps: float) -> float:
-    """The shortest window (s) worth analysing at `fps` sampled video frames per second:
-    MIN_WINDOW_S, or MIN_WINDOW_FRAMES frames when they last longer."""
-    return max(MIN_WINDOW_S, MIN_WINDOW_FRAMES / fps)
-
-
-def consistent_with_windows(clip: list[EmotionScore], segments: list[Segment], duration_s: float) -> list[EmotionScore]:
-    """The whole clip's scores made to agree with its windows by the SUSTAINED_S rule.
-
-    A run is a stretch of consecutive windows, each with a signal, in which the emotion is judged
-    present, lasting at least min(SUSTAINED_S, duration_s) seconds. When an emotion has such a run,
-    it is present in the clip, with probability max(the clip's own, the lowest probability within
-    the best run) and that run's highest uncertainty when the run's probability is the higher.
-    Otherwise the clip's own score stands. The clip can only gain emotions: a window alone, or a
-    clip-level reading absent from every window, changes nothing.
-    """
-    need = min(SUSTAINED_S, duration_s) - 1e-6
-    out = []
-    for k, score in enumerate(clip):
-        best: tuple[float, float] | None = None  # (probability, uncertainty) of the best run
-        run: list[Segment] = []
-        for segment in [*segments, None]:
-            if segment is not None and segment.signal and segment.emotions[k].present:
-                run.append(segment)
-                continue
-            if run and run[-1].end_s - run[0].start_s >= need:
-                p = min(s.emotions[k].probability for s in run)
-                if best is None or p > best[0]:
-                    best = (p, max(s.emotions[k].uncertainty for s in run))
-            run = []
-        if best is not None and (not score.present or best[0] > score.probability):
-            higher = best[0] > score.probability
-            score = replace(score, probability=best[0] if higher else score.probability, present=True,
-                            uncertainty=best[1] if higher else score.uncertainty)
-        out.append(score)
     return out
 
 
@@ -524,25 +379,10 @@ def doubted_reading(probs: np.ndarray, trust: float, exclusive_label: int | None
     return trust * np.asarray(probs, dtype=np.float64) + (1.0 - trust) * nothing
 
 
-def span_windows(features: FeatureSet, spans: list[tuple[float, float]],
-                 clip_end: float | None = None) -> list[FeatureSet]:
-    """The frames/tokens of each span [a, b) seconds; a span reaching the clip's end (`clip_end`,
-    default the last span's end) also takes every frame/token starting after it."""
-    end = spans[-1][1] if clip_end is None else clip_end
-    return [features.window(a, math.inf if b >= end else b) for a, b in spans]
-
-
-def tile(start: float, end: float, length: float) -> list[tuple[float, float]]:
-    """[start, end) seconds cut into round((end - start) / length) consecutive pieces (at least one)
-    of `length` seconds; the last piece runs to `end`, so a short tail joins the piece before it."""
-    count = max(1, math.floor((end - start) / length + 0.5))
-    return [(start + k * length, end if k == count - 1 else start + (k + 1) * length) for k in range(count)]
-
-
 def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCallback | None = None) -> list[AnalyzeOutcome]:
     """Analyse media files and folders; one outcome per file, in input order.
 
-    With options.workers > 1 the files are shared among that many processes (`_analyze_in_workers`),
+    With options.workers > 1 the files are shared among that many processes (`mmer.analysis_workers`),
     each with its own models; outcomes and their order are the same as with one.
     Raises UserError/CheckpointError (exit 2) for problems that concern every input: bad options,
     missing or corrupt checkpoint, feature-spec mismatch. Per-file problems become ClipFailure.
@@ -562,7 +402,9 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
     workers = min(options.workers, len(files))
     if workers > 1:
         del analyzer  # each worker builds its own
-        return _analyze_in_workers(inputs, options, workers, progress)
+        from mmer.analysis_workers import analyze_in_workers
+
+        return analyze_in_workers(inputs, options, workers, progress)
     outcomes: list[AnalyzeOutcome] = []
     done = 0
     try:
@@ -572,7 +414,7 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
                 continue
             if progress is not None:
                 progress(done, len(files), str(item))
-            outcomes.append(_analyze_one(analyzer, item))
+            outcomes.append(analyze_one(analyzer, item))
             done += 1
     except KeyboardInterrupt:
         outcomes += [item if isinstance(item, ClipFailure) else ClipFailure(str(item), INTERRUPTED, interrupted=True)
@@ -583,7 +425,7 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
     return outcomes
 
 
-def _analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
+def analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
     """One file -> ClipResult, or ClipFailure with a one-line reason (never raises for the file)."""
     try:
         return analyzer.analyze_file(item)
@@ -596,71 +438,3 @@ def _analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
         return ClipFailure(str(item), f"unexpected {type(err).__name__} while analysing: {first_line}")
 
 
-_worker_analyzer: Analyzer | None = None  # the Analyzer of a worker process (`_start_worker`)
-
-
-def _start_worker(options: AnalyzeOptions, parent_pid: int) -> None:
-    global _worker_analyzer
-    start_worker_process(parent_pid)  # ignore Ctrl-C (the parent handles it), exit with the parent
-    _worker_analyzer = Analyzer(options)
-
-
-def _worker_analyze(item: Path) -> AnalyzeOutcome:
-    return _analyze_one(_worker_analyzer, item)
-
-
-def _analyze_in_workers(inputs: list[Path | ClipFailure], options: AnalyzeOptions, workers: int,
-                        progress: ProgressCallback | None) -> list[AnalyzeOutcome]:
-    """The files of `inputs` analysed by `workers` spawned processes (fresh interpreters: no state
-    forked from this one), results put back in input order. Without --threads each worker gets an
-    equal share of the CPUs. A worker that dies fails only the file it was analysing (ClipFailure):
-    the unfinished files are rerun, one worker at a time until the culprit is found. A Ctrl-C ends
-    the workers at once (`mmer.worker_pool`); the files not finished become INTERRUPTED failures."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
-    worker_options = replace(options, workers=1, threads=threads)
-    files = [i for i, item in enumerate(inputs) if isinstance(item, Path)]
-    outcomes: dict[int, AnalyzeOutcome] = {i: item for i, item in enumerate(inputs) if isinstance(item, ClipFailure)}
-    done, size = 0, workers
-    while len(outcomes) < len(inputs):
-        pending = [i for i in files if i not in outcomes]
-        broken = False
-        pool = None
-        try:
-            with interrupt_blocked():  # the workers start with Ctrl-C blocked, then ignore it
-                pool = ProcessPoolExecutor(max_workers=min(size, len(pending)),
-                                           mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_start_worker, initargs=(worker_options, os.getpid()))
-                futures = {pool.submit(_worker_analyze, inputs[i]): i for i in pending}
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    outcomes[i] = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    continue
-                done += 1
-                if progress is not None:
-                    progress(done, len(files), str(inputs[i]))
-            pool.shutdown(wait=True)
-        except KeyboardInterrupt:
-            if pool is not None:
-                stop_pool(pool)  # cancel what has not started, end the workers now
-            for i in files:
-                outcomes.setdefault(i, ClipFailure(str(inputs[i]), INTERRUPTED, interrupted=True))
-            return [outcomes[i] for i in range(len(inputs))]
-        if broken and size == 1:
-            # One worker runs its files in order: the first unfinished one killed it.
-            first = next(i for i in pending if i not in outcomes)
-            outcomes[first] = ClipFailure(str(inputs[first]), "the worker process analysing it died "
-                                                              "(out of memory or a crash in a native library)")
-            done += 1
-            size = workers
-        elif broken:
-            size = 1  # several files were in flight: rerun the unfinished ones one by one to find the culprit
-    if progress is not None:
-        progress(done, len(files), "")
-    return [outcomes[i] for i in range(len(inputs))]

@@ -15,7 +15,7 @@ import datetime as dt
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from mmer.analysis import ClipResult
+from mmer.results import ClipResult
 from mmer.errors import UserError
 from mmer.media_links import absolute_media_url, relative_media_url
 

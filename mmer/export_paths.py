@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmer.analysis import ClipResult
+from mmer.results import ClipResult
 from mmer.errors import UserError
 
 

@@ -6,7 +6,7 @@ in the current window: "happy 0.82 · surprise 0.41" (probabilities, most probab
 
 from __future__ import annotations
 
-from mmer.analysis import ClipResult, Segment
+from mmer.results import ClipResult, Segment
 from mmer.errors import UserError
 
 CUE_SEPARATOR = " · "

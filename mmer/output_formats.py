@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from mmer.errors import UserError
 
 if TYPE_CHECKING:
-    from mmer.analysis import AnalyzeOptions, AnalyzeOutcome
+    from mmer.analysis import AnalyzeOptions
+    from mmer.results import AnalyzeOutcome
 
 TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
 
@@ -81,7 +82,7 @@ def _write_html(outcomes, output, options) -> None:
 
 def _per_clip_writer(suffix: str, render: Callable) -> Callable:
     def write(outcomes, output, options) -> None:
-        from mmer.analysis import ClipResult
+        from mmer.results import ClipResult
         from mmer.export_paths import export_paths
 
         results = [o for o in outcomes if isinstance(o, ClipResult)]

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from mmer.analysis import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
+from mmer.results import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
 from mmer.media_links import absolute_media_url, relative_media_url
 from mmer.report_colours import emotion_colour
 from mmer.writers import EVIDENCE_STREAMS, STREAM_HEADINGS

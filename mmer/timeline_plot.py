@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from mmer.extractors.feature_cache import default_cache_dir
-from mmer.analysis import ClipResult
+from mmer.results import ClipResult
 from mmer.errors import UserError
 from mmer.report_colours import emotion_colour
 

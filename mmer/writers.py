@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from mmer.analysis import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
+from mmer.results import AnalyzeOutcome, ClipFailure, ClipResult, EmotionScore, ModalityEvidence, Segment
 
 EVIDENCE_STREAMS = ("visual", "audio", "text")
 """Order of the per-modality evidence in JSON objects and CSV columns."""

@@ -1,6 +1,6 @@
 """The whole clip agrees with its windows, and windows too short to read are refused (issue 22).
 
-Rule (`mmer.analysis.consistent_with_windows`, docs/analyze.md "Windows"): an emotion judged
+Rule (`mmer.windows.consistent_with_windows`, docs/analyze.md "Windows"): an emotion judged
 present, with a signal, in consecutive windows lasting together at least SUSTAINED_S seconds (or
 the whole clip, when shorter) is present in the clip. Before, a clip could be "sad 0.00" as a whole
 while its first 5 s window said "sad 0.996".
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from mmer.analysis import (MIN_WINDOW_S, SUSTAINED_S, AnalyzeOptions, Analyzer, EmotionScore, Segment,
-                           consistent_with_windows, smallest_window_s)
+from mmer.analysis import AnalyzeOptions, Analyzer
+from mmer.results import EmotionScore, Segment
+from mmer.windows import MIN_WINDOW_S, SUSTAINED_S, consistent_with_windows, smallest_window_s
 from mmer.errors import UserError
 from tests.conftest import tiny_checkpoint
 
