@@ -228,7 +228,8 @@ def test_cli_json_follows_the_contract(checkpoint, sample_result, tmp_path):
     assert clip["predicted"] == sample_result.predicted
     assert clip["transcript"] == sample_result.transcript
     assert set(clip["modalities"]) == {"visual", "audio", "text"}
-    assert set(clip["modalities"]["visual"]) == {"frames", "face_frames"}
+    assert set(clip["modalities"]["visual"]) == {"frames", "face_frames", "usable_face_frames"}
+    assert clip["modalities"]["visual"]["usable_face_frames"] <= clip["modalities"]["visual"]["face_frames"]
     assert set(clip["modalities"]["audio"]) == {"seconds", "voiced"}
     assert set(clip["modalities"]["text"]) == {"tokens"}
     assert "model" in clip["timings_s"]
