@@ -127,16 +127,19 @@ class FaceCrop:
     """How a face is cut out for the network, from its five MTCNN landmarks.
 
     The crop is a square turned upright by the eye line (`upright`), of side `size` times the
-    face scale (`face_scale`: the larger of the eye distance and the eye-to-mouth depth, so a
-    turned or tilted head keeps its size), centred `centre` eye-to-mouth depths below the eye
-    midpoint along the face's vertical. Chosen by measurement (recipes/face_crop_policies.py, on
-    the development half of the London faces: highest mean log-probability of the true class,
-    neutral or happy, among box- and landmark-based crops; recipes/results/face_crop_policies.json).
+    face scale (`scale`: "max" = the larger of the eye distance and the eye-to-mouth depth, so a
+    turned or nodding head keeps its size; "mean" = their mean), centred `centre` eye-to-mouth
+    depths below the eye midpoint along the face's vertical, resampled to 64 x 64 by `interpolation`
+    ("linear": one bilinear warp; "area": warped at the crop's own resolution, then area-averaged
+    down, which does not alias a large face). Chosen by measurement (recipes/face_crop_policies.py,
+    on the development half of the London faces; recipes/results/face_crop_policies.json).
     """
 
     size: float = 3.3
-    centre: float = 0.8
+    centre: float = 0.95
+    scale: str = "mean"
     upright: bool = True
+    interpolation: str = "area"
 
 
 DEPTH_RANGE = (0.5, 2.0)
@@ -168,7 +171,7 @@ def crop_square(landmarks: np.ndarray, crop: FaceCrop = FaceCrop()) -> tuple[np.
     """Where `crop` cuts a face with landmarks (5, 2) px: centre (2,) x, y px, side px, and the
     angle of the crop's x axis against the image's, radians (0 unless `crop.upright`)."""
     eye_mid, along, down, eye_dist, depth = _eye_frame(landmarks)
-    scale = max(eye_dist, depth, 1.0)
+    scale = max(eye_dist, depth, 1.0) if crop.scale == "max" else max((eye_dist + max(depth, 0.0)) / 2, 1.0)
     depth = float(np.clip(depth, DEPTH_RANGE[0] * eye_dist, DEPTH_RANGE[1] * eye_dist)) if eye_dist > 1e-6 else scale
     if not crop.upright:
         along, down = np.array([1.0, 0.0]), np.array([0.0, 1.0])
@@ -180,16 +183,20 @@ def face_crop(grey: np.ndarray, landmarks: np.ndarray, crop: FaceCrop = FaceCrop
     """One face -> the network's input: (64, 64) float32 in [-1, 1].
 
     grey (H, W) uint8 frame (BT.601 luma of the RGB frame, `grey_frame`); landmarks (5, 2) x, y
-    in pixels. The square of `crop_square` is resampled to 64 x 64 with bilinear interpolation in
-    one affine warp (rotation, scale, shift); parts outside the frame repeat its edge pixels.
+    in pixels. The square of `crop_square` is cut in one affine warp (rotation, scale, shift;
+    bilinear) and resampled to 64 x 64 as `crop.interpolation` says; parts outside the frame repeat
+    its edge pixels.
     """
     centre, side, angle = crop_square(landmarks, crop)
-    zoom = INPUT_PX / max(side, 1.0)
+    out_px = max(int(math.ceil(side)), INPUT_PX) if crop.interpolation == "area" else INPUT_PX
+    zoom = out_px / max(side, 1.0)
     cos, sin = math.cos(angle) * zoom, math.sin(angle) * zoom
-    rotate = np.array([[cos, sin], [-sin, cos]])  # image -> crop axes, scaled to INPUT_PX
-    shift = INPUT_PX / 2 - rotate @ centre
+    rotate = np.array([[cos, sin], [-sin, cos]])  # image -> crop axes, scaled to out_px
+    shift = out_px / 2 - rotate @ centre
     affine = np.concatenate([rotate, shift[:, None]], axis=1)
-    out = cv2.warpAffine(grey, affine, (INPUT_PX, INPUT_PX), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.warpAffine(grey, affine, (out_px, out_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out_px != INPUT_PX:
+        out = cv2.resize(out, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_AREA)
     return (out.astype(np.float32) / 255.0 - 0.5) * 2.0
 
 

@@ -9,8 +9,8 @@ by their mean quality (`mmer.face_reading`).
 
 Limits: size and sharpness from degraded London faces of the development people
 (recipes/face_hard_cases.py: neutral/happy accuracy held from full size down to a face scale of about
-12 px and fell to chance by 6-7 px; it held for blurs down to a crop sharpness of about 0.11 and
-halved by 0.08); the pose limits
+12 px and fell below chance by 6-7 px; blurred, it held down to a crop sharpness of about 0.15 and
+fell from about 0.8 to 0.68 at 0.11 and 0.54 at 0.08); the pose limits
 are geometric priors (no labelled turned faces are available): a nose displaced from the eye
 midpoint by a quarter of the eye distance is a head turned by roughly 25-30 degrees.
 """
@@ -23,7 +23,7 @@ import numpy as np
 SCALE_PX = (12.0, 6.0)
 """Face scale (`expression.face_scale`: max of eye distance and eye-to-mouth depth) in pixels of
 the analysed frame: factor 1 from the first value up, 0 at the second and below."""
-SHARPNESS = (0.11, 0.06)
+SHARPNESS = (0.14, 0.05)
 """Sharpness of the 64 x 64 crop (`crop_sharpness`): factor 1 from the first value up, 0 at the second."""
 YAW = (0.25, 0.6)
 """|nose offset along the eye line| / eye distance (0 for a frontal face): factor 1 up to the first, 0 from the second."""

@@ -113,10 +113,11 @@ def _turned(image: np.ndarray, marks: np.ndarray, degrees: float, zoom: float = 
 
 
 def test_crop_is_placed_by_the_landmarks():
-    centre, side, angle = crop_square(FACE_MARKS, FaceCrop(size=3.0, centre=0.5))
+    centre, side, angle = crop_square(FACE_MARKS, FaceCrop(size=3.0, centre=0.5, scale="max"))
     assert face_scale(FACE_MARKS) == pytest.approx(42.0)  # max(eye distance 40, eye-to-mouth depth 42)
     assert side == pytest.approx(3.0 * 42.0) and angle == pytest.approx(0.0)
     assert centre == pytest.approx([150.0, 90.0 + 0.5 * 42.0])
+    assert crop_square(FACE_MARKS, FaceCrop(size=3.0, scale="mean"))[1] == pytest.approx(3.0 * 41.0)
 
 
 def test_crop_of_a_tilted_face_is_the_upright_crop():
@@ -130,6 +131,9 @@ def test_crop_of_a_tilted_face_is_the_upright_crop():
     # Without turning upright, the same tilted face gives another crop: the test can fail.
     tilted, marks = _turned(image, FACE_MARKS, 20)
     assert np.abs(face_crop(tilted, marks, FaceCrop(upright=False)) - upright)[8:-8, 8:-8].mean() > 0.1
+    for interpolation in ("linear", "area"):  # both resampling ways cut the same picture
+        crop = FaceCrop(interpolation=interpolation)
+        assert np.abs(face_crop(tilted, marks, crop) - face_crop(image, FACE_MARKS, crop))[8:-8, 8:-8].mean() < 0.02
 
 
 def test_crop_follows_the_face_size():
