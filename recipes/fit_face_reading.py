@@ -17,7 +17,8 @@ retrained. For each checkpoint:
    and happy on those clips, capped at the prior (the least reliable stream measured on held-out data)
    — two posed expressions on studio photographs cannot show that the face reads the other five
    emotions, or video, better than that;
-4. the updated checkpoint is written in place, then `mmer analyze` (the CLI, JSON output) reads the
+4. the updated checkpoint is written in place (a shipped default's line in models/weights/SHA256SUMS
+   is refreshed), then `mmer analyze` (the CLI, JSON output) reads the
    held-out people's clips: neutral and smiling accuracy (the top emotion), its probability, the face
    frames used.
 Writes recipes/results/face_reading.json.
@@ -199,6 +200,18 @@ def fit_one(path: Path, dev: list, dev_truth: np.ndarray) -> dict:
     return record
 
 
+def update_sha256sums(written: list[Path]) -> None:
+    """Refresh the lines of the written shipped checkpoints in models/weights/SHA256SUMS."""
+    import hashlib
+
+    sums = DEFAULTS[0].parent / "SHA256SUMS"
+    lines = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
+    for path in written:
+        if path.resolve().parent == sums.parent.resolve() and path.name in lines:
+            lines[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    sums.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(lines.items())))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="*", type=Path, default=DEFAULTS)
@@ -218,6 +231,7 @@ def main() -> None:
         record = fit_one(path, [dev[i] for i in kept], dev_truth[kept])
         record["held_out_through_mmer_analyze"] = held_out_scores(analyze_held_out(path, args.clips / "held_out"))
         records.append(record)
+        update_sha256sums([path])
         h = record["held_out_through_mmer_analyze"]
         print(f"{path.name}: share {record['face_reading']['share']}, T {record['face_reading']['temperature']:.3f}; "
               f"held-out neutral {h['neutral']['accuracy']:.3f} smiling {h['smiling']['accuracy']:.3f}")
