@@ -194,8 +194,9 @@ def fit_one(path: Path, dev: list, dev_truth: np.ndarray) -> dict:
         }
         record["fusion_visual"] = streams["visual"]
     extra["face_reading"] = reading.to_dict()
+    first_spec = extra.get("face_reading_fit", {}).get("visual_spec_before", info.feature_spec.visual.version)
     extra["face_reading_fit"] = {"recipe": "recipes/fit_face_reading.py", "visual_spec_restamped_to": spec.visual.version,
-                                 "visual_spec_before": info.feature_spec.visual.version}
+                                 "visual_spec_before": first_spec}  # as trained: a re-run changes nothing
     save_checkpoint(path, model, labels, new_spec, info.thresholds, extra)
     return record
 
