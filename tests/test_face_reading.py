@@ -89,3 +89,36 @@ def test_record_round_trip_and_checks():
             FaceReading.from_dict({**face.to_dict(), **bad}, len(LABELS), VISUAL_DIM)
     with pytest.raises(ValueError, match="face reading: malformed"):
         FaceReading.from_dict({"labels": FER_TO_LABEL}, len(LABELS), VISUAL_DIM)
+
+
+def test_the_analysis_weighs_the_face_by_its_quality(monkeypatch):
+    """With the shipped default, a face of mean quality 0.4 enters the fusion with 0.4 of the face's
+    reliability, and the face's reading is the checkpoint's FaceReading of its frames."""
+    from mmer.analysis import AnalyzeOptions, Analyzer, span_windows
+    from mmer.extractors.featureset import FeatureSet
+
+    analyzer = Analyzer(AnalyzeOptions(model="lddu", device="cpu", threads=1, use_cache=False))
+    assert analyzer.face_reading is not None
+    spec = analyzer.info.feature_spec
+    readings = np.stack([_reading(HAPPY, 0.9)] * 5)
+    features = {"text": np.zeros((0, spec.text.dim), np.float32), "audio": np.zeros((0, spec.audio.dim), np.float32),
+                "visual": _frames(readings)}
+    times = {"text": np.zeros(0), "audio": np.zeros(0), "visual": np.arange(5) / 5.0}
+    seen = {}
+    fuse = analyzer.fusion.fuse
+
+    def spy(evidence, weights=None):
+        seen.update(weights)
+        return fuse(evidence, weights)
+
+    monkeypatch.setattr(analyzer.fusion, "fuse", spy)
+    for quality in (1.0, 0.4):
+        fs = FeatureSet(features=features, times=times, spec=spec, duration_s=1.0,
+                        face_quality=np.full(5, quality, np.float32))
+        spans = [(0.0, 1.0)]
+        windows = span_windows(fs, spans)
+        evidence = analyzer._by_modality(fs, spans, windows)
+        analyzer._scores(fs, spans, evidence, windows)
+        assert seen["visual"] == pytest.approx(quality * analyzer.fusion.streams["visual"].reliability)
+        face = evidence[0]["visual"]
+        assert max(face, key=face.get) == "happy"
