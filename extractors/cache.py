@@ -22,7 +22,8 @@ from mmer.core.atomic_file import replacing
 from mmer.core.feature_spec import MODALITIES, FeatureSpec
 
 CACHE_FORMAT = 3
-"""2: word times (`words`) added; 3: per-frame face quality (`face_quality`). Bumped when the entry layout changes; older entries are then ignored."""
+"""2: word times (`words`) added; 3: per-frame face quality (`face_quality`). Bumped when the entry
+layout changes; older entries are then ignored."""
 
 
 def default_cache_dir() -> Path:

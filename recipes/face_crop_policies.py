@@ -174,7 +174,8 @@ def geometry_grid() -> list[Policy]:
 
 
 def option_grid(geometries: list[Policy]) -> list[Policy]:
-    return [Policy(size=g.size, centre=g.centre, scale=g.scale, upright=g.upright, interpolation=i, grey=c, equalize=e, flip=f)
+    return [Policy(size=g.size, centre=g.centre, scale=g.scale, upright=g.upright, interpolation=i, grey=c, equalize=e,
+                   flip=f)
             for g in geometries for i, c, e, f in itertools.product(("linear", "area", "cubic"), ("bt601", "mean"),
                                                                    (False, True), (False, True))]
 
