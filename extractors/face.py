@@ -54,8 +54,10 @@ EXPRESSION_FEATURE_NAMES: tuple[str, ...] = tuple(f"expr_{label}" for label in E
 """Probabilities of the FER2013 classes (angry, disgust, fear, happy, sad, surprise, neutral)."""
 VISUAL_FEATURE_NAMES = GEOMETRY_FEATURE_NAMES + EXPRESSION_FEATURE_NAMES
 VISUAL_DIM = len(VISUAL_FEATURE_NAMES)
-VISUAL_LAYOUT_VERSION = "2"
-"""Bumped whenever the meaning of the visual vector or the detector settings above change."""
+VISUAL_LAYOUT_VERSION = "3-upright-crop"
+"""Bumped whenever the meaning of the visual vector or the detector settings above change.
+3: the expression is read from an upright crop placed by the landmarks (`expression.FaceCrop`,
+was the detector box widened by 10 %), and faces below `face_quality.USABLE_QUALITY` are left out."""
 
 
 @dataclass

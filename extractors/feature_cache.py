@@ -2,7 +2,7 @@
 
 Key: sha256 over the media file's sha256 (read in chunks) and a digest of every setting that
 changes features (see `FeatureExtractor._digest`). Entry: `<dir>/<key[:2]>/<key>.npz` holding
-features_<m> / times_<m> arrays and a JSON `meta` string (spec, transcript, words with
+features_<m> / times_<m> arrays, face_quality, and a JSON `meta` string (spec, transcript, words with
 times, duration, stats, warnings, the original timings, and the `SourceIdentity` of the file and
 settings it was made from); loaded with `allow_pickle=False`. An entry is only served when its
 stored identity is the one asked for: an entry copied or renamed under another file's key, or one
@@ -24,8 +24,9 @@ from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
 from mmer.core.atomic_file import replacing
 from mmer.core.feature_spec import MODALITIES, FeatureSpec
 
-CACHE_FORMAT = 3
-"""2: word times (`words`) added; 3: the source identity (`SourceIdentity`) stored and checked.
+CACHE_FORMAT = 4
+"""2: word times (`words`) added; 3: the source identity (`SourceIdentity`) stored and checked;
+4: per-frame face quality (`face_quality`).
 Bumped when the entry layout changes; older entries are then ignored."""
 
 
@@ -90,10 +91,12 @@ class FeatureCache:
                     return None
                 features = {m: entry[f"features_{m}"] for m in MODALITIES}
                 times = {m: entry[f"times_{m}"] for m in MODALITIES}
+                face_quality = entry["face_quality"]
             return FeatureSet(features=features, times=times, spec=spec, transcript=meta["transcript"],
                               duration_s=float(meta["duration_s"]), stats=ModalityStats(**meta["stats"]),
                               warnings=list(meta["warnings"]),
-                              words=[Word(str(text), float(a), float(b)) for text, a, b in meta["words"]])
+                              words=[Word(str(text), float(a), float(b)) for text, a, b in meta["words"]],
+                              face_quality=face_quality)
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             return None  # a damaged entry is a miss; it is overwritten by the next store
 
@@ -109,6 +112,7 @@ class FeatureCache:
                 "warnings": features.warnings, "extraction_timings_s": features.timings_s}
         arrays = {f"features_{m}": features.features[m] for m in MODALITIES}
         arrays.update({f"times_{m}": features.times[m] for m in MODALITIES})
+        arrays["face_quality"] = np.asarray(features.face_quality, dtype=np.float32)
         with replacing(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path

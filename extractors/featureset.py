@@ -43,6 +43,7 @@ class ModalityStats:
 
     frames: int = 0  # visual: sampled video frames
     face_frames: int = 0  # visual: frames with a detected face
+    usable_face_frames: int = 0  # visual: frames whose face was good enough to read (the visual stream's frames)
     seconds: float = 0.0  # audio: decoded audio duration (s)
     voiced: float = 0.0  # audio: seconds judged voiced
     tokens: int = 0  # text: number of word-piece tokens embedded
@@ -59,6 +60,8 @@ class FeatureSet:
     transcript:  the words recognised or given ("" when none); the text features were computed from
                  them, unless the recogniser's own scores failed them (stats.words_trust == 0).
     words:       those words with their start/end times (s), in spoken order.
+    face_quality: (T_visual,) float32 in [0, 1], how readable each visual frame's face is
+                 (extractors.face_quality); empty when the features carry none (every frame counts fully).
     duration_s:  media duration in seconds.
     timings_s:   stage name -> seconds spent.
     warnings:    human-readable notes (e.g. "no audio track: audio and text absent").
@@ -73,6 +76,7 @@ class FeatureSet:
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     words: list[Word] = field(default_factory=list)
+    face_quality: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def present(self, modality: str) -> bool:
         return self.features[modality].shape[0] > 0
@@ -80,10 +84,13 @@ class FeatureSet:
     def window(self, start_s: float, end_s: float) -> "FeatureSet":
         """The frames/tokens (and words) whose start time lies in [start_s, end_s)."""
         feats, times = {}, {}
+        quality = self.face_quality
         for m in MODALITIES:
             keep = (self.times[m] >= start_s) & (self.times[m] < end_s)
             feats[m] = self.features[m][keep]
             times[m] = self.times[m][keep]
+            if m == "visual" and len(quality) == len(keep):
+                quality = quality[keep]
         return FeatureSet(features=feats, times=times, spec=self.spec, transcript=self.transcript,
                           duration_s=min(end_s, self.duration_s) - start_s, stats=self.stats,
-                          words=[w for w in self.words if start_s <= w.start_s < end_s])
+                          words=[w for w in self.words if start_s <= w.start_s < end_s], face_quality=quality)

@@ -230,7 +230,7 @@ class FeatureExtractor:
                               + (["text"] if transcript_file else []))
 
         warnings: list[str] = []
-        reader, visual, visual_times, face_frames = self._read_visual(info, clock)
+        reader, visual, face_quality, visual_times, face_frames = self._read_visual(info, clock)
         audio = reader.audio
         acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
         words, trust = self._words(info, audio, voiced, clock, warnings)
@@ -246,12 +246,17 @@ class FeatureExtractor:
             warnings.insert(0, "no video stream: visual features absent")
         elif face_frames == 0:
             warnings.insert(0, f"no face found in {reader.frames_sampled} sampled frames: visual features absent")
+        elif len(visual) == 0:
+            warnings.insert(0, f"a face in {face_frames} of {reader.frames_sampled} sampled frames, but none usable "
+                               "(too small, blurred or turned away): visual features absent")
         result = FeatureSet(
             features={"text": text, "audio": acoustic, "visual": visual},
             times={"text": text_times, "audio": acoustic_times, "visual": visual_times},
             spec=self.spec, transcript=" ".join(w.text for w in words), words=words,
             duration_s=info.duration_s or max(audio.seconds, float(visual_times[-1]) if len(visual_times) else 0.0),
-            stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames, seconds=audio.seconds,
+            face_quality=face_quality,
+            stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames,
+                                usable_face_frames=int(len(visual)), seconds=audio.seconds,
                                 voiced=voiced, tokens=int(text.shape[0]), words_trust=trust),
             timings_s=clock.seconds, warnings=warnings)
         if self._cache is not None:
@@ -262,16 +267,22 @@ class FeatureExtractor:
         return result
 
     def _read_visual(self, info: MediaInfo, clock: _Clock):
-        """Decode the file once; detect and track faces batch by batch as frames arrive, and read
-        the tracked face's expression (one network pass per batch).
-        Returns the reader (with audio), visual (T, VISUAL_DIM) float32, times (T,), frames with a face."""
-        from mmer.extractors.face import VISUAL_DIM, FaceTrack, face_vector
+        """Decode the file once; detect and track faces batch by batch as frames arrive, cut the
+        tracked face upright (`expression.face_crop`), rate it (`face_quality`) and read the
+        expression of the usable ones (quality >= USABLE_QUALITY; one network pass per batch).
+        Returns the reader (with audio), visual (T, VISUAL_DIM) float32 and quality (T,) float32
+        of the usable faces, their times (T,), and the number of frames with a detected face."""
+        from mmer.extractors.expression import face_crop, face_scale, grey_frame
+        from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceTrack, face_vector
+        from mmer.extractors.face_quality import USABLE_QUALITY, crop_sharpness, face_quality
 
+        yaw, pitch = GEOMETRY_FEATURE_NAMES.index("nose_along_eyes"), GEOMETRY_FEATURE_NAMES.index("nose_down_fraction")
         reader = MediaReader(info, self.settings.fps, self.settings.max_side_px, FRAMES_PER_BATCH,
                              threads=_torch_threads())
         speech_models = ["acoustic"] + (["asr", "text"] if self.settings.transcript is None else [])
         hint = _SpeechHint(self._models, speech_models if info.has_audio else [])
-        rows, times = [], []
+        rows, times, qualities = [], [], []
+        face_frames = 0
         track = FaceTrack()
         face_s = expression_s = 0.0
         start = time.perf_counter()
@@ -281,19 +292,26 @@ class FeatureExtractor:
             face_start = time.perf_counter()
             detector = self._models.get("faces", clock)
             height, width = batch.frames.shape[1:3]
-            geometry, crops_of, boxes = [], [], []
+            geometry, crops = [], []
             for frame, faces, t in zip(batch.frames, detector.detect(batch.frames), batch.times):
                 pick = track.choose(faces)
-                if pick is not None:
-                    geometry.append(face_vector(faces.boxes[pick], float(faces.probs[pick]), faces.landmarks[pick],
-                                                width, height))
-                    crops_of.append(frame)
-                    boxes.append(faces.boxes[pick])
+                if pick is None:
+                    continue
+                face_frames += 1
+                points = faces.landmarks[pick]
+                vector = face_vector(faces.boxes[pick], float(faces.probs[pick]), points, width, height)
+                crop = face_crop(grey_frame(frame), points)
+                quality = face_quality(float(faces.probs[pick]), face_scale(points), float(vector[yaw]),
+                                       float(vector[pitch]), crop_sharpness(crop))
+                if quality >= USABLE_QUALITY:
+                    geometry.append(vector)
+                    crops.append(crop)
+                    qualities.append(quality)
                     times.append(t)
             if geometry:
                 reader_net = self._models.get("expression", clock)
                 expression_start = time.perf_counter()
-                expression = reader_net(crops_of, boxes)  # (N, 7)
+                expression = reader_net(np.stack(crops))  # (N, 7)
                 expression_s += time.perf_counter() - expression_start
                 rows.extend(np.concatenate([np.stack(geometry), expression], axis=1).astype(np.float32))
             face_s += time.perf_counter() - face_start
@@ -302,7 +320,8 @@ class FeatureExtractor:
         clock.add("face", face_s - loading - expression_s)
         clock.add("expression", expression_s)
         visual = np.stack(rows) if rows else np.zeros((0, VISUAL_DIM), np.float32)
-        return reader, visual, np.asarray(times, dtype=np.float64), len(rows)
+        return (reader, visual, np.asarray(qualities, dtype=np.float32), np.asarray(times, dtype=np.float64),
+                face_frames)
 
     def _audio_features(self, audio: DecodedAudio, clock: _Clock):
         """Acoustic features (T, D) float32 of the frames inside speech, their media times (T,) and

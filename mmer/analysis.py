@@ -27,6 +27,7 @@ from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, Feature
 from mmer.errors import UserError
 from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
+from mmer.face_reading import FaceReading, quality_factor
 from mmer.stream_fusion import LateFusion
 from mmer.thresholds import apply_thresholds
 from mmer.results import (  # noqa: F401  (the result types are part of this module's API: docs/api.md)
@@ -176,9 +177,13 @@ class Analyzer:
                             f"hold under {MIN_WINDOW_FRAMES} video frames (at {self.settings.fps:g} fps), a few voice "
                             "frames and rarely a word, so most have no signal", parameter="window_s")
         self.extractor = FeatureExtractor(self.settings)  # loads no network yet: each is built when first needed
-        self.info.feature_spec.require_compatible(
-            self.extractor.spec,
-            f"{self.checkpoint}: checkpoint was trained on other features than these extraction settings produce")
+        expected = self.info.feature_spec
+        what = f"{self.checkpoint}: checkpoint was trained on other features than these extraction settings produce"
+        if expected.visual.version != self.extractor.spec.visual.version:
+            what += (" (the face is now read from an upright crop placed by its landmarks, and unusable faces "
+                     "are left out: retrain the checkpoint, or re-fit its face reading on the new crops with "
+                     "recipes/fit_face_reading.py)")
+        expected.require_compatible(self.extractor.spec, what)
         # A checkpoint trained without some modality must not see that stream: untrained encoder
         # weights would only add noise.
         trained = self.info.extra.get("trained_modalities", list(MODALITIES))
@@ -194,6 +199,15 @@ class Analyzer:
             if len(self.fusion.thresholds) != len(self.info.label_names):
                 raise CheckpointError(f"{self.checkpoint}: fusion has {len(self.fusion.thresholds)} thresholds "
                                       f"for {len(self.info.label_names)} labels")
+        # The face's own reading: the expression network's probabilities pooled over the face track
+        # and calibrated on real faces (mmer/face_reading.py), mixed into the visual stream's reading.
+        self.face_reading: FaceReading | None = None
+        if "face_reading" in self.info.extra:
+            try:
+                self.face_reading = FaceReading.from_dict(self.info.extra["face_reading"], len(self.info.label_names),
+                                                          self.info.feature_spec.visual.dim)
+            except ValueError as err:
+                raise CheckpointError(f"{self.checkpoint}: {err}") from None
 
     def _settings_for(self, info: CheckpointInfo) -> ExtractionSettings:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
@@ -273,8 +287,10 @@ class Analyzer:
                 if readings.get("text") is not None:  # words only as far as they were heard
                     readings["text"] = doubted_reading(readings["text"], features.stats.words_trust,
                                                        self.fusion.exclusive_label)
-                fused.append(self.fusion.fuse(readings, {m: self.fusion.weight(m, frames[m])
-                                                         for m in e if m in self.fusion.streams}))
+                weights = {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}
+                if "visual" in weights:  # a small, blurred or turned face counts less
+                    weights["visual"] *= quality_factor(window.face_quality)
+                fused.append(self.fusion.fuse(readings, weights))
             probs = np.stack([p for p, _ in fused])
             uncertainty = np.stack([u for _, u in fused])
             thresholds = self.fusion.thresholds
@@ -292,7 +308,8 @@ class Analyzer:
                      windows: list[FeatureSet]) -> list[ModalityEvidence]:
         """For each span, what each stream alone says: the network run with only that stream
         present (both registered networks accept any subset of streams), with a late-fusion
-        checkpoint's summary head of that stream mixed in (`LateFusion.stream_probs`). A stream
+        checkpoint's summary head of that stream mixed in (`LateFusion.stream_probs`), and for the
+        face the checkpoint's `FaceReading` (pooled, calibrated expression probabilities). A stream
         absent from the span (`windows`: `span_windows(features, spans)`), or one the checkpoint
         was not trained on, gets None."""
         evidence: list[ModalityEvidence] = [{} for _ in spans]
@@ -308,6 +325,8 @@ class Analyzer:
                     e[m] = None
                     continue
                 p = probs[i] if self.fusion is None else self.fusion.stream_probs(m, probs[i], windows[i].features[m])
+                if m == "visual" and self.face_reading is not None:
+                    p = self.face_reading.mix(p, windows[i].features[m], windows[i].face_quality)
                 e[m] = dict(zip(self.info.label_names, map(float, p)))
         return evidence
 

@@ -58,7 +58,8 @@ def outcome_to_dict(outcome: AnalyzeOutcome) -> dict:
         "by_modality": _evidence_dict(outcome.by_modality),
         "transcript": outcome.transcript,
         "modalities": {
-            "visual": {"frames": stats.frames, "face_frames": stats.face_frames},
+            "visual": {"frames": stats.frames, "face_frames": stats.face_frames,
+                       "usable_face_frames": stats.usable_face_frames},
             "audio": {"seconds": round(stats.seconds, TIME_DECIMALS), "voiced": round(stats.voiced, TIME_DECIMALS)},
             "text": {"tokens": stats.tokens, "words_trust": round(stats.words_trust, 3)},
         },

@@ -10,7 +10,7 @@ backend reading the original HDF5 file (no PyTorch, no mmer code):
 
 Inputs (the test rebuilds them the same way): `reference_inputs()` — seeded uniform noise and
 smooth patterns in [-1, 1] — plus, with --crop, a uint8 64x64 grey face crop (the one mmer's
-`face_crop` cuts from ../shared/media/astronaut.png after MTCNN), stored in the output so the
+`face_crop` cut, before issue 20, from ../shared/media/astronaut.png after MTCNN), stored in the output so the
 test can feed the same pixels. Writes tests/data/expression_reference.json.
 """
 

@@ -214,6 +214,19 @@ def test_spec_mismatch_is_refused_before_any_extraction(tmp_path, monkeypatch):
         analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu"))
 
 
+def test_a_checkpoint_of_the_old_face_crop_is_refused_with_a_hint(tmp_path, monkeypatch):
+    """Visual layout 3 reads faces from a new crop: a checkpoint made for the old one is refused,
+    and the message says what changed and what to do."""
+    spec = feature_spec_for(ExtractionSettings())
+    old_visual = ModalitySpec(spec.visual.extractor, spec.visual.dim, spec.visual.frame_rate_hz,
+                              spec.visual.version.rsplit("/", 1)[0] + "/2")
+    path = tiny_checkpoint(tmp_path / "old_face.safetensors", spec=type(spec)(text=spec.text, audio=spec.audio,
+                                                                               visual=old_visual))
+    monkeypatch.setattr(FeatureExtractor, "extract", lambda self, p: pytest.fail("extraction must not start"))
+    with pytest.raises(UserError, match=r"visual version: model expects .*/2'.*upright crop.*fit_face_reading"):
+        analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu"))
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -231,7 +244,8 @@ def test_cli_json_follows_the_contract(checkpoint, sample_result, tmp_path):
     assert clip["predicted"] == sample_result.predicted
     assert clip["transcript"] == sample_result.transcript
     assert set(clip["modalities"]) == {"visual", "audio", "text"}
-    assert set(clip["modalities"]["visual"]) == {"frames", "face_frames"}
+    assert set(clip["modalities"]["visual"]) == {"frames", "face_frames", "usable_face_frames"}
+    assert clip["modalities"]["visual"]["usable_face_frames"] <= clip["modalities"]["visual"]["face_frames"]
     assert set(clip["modalities"]["audio"]) == {"seconds", "voiced"}
     assert set(clip["modalities"]["text"]) == {"tokens", "words_trust"}
     assert "model" in clip["timings_s"]

@@ -148,3 +148,39 @@ def test_words_the_recogniser_doubts_weigh_less_in_the_fusion():
     reading["audio"] = None  # the words alone
     alone_full, alone_doubted = scores(1.0), scores(0.3)
     assert alone_doubted["happy"] < alone_full["happy"] - 0.1
+
+
+def write_frames(path: Path, frames: list[np.ndarray], fps: int = 5) -> Path:
+    """A silent H.264 clip of `frames` (each (H, W, 3) uint8 RGB), one per 1/fps seconds."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_odd_frame_does_not_decide_the_face(name, tmp_path):
+    """A neutral face that smiles in one frame of ten (a flash of a smile, like a blink) reads as the
+    neutral face alone: the face's reading pools the track robustly (quality-weighted median)."""
+    sys.path.insert(0, str(REPO / "recipes"))
+    from london_faces import LONDON, photo
+
+    if not LONDON.is_dir():
+        pytest.skip("needs ../shared/data/london_faces")
+    neutral, smiling = photo("003", "neutral", 512), photo("003", "smiling", 512)  # a development person
+    steady = write_frames(tmp_path / "steady.mp4", [neutral] * 10)
+    flash = write_frames(tmp_path / "flash.mp4", [neutral] * 5 + [smiling] + [neutral] * 4)
+    smile = write_frames(tmp_path / "smile.mp4", [smiling] * 10)
+    plain, odd, smiled = mmer_json(str(steady), str(flash), str(smile), "--model", name, cache=tmp_path)
+    assert odd["modalities"]["visual"]["usable_face_frames"] == plain["modalities"]["visual"]["usable_face_frames"] == 10
+    assert top(odd) == top(plain) and odd["predicted"] == plain["predicted"]
+    happy = {r["file"]: next(e["probability"] for e in r["emotions"] if e["label"] == "happy") for r in (plain, odd, smiled)}
+    assert happy[smiled["file"]] > happy[plain["file"]] + 0.2  # the smile itself is read as one
+    assert abs(happy[odd["file"]] - happy[plain["file"]]) < 0.25 * (happy[smiled["file"]] - happy[plain["file"]])
+    for a, b in zip(plain["emotions"], odd["emotions"]):
+        assert b["probability"] == pytest.approx(a["probability"], abs=0.1), a["label"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mmer.extractors.pipeline import ExtractionSettings, feature_spec_for
+from mmer.face_reading import FaceReading
 from mmer.stream_fusion import LateFusion
 from mmer.models.checkpoint import load_checkpoint, read_checkpoint_info
 
@@ -54,14 +55,20 @@ def test_metadata_matches_default_extraction(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_late_fusion_is_calibrated_on_held_out_data(name):
     """The defaults carry their late fusion: a temperature and a measured reliability per stream,
-    the face's reliability a prior no higher than the measured ones, thresholds per label."""
+    the face's measured on real faces (London development photographs) and no higher than the
+    other streams', thresholds per label; and the face's own reading fitted on those photographs."""
     info, _ = read_checkpoint_info(_path(name))
     fusion = LateFusion.from_dict(info.extra["fusion"])
     assert set(fusion.streams) == {"text", "audio", "visual"}
     text, audio, visual = (fusion.streams[m] for m in ("text", "audio", "visual"))
     assert 0 < text.reliability <= 1 and 0 < audio.reliability <= 1
-    assert visual.reliability == min(text.reliability, audio.reliability) and "prior" in visual.basis
-    assert all(0.1 < c.temperature < 10 for c in (text, audio))
+    assert 0 < visual.reliability <= min(text.reliability, audio.reliability) and "London" in visual.basis
+    assert all(0.1 < c.temperature < 10 for c in (text, audio, visual))
+    face = FaceReading.from_dict(info.extra["face_reading"], len(LABELS), info.feature_spec.visual.dim)
+    assert [LABELS[k] for k in face.labels] == ["anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert 0.0 <= face.share <= 1.0 and "development" in face.basis
+    # Real faces inform neutral vs happy only: the other five FER classes keep bias 0.
+    assert [b for k, b in enumerate(face.bias) if LABELS[face.labels[k]] not in ("happy", "neutral")] == [0.0] * 5
     assert len(fusion.thresholds) == len(LABELS) and all(0.0 < t < 1.0 for t in fusion.thresholds)
     # The voice is mixed with its summary head over the six labels EmoDB has; the network keeps a share.
     assert set(fusion.heads) == {"audio"}

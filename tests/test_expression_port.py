@@ -54,11 +54,10 @@ def test_the_original_network_reads_the_astronaut_smile_as_happy():
 
 def test_reader_on_empty_and_batched_input():
     reader = ExpressionReader("cpu")
-    assert reader([], []).shape == (0, 7)
+    assert reader(np.zeros((0, 64, 64), np.float32)).shape == (0, 7)
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8) for _ in range(3)]
-    boxes = [np.array([10, 5, 60, 70]), np.array([-20, -10, 40, 50]), np.array([80, 40, 150, 120])]  # 2 reach outside
-    probs = reader(frames, boxes)
+    crops = rng.uniform(-1, 1, (3, 64, 64)).astype(np.float32)
+    probs = reader(crops)
     assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    one = reader(frames[1:2], boxes[1:2])
+    one = reader(crops[1:2])
     np.testing.assert_allclose(one[0], probs[1], atol=1e-6)  # batching does not change a face's reading

@@ -69,8 +69,10 @@ def test_single_face_video_gives_face_geometry(extractor):
     assert fs.duration_s == pytest.approx(2.42, abs=0.01)
     assert fs.stats.frames == 12  # 2.4 s sampled at 5 frames/s
     assert fs.stats.face_frames >= 0.8 * fs.stats.frames
+    assert fs.stats.usable_face_frames == fs.stats.face_frames  # a clear, frontal face: every frame is usable
     visual, times = fs.features["visual"], fs.times["visual"]
-    assert visual.shape == (fs.stats.face_frames, VISUAL_DIM) and visual.dtype == np.float32
+    assert visual.shape == (fs.stats.usable_face_frames, VISUAL_DIM) and visual.dtype == np.float32
+    assert fs.face_quality.shape == (len(visual),) and np.all((fs.face_quality > 0.5) & (fs.face_quality <= 1))
     assert np.all(np.isfinite(visual)) and np.all(np.diff(times) > 0) and 0 <= times[0] and times[-1] < 2.42
     named = {name: visual[:, i] for i, name in enumerate(VISUAL_FEATURE_NAMES)}
     assert np.all(named["face_prob"] >= 0.9)
@@ -88,6 +90,24 @@ def test_single_face_video_gives_face_geometry(extractor):
     _assert_absent(fs, "text")
     assert any("no speech" in w for w in fs.warnings)
     assert {"decode", "face", "acoustic", "asr", "text"} <= set(fs.timings_s)
+
+
+def test_a_face_too_small_to_read_is_counted_but_not_used(extractor, tmp_path):
+    import cv2
+
+    sys.path.insert(0, str(REPO / "recipes"))
+    from london_faces import photo, write_clip
+
+    face = photo("001", "smiling", max_side_px=512)
+    tiny = np.full((360, 640, 3), face[5, 5], np.uint8)  # the photograph at 64 px on a 640 x 360 frame
+    tiny[150:214, 300:364] = cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
+    fs = extractor.extract(write_clip(tiny, tmp_path / "tiny.mp4", 2.0))
+    assert fs.stats.frames == 10 and fs.stats.face_frames > 0  # the detector finds it ...
+    assert fs.stats.usable_face_frames == 0  # ... but it is too small to read its expression
+    _assert_absent(fs, "visual")
+    assert any("none usable" in w for w in fs.warnings)
+    readable = extractor.extract(write_clip(face, tmp_path / "face.mp4", 2.0))
+    assert readable.stats.usable_face_frames == readable.stats.face_frames == 10
 
 
 def test_video_without_faces_leaves_visual_absent_with_a_warning(extractor):

@@ -17,7 +17,9 @@ from mmer.extractors.voice_activity import inside, speech_spans, spoken_seconds
 
 from mmer.extractors.feature_cache import FeatureCache, SourceIdentity, file_sha256
 from mmer.extractors.errors import ExtractionError
+from mmer.extractors.expression import FaceCrop, crop_square, face_crop, face_scale
 from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
+from mmer.extractors.face_quality import USABLE_QUALITY, crop_sharpness, face_quality
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
 from mmer.extractors.nms import batched_nms, box_overlap, nms
 from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
@@ -85,6 +87,90 @@ def test_face_vector_roll_and_yaw_signs():
     turned = np.array([[30.0, 40.0], [70.0, 40.0], [60.0, 60.0], [35.0, 80.0], [65.0, 80.0]])
     assert dict(zip(GEOMETRY_FEATURE_NAMES, face_vector(box, 1.0, turned, 100, 100)))["nose_along_eyes"] == \
         pytest.approx(0.25)
+
+
+# --- face crop and quality ------------------------------------------------------------------
+
+FACE_MARKS = np.array([[130.0, 90.0], [170.0, 90.0], [150.0, 110.0], [135.0, 132.0], [165.0, 132.0]])
+"""An upright face: eyes 40 px apart, mouth 42 px below the eye line."""
+
+
+def _pattern(height: int = 240, width: int = 320) -> np.ndarray:
+    """A smooth grey picture (H, W) uint8 without symmetry, so every misplaced crop shows."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    return (127 + 60 * np.sin(x / 9.0) * np.cos(y / 13.0) + 0.25 * (x - y)).clip(0, 255).astype(np.uint8)
+
+
+def _turned(image: np.ndarray, marks: np.ndarray, degrees: float, zoom: float = 1.0):
+    """The image and its landmarks rotated by `degrees` (counter-clockwise) and scaled about the face."""
+    import cv2
+
+    centre = tuple(float(v) for v in marks[:3].mean(axis=0))
+    matrix = cv2.getRotationMatrix2D(centre, degrees, zoom)
+    size = (int(image.shape[1] * zoom), int(image.shape[0] * zoom))
+    out = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return out, marks @ matrix[:, :2].T + matrix[:, 2]
+
+
+def test_crop_is_placed_by_the_landmarks():
+    centre, side, angle = crop_square(FACE_MARKS, FaceCrop(size=3.0, centre=0.5, scale="max"))
+    assert face_scale(FACE_MARKS) == pytest.approx(42.0)  # max(eye distance 40, eye-to-mouth depth 42)
+    assert side == pytest.approx(3.0 * 42.0) and angle == pytest.approx(0.0)
+    assert centre == pytest.approx([150.0, 90.0 + 0.5 * 42.0])
+    assert crop_square(FACE_MARKS, FaceCrop(size=3.0, scale="mean"))[1] == pytest.approx(3.0 * 41.0)
+
+
+def test_crop_of_a_tilted_face_is_the_upright_crop():
+    image = _pattern()
+    upright = face_crop(image, FACE_MARKS)
+    for degrees in (-35, 20):
+        tilted, marks = _turned(image, FACE_MARKS, degrees)
+        assert crop_square(marks)[2] == pytest.approx(math.radians(-degrees), abs=1e-6)
+        diff = np.abs(face_crop(tilted, marks) - upright)[8:-8, 8:-8]  # inside: no border fill differences
+        assert diff.mean() < 0.02, degrees
+    # Without turning upright, the same tilted face gives another crop: the test can fail.
+    tilted, marks = _turned(image, FACE_MARKS, 20)
+    assert np.abs(face_crop(tilted, marks, FaceCrop(upright=False)) - upright)[8:-8, 8:-8].mean() > 0.1
+    for interpolation in ("linear", "area"):  # both resampling ways cut the same picture
+        crop = FaceCrop(interpolation=interpolation)
+        assert np.abs(face_crop(tilted, marks, crop) - face_crop(image, FACE_MARKS, crop))[8:-8, 8:-8].mean() < 0.02
+
+
+def test_crop_follows_the_face_size():
+    image = _pattern()
+    bigger, marks = _turned(image, FACE_MARKS, 0, zoom=1.6)
+    assert face_scale(marks) == pytest.approx(1.6 * face_scale(FACE_MARKS))
+    assert np.abs(face_crop(bigger, marks) - face_crop(image, FACE_MARKS))[8:-8, 8:-8].mean() < 0.02
+
+
+def test_a_turned_head_keeps_its_face_scale():
+    turned = FACE_MARKS.copy()
+    turned[[0, 1], 0] = [140.0, 164.0]  # eye distance 40 -> 24 px: seen from the side
+    assert face_scale(turned) == pytest.approx(face_scale(FACE_MARKS))
+
+
+def test_crop_fills_outside_the_frame_with_edge_pixels():
+    image = _pattern(80, 80)
+    crop = face_crop(image, FACE_MARKS - 100)  # face mostly outside the frame
+    assert crop.shape == (64, 64) and crop.dtype == np.float32 and np.isfinite(crop).all()
+    assert crop.min() >= -1.0 and crop.max() <= 1.0
+
+
+def test_face_quality_factors():
+    good = face_quality(0.999, 50.0, 0.0, 0.5, 0.4)
+    assert good == pytest.approx(1.0)
+    assert face_quality(0.999, 8.0, 0.0, 0.5, 0.4) < 0.5 * good  # small face
+    assert face_quality(0.999, 4.0, 0.0, 0.5, 0.4) < USABLE_QUALITY  # tiny face: not used
+    assert face_quality(0.999, 50.0, 0.5, 0.5, 0.4) < 0.5 * good  # head turned to the side
+    assert face_quality(0.999, 50.0, 0.0, 1.1, 0.4) < USABLE_QUALITY  # nose at the mouth: face seen from above
+    assert face_quality(0.92, 50.0, 0.0, 0.5, 0.4) < 0.5 * good  # the detector is unsure
+    import cv2
+
+    rng = np.random.default_rng(3)
+    sharp_crop = cv2.GaussianBlur(rng.uniform(-1, 1, (64, 64)).astype(np.float32), (0, 0), 0.7)
+    blurred = cv2.GaussianBlur(sharp_crop, (0, 0), 2.0)
+    assert crop_sharpness(blurred) < 0.5 * crop_sharpness(sharp_crop)
+    assert crop_sharpness(0.3 * sharp_crop) == pytest.approx(crop_sharpness(sharp_crop), rel=0.01)  # contrast-free
 
 
 def _faces(*boxes):
@@ -318,9 +404,11 @@ def _feature_set(spec) -> FeatureSet:
     features = {m: rng.normal(size=(n, spec[m].dim)).astype(np.float32) for m, n in zip(MODALITIES, (3, 0, 5))}
     times = {m: np.arange(features[m].shape[0], dtype=np.float64) / 4 for m in MODALITIES}
     return FeatureSet(features=features, times=times, spec=spec, transcript="héllo wörld", duration_s=2.5,
-                      stats=ModalityStats(frames=6, face_frames=5, seconds=2.5, voiced=1.25, tokens=3),
+                      stats=ModalityStats(frames=6, face_frames=5, usable_face_frames=4, seconds=2.5, voiced=1.25,
+                                          tokens=3),
                       timings_s={"decode": 0.1}, warnings=["no audio track: audio features absent"],
-                      words=[Word("héllo", 0.25, 0.5), Word("wörld", 0.75, 1.125)])
+                      words=[Word("héllo", 0.25, 0.5), Word("wörld", 0.75, 1.125)],
+                      face_quality=np.linspace(0.2, 1.0, 5).astype(np.float32))
 
 
 def test_cache_round_trip_is_exact_and_atomic(tmp_path):
@@ -336,6 +424,7 @@ def test_cache_round_trip_is_exact_and_atomic(tmp_path):
         np.testing.assert_array_equal(loaded.features[m], original.features[m])
         np.testing.assert_array_equal(loaded.times[m], original.times[m])
         assert loaded.features[m].dtype == original.features[m].dtype
+    np.testing.assert_array_equal(loaded.face_quality, original.face_quality)
     assert (loaded.transcript, loaded.duration_s, loaded.stats, loaded.warnings, loaded.words) == \
         (original.transcript, original.duration_s, original.stats, original.warnings, original.words)
     with np.load(path, allow_pickle=False) as entry:  # readable without unpickling
