@@ -232,6 +232,11 @@ class Analyzer:
         self.precision = resolve_precision(options.precision, self.device)
         self.checkpoint = resolve_checkpoint(options.model)
         self.model, self.info = load_checkpoint(self.checkpoint, self.device)
+        # A checkpoint trained without some modality must not see that stream: untrained encoder
+        # weights would only add noise. Such a stream is not even extracted (no face search, no
+        # speech recognition for a voice-only checkpoint).
+        trained = self.info.extra.get("trained_modalities", list(MODALITIES))
+        self.ignored_modalities = [m for m in MODALITIES if m not in trained]
         self.settings = self._settings_for(self.info)
         expected = self.info.feature_spec
         problems = expected.mismatches(feature_spec_for(self.settings))
@@ -239,10 +244,6 @@ class Analyzer:
             raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
                             "settings produce: " + "; ".join(problems))
         self.extractor = FeatureExtractor(self.settings)
-        # A checkpoint trained without some modality must not see that stream: untrained encoder
-        # weights would only add noise.
-        trained = self.info.extra.get("trained_modalities", list(MODALITIES))
-        self.ignored_modalities = [m for m in MODALITIES if m not in trained]
         # A checkpoint trained on separate single-modality corpora (the shipped defaults) combines
         # its single-stream readings by reliability-weighted late fusion (mmer/stream_fusion.py).
         self.fusion: LateFusion | None = None
@@ -259,7 +260,8 @@ class Analyzer:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
         fps = self.options.fps if self.options.fps is not None else info.feature_spec.visual.frame_rate_hz
         values = dict(device=self.device.type, use_cache=self.options.use_cache, cache_dir=self.options.cache_dir,
-                      transcript=None if self.options.transcript is None else str(self.options.transcript))
+                      transcript=None if self.options.transcript is None else str(self.options.transcript),
+                      modalities=tuple(m for m in MODALITIES if m not in self.ignored_modalities))
         if fps is not None:
             values["fps"] = float(fps)
         return ExtractionSettings(**values)

@@ -28,6 +28,7 @@ from mmer.extractors.errors import ExtractionError
 from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer.core.atomic_file import write_text_atomic
 from mmer.datasets.base import SPLITS
+from mmer.corpora.group_splits import split_sorted_groups
 from mmer.datasets.cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer.errors import UserError
 
@@ -40,12 +41,14 @@ IN_FLIGHT_PER_WORKER = 2  # files queued per worker process at any time (bounds 
 
 @dataclass
 class ExtractJob:
-    """One file to extract. sample_id: its id in the cache; labels: (q,) 0/1 in the listing's order."""
+    """One file to extract. sample_id: its id in the cache; labels: (q,) 0/1 in the listing's order;
+    group: its speaker/actor when known (speaker-independent folds), else None."""
 
     sample_id: str
     path: Path
     split: str
     labels: np.ndarray
+    group: str | None = None
 
 
 @dataclass
@@ -117,16 +120,20 @@ def _read_csv_rows(labels_csv: Path) -> tuple[list[str], list[dict[str, str]]]:
 def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
     """Jobs from a labels CSV whose `file` column names media files relative to `media_dir`.
 
-    Columns: `file`, `split` (train | valid | test), and either one 0/1 column per emotion (their
-    header order is the label order) or a `labels` column of emotion names separated by ';' or ','
-    (label order: the names sorted alphabetically). The cache id of a sample is its `file` value.
+    Columns: `file`, `split` (train | valid | test), an optional `group` (the speaker or actor;
+    `mmer train --folds` splits by it), and either one 0/1 column per emotion (their header order is
+    the label order) or a `labels` column of emotion names separated by ';' or ',' (label order: the
+    names sorted alphabetically). With a `group` column the `split` column may be left out: whole
+    groups then go to train/valid/test by their sorted order (`split_sorted_groups`: about 70/15/15 %).
+    The cache id of a sample is its `file` value.
     Raises UserError (one line, naming the CSV line) for any malformed row.
     """
     media_dir, labels_csv = Path(media_dir), Path(labels_csv)
     if not media_dir.is_dir():
         raise UserError(f"{media_dir}: media folder not found")
     header, rows = _read_csv_rows(labels_csv)
-    missing = [c for c in ("file", "split") if c not in header]
+    has_group = "group" in header
+    missing = [c for c in ("file",) + (() if has_group else ("split",)) if c not in header]
     if missing:
         raise UserError(f"{labels_csv}: missing column(s) {', '.join(missing)} (header: {', '.join(map(repr, header)) or 'empty'})")
     names_column = "labels" in header
@@ -134,7 +141,7 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
         per_row = [[n.strip() for n in LABEL_SEPARATORS.split(row["labels"]) if n.strip()] for row in rows]
         label_names = sorted({n for names in per_row for n in names})
     else:
-        label_names = [c for c in header if c not in ("file", "split")]
+        label_names = [c for c in header if c not in ("file", "split", "group")]
         per_row = []
     if not label_names:
         raise UserError(f"{labels_csv}: no emotions found (add one 0/1 column per emotion, or a 'labels' column of names)")
@@ -150,7 +157,10 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
         if file in seen:
             raise UserError(f"{where}: file {file!r} is listed twice")
         seen.add(file)
-        if row["split"] not in SPLITS:
+        group = row.get("group") or None
+        if has_group and group is None:
+            raise UserError(f"{where}: empty 'group'")
+        if "split" in header and row["split"] not in SPLITS:
             raise UserError(f"{where}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
         if names_column:
             labels = np.array([name in per_row[number - 2] for name in label_names], dtype=np.float32)
@@ -161,7 +171,11 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
                 raise UserError(f"{where}: emotion columns must be 0 or 1 ({', '.join(bad)})")
             labels = np.array([float(v) for v in values], dtype=np.float32)
         path = Path(file) if Path(file).is_absolute() else media_dir / file
-        jobs.append(ExtractJob(sample_id=file, path=path, split=row["split"], labels=labels))
+        jobs.append(ExtractJob(sample_id=file, path=path, split=row.get("split", ""), labels=labels, group=group))
+    if "split" not in header:  # whole groups per split, by their sorted order (speaker-independent)
+        assignment = split_sorted_groups(job.group for job in jobs)
+        for job in jobs:
+            job.split = assignment[job.group]
     return JobList(label_names=label_names, jobs=jobs)
 
 
@@ -170,8 +184,8 @@ def jobs_from_corpus(name: str, media_dir: Path, options: dict[str, str] | None 
     from mmer.corpora import list_corpus
 
     listing = list_corpus(name, Path(media_dir), **(options or {}))
-    jobs = [ExtractJob(sample_id=c.clip_id, path=Path(c.path), split=c.split, labels=np.asarray(c.labels))
-            for c in listing.clips]
+    jobs = [ExtractJob(sample_id=c.clip_id, path=Path(c.path), split=c.split, labels=np.asarray(c.labels),
+                       group=c.group) for c in listing.clips]
     return JobList(label_names=list(listing.label_names), jobs=jobs, skipped=list(listing.skipped))
 
 
@@ -294,7 +308,7 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
                 report.failures.append(ExtractFailure(job.sample_id, str(job.path), result))
             else:
                 features, times = result
-                writer.add(job.sample_id, job.split, features, job.labels, times=times)
+                writer.add(job.sample_id, job.split, features, job.labels, times=times, group=job.group)
                 report.written += 1
             done += 1
             if progress is not None:

@@ -79,7 +79,8 @@ def list_ravdess(media_dir: Path, include_song: bool, include_video_only: bool) 
         seen[path.stem] = path
         target = np.zeros(len(DEFAULT_LABEL_NAMES), dtype=np.float32)  # (q,)
         target[DEFAULT_LABEL_NAMES.index(EMOTION_CODES[codes["emotion"]])] = 1.0
-        clips.append(LabeledClip(path=path, clip_id=path.stem, split=ACTOR_SPLIT[codes["actor"]], labels=target))
+        clips.append(LabeledClip(path=path, clip_id=path.stem, split=ACTOR_SPLIT[codes["actor"]], labels=target,
+                                 group=f"{codes['actor']:02d}"))
 
     if not clips:
         raise no_clips_error("RAVDESS", media_dir, "01-01-06-01-02-01-12.mp4", skipped)

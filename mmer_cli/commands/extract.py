@@ -39,6 +39,7 @@ def extract_command(
     fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the extractor's)."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Extract only the K-th of N disjoint shards of the files, into CACHE_DIR/shard-K-of-N (N machines build one cache; `--dataset cache` reads CACHE_DIR whole)."),
     language: Optional[str] = typer.Option(None, "--language", metavar="CODE", help="Spoken language code for speech recognition (default: detected; the packaged model is English-only)."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", metavar="LIST", help="Streams to extract, comma-separated: text,audio,visual (default all). The others are never read (no face search, no speech recognition)."),
 ) -> None:
     """Extract face, voice and text features of labelled media into a cache folder (resumable).
 
@@ -75,6 +76,8 @@ def extract_command(
             if part is not None:
                 job_list, out = shard_jobs(job_list, *part), shard_dir(out, *part)
             values = dict(device=resolved.type, use_cache=False, language=language)
+            if modalities is not None:
+                values["modalities"] = tuple(m.strip() for m in modalities.split(",") if m.strip())
             if fps is not None:
                 values["fps"] = fps
             report = run_extraction(job_list, out, ExtractionSettings(**values), workers=workers,

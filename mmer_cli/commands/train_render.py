@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mmer.training import SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainReporter, TrainResult
+from mmer.training import SUMMARY_METRICS, EpochRecord, FoldsResult, RunStart, SeedsResult, TrainReporter, TrainResult
 
 
 def _epoch_line(record: EpochRecord, epochs: int) -> str:
@@ -25,8 +25,9 @@ def _start_line(start: RunStart) -> str:
     verb = f"resuming at epoch {start.start_epoch}" if start.resumed else "training"
     return (
         f"{verb}: {start.model} ({start.preset} preset) on {start.dataset} ({sizes}), {start.num_parameters:,} parameters, "
-        f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device} -> {start.run_dir}"
-    )
+        f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device}, "
+        f"streams {','.join(start.trained_modalities)} -> {start.run_dir}"
+    ) + "".join(f"\nwarning: {w}" for w in start.warnings)
 
 
 class PlainReporter(TrainReporter):
@@ -102,9 +103,14 @@ def render_result(result: TrainResult, console: Console) -> None:
                         f"{result.best_value:.4f}); test split, {thresholds}")
     table.add_column("metric")
     table.add_column("test", justify="right")
-    for key in ("acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier"):
-        table.add_row(key, f"{test[key]:.4f}")
+    for key in SUMMARY_METRICS:
+        if key in test:
+            table.add_row(key, f"{test[key]:.4f}")
     console.print(table)
+    if result.test.single_label is not None:
+        from mmer.cli.commands.metric_tables import single_label_tables
+
+        console.print(single_label_tables(result.test.single_label)[1])
     console.print(f"run directory: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -119,4 +125,25 @@ def render_seeds(result: SeedsResult, console: Console) -> None:
         summary = result.summary[key]
         table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
     console.print(table)
+    console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
+
+
+def render_folds(result: FoldsResult, console: Console) -> None:
+    """Test metrics over the folds (mean ± std, per fold), then the pooled confusion matrix."""
+    from mmer.cli.commands.metric_tables import single_label_tables
+    from mmer.single_label import SingleLabelMetrics
+
+    table = Table(title=f"test split over {result.folds} speaker-independent folds: mean ± std (sample std, n - 1)")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("per fold", justify="right")
+    for key in SUMMARY_METRICS:
+        summary = result.summary[key]
+        table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
+    console.print(table)
+    pooled = {k: v for k, v in result.pooled.items() if k != "confusion_columns"}
+    overall, confusion = single_label_tables(SingleLabelMetrics(**pooled))
+    overall.title = f"all folds' test samples pooled: {overall.title}"
+    console.print(overall)
+    console.print(confusion)
     console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
