@@ -17,13 +17,15 @@ positives cannot support its own threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmer.datasets.base import MultimodalDataset, keep_modalities
 from mmer.evaluation import predict_probs
-from mmer.stream_fusion import LateFusion, StreamCalibration, discrimination, fit_temperature
+from mmer.stream_fusion import (LateFusion, StreamCalibration, SummaryHead, discrimination, fit_temperature,
+                                frame_statistics)
 from mmer.thresholds import tune_global_threshold, tune_label_thresholds
 
 THRESHOLD_PRIOR_POSITIVES = 30.0
@@ -41,6 +43,35 @@ def calibrate_stream(probs: np.ndarray, labels: np.ndarray, labels_used: list[in
     against `labels` (N, q) 0/1, over the label columns `labels_used` (default all)."""
     return StreamCalibration(fit_temperature(probs, labels, labels_used), discrimination(probs, labels, labels_used),
                              basis)
+
+
+def fit_summary_head(train: list[np.ndarray], train_labels: np.ndarray, valid: list[np.ndarray],
+                     valid_labels: np.ndarray, c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0),
+                     what: str = "training") -> tuple[SummaryHead, dict[float, float]]:
+    """A stream's `SummaryHead`: multinomial logistic regression (class-balanced, L2) on the
+    utterance statistics (`frame_statistics`) of training inputs (frames (T, D) each; labels (N, q)
+    one-hot), its inverse strength C chosen from `c_grid` by unweighted accuracy on the validation
+    inputs (ties: the stronger regularisation). Returns the head (share 0.5; the caller chooses it)
+    and the validation UA of every C."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    x_train = np.stack([frame_statistics(x) for x in train])
+    x_valid = np.stack([frame_statistics(x) for x in valid])
+    y_train, y_valid = train_labels.argmax(1), valid_labels.argmax(1)
+    scaler = StandardScaler().fit(x_train)
+    fits = {c: LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x_train), y_train)
+            for c in c_grid}
+    ua = {c: float(balanced_accuracy_score(y_valid, f.predict(scaler.transform(x_valid)))) for c, f in fits.items()}
+    best = max(c_grid, key=lambda c: (ua[c], -c))  # ties -> stronger regularisation
+    fit = fits[best]
+    head = SummaryHead(labels=[int(k) for k in fit.classes_], mean=scaler.mean_.tolist(),
+                       scale=np.where(scaler.scale_ > 0, scaler.scale_, 1.0).tolist(), coef=fit.coef_.tolist(),
+                       intercept=fit.intercept_.tolist(),
+                       basis=f"logistic regression (class-balanced, C={best}) on utterance statistics of "
+                             f"{len(train)} {what}")
+    return head, ua
 
 
 def shrunk_thresholds(probs: np.ndarray, labels: np.ndarray,
@@ -116,3 +147,61 @@ def fit_fusion_on_split(model: torch.nn.Module, dataset: MultimodalDataset, labe
                                       f"samples, shrunk towards the global threshold {common:g} by "
                                       f"n / (n + {prior_positives:g}) (n = the label's positives)")
     return FusionFit(fusion, {m: int(len(idx)) for m, (idx, _) in readings.items()})
+
+
+@dataclass
+class CalibrationResult:
+    """What `calibrate_checkpoint` fitted and where it wrote it."""
+
+    checkpoint: Path
+    written: Path
+    dataset: str
+    split: str
+    label_names: list[str]
+    fusion: LateFusion
+    samples: dict[str, int]
+
+    def as_dict(self) -> dict:
+        return {"checkpoint": str(self.checkpoint), "written": str(self.written), "dataset": self.dataset,
+                "split": self.split, "samples_per_stream": dict(self.samples), "fusion": self.fusion.to_dict()}
+
+
+def calibrate_checkpoint(checkpoint: str | Path, dataset: str, data: str | Path, labels: str | Path | None = None,
+                         split: str = "valid", out: str | Path | None = None, device: str = "auto",
+                         threads: int | None = None,
+                         prior_positives: float = THRESHOLD_PRIOR_POSITIVES) -> CalibrationResult:
+    """Refit the late fusion of `checkpoint` (`fit_fusion_on_split`) on `split` of a dataset (held-out
+    data with the checkpoint's labels and features, e.g. your own validation clips) and write the
+    checkpoint with it to `out` (default: in place, replaced atomically). The streams are the
+    checkpoint's `trained_modalities` (all three for a checkpoint that does not record them).
+    Raises UserError (exit 2) for a dataset that does not fit the checkpoint or has no such split."""
+    from mmer.core.atomic_file import replacing
+    from mmer.core.feature_spec import MODALITIES
+    from mmer.datasets import dataset_names, load_dataset
+    from mmer.errors import UserError
+    from mmer.evaluation import require_matching_dataset, require_split
+    from mmer.models.checkpoint import load_checkpoint, save_checkpoint
+    from mmer.runtime import resolve_device, set_threads
+
+    if dataset not in dataset_names():
+        raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(dataset_names())}")
+    if not (prior_positives >= 0):
+        raise UserError(f"prior_positives must be >= 0, got {prior_positives}", parameter="prior_positives")
+    set_threads(threads)
+    dev = resolve_device(device)
+    checkpoint = Path(checkpoint)
+    model, info = load_checkpoint(checkpoint, device=dev)
+    bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
+    require_matching_dataset(info, bench, checkpoint)
+    held_out = require_split(bench, split)
+    streams = list(info.extra.get("trained_modalities", MODALITIES))
+    fit = fit_fusion_on_split(model, held_out, list(info.label_names), streams, dev,
+                              int(getattr(info.config, "batch_size", 64)), split, prior_positives)
+    extra = dict(info.extra)
+    extra["fusion"] = fit.fusion.to_dict()
+    extra["fusion_fit"] = {"split": split, "dataset": dataset, "data": str(data), "samples_per_stream": fit.samples}
+    target = checkpoint if out is None else Path(out)
+    with replacing(target) as tmp:
+        save_checkpoint(tmp, model, list(info.label_names), info.feature_spec, thresholds=list(info.thresholds),
+                        extra=extra)
+    return CalibrationResult(checkpoint, target, dataset, split, list(info.label_names), fit.fusion, fit.samples)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mmer.cli.commands import analyze, evaluate, extract, info, report, score, train
+from mmer.cli.commands import analyze, calibrate, evaluate, extract, info, report, score, train
 
 app = typer.Typer(
     add_completion=False,
@@ -35,6 +35,7 @@ app.command("analyze")(analyze.analyze_command)
 app.command("extract")(extract.extract_command)
 app.command("train")(train.train_command)
 app.command("eval")(evaluate.eval_command)
+app.command("calibrate")(calibrate.calibrate_command)
 app.command("score")(score.score_command)
 app.command("models")(info.models_command)
 app.command("report")(report.report_command)

@@ -67,11 +67,17 @@ def test_folds_need_groups_and_enough_of_them(grouped, tmp_path):
         fold_data(bench, 3, 0)
 
 
-def test_train_folds_summary_and_voice_only_checkpoint(grouped, tmp_path):
-    out = tmp_path / "folds"
+@pytest.fixture(scope="module")
+def folds_run(grouped, tmp_path_factory):
+    out = tmp_path_factory.mktemp("folds") / "folds"
     result = mmer("train", "--model", "lamb", "--dataset", "cache", "--data", grouped, *TINY_TRAIN, "--epochs", "2",
                   "--folds", "3", "--modalities", "audio", "--select-metric", "unweighted_accuracy", "--out", out)
     ok(result)
+    return out, result
+
+
+def test_train_folds_summary_and_voice_only_checkpoint(folds_run):
+    out, result = folds_run
     assert "confusion matrix" in result.stdout and "unweighted_accuracy" in result.stdout
     summary = json.loads((out / "folds_summary.json").read_text())
     assert summary["runs"] == ["fold-0", "fold-1", "fold-2"]
@@ -167,3 +173,43 @@ def test_shrunk_thresholds_follow_the_global_one_with_few_positives():
     own = tune_label_thresholds(probs, truth)
     assert abs(thresholds[1] - common) < abs(own[1] - common) * 0.2  # 3 / (3 + 30) of its own
     assert abs(thresholds[0] - own[0]) < abs(own[0] - common) * 0.2 + 1e-9  # 200 / 230 of its own
+
+
+def test_eval_prints_single_label_metrics(folds_run, grouped):
+    out, _ = folds_run
+    checkpoint = out / "fold-0" / "best.safetensors"
+    args = ("eval", "--dataset", "cache", "--data", grouped, "--checkpoint", checkpoint, "--split", "train",
+            "--device", "cpu", "--threads", "1")
+    table = mmer(*args)
+    ok(table)
+    for row in ("Top-1 accuracy", "WA (weighted accuracy)", "UA (unweighted accuracy", "confusion matrix"):
+        assert row in table.stdout
+    report = json.loads(mmer(*args, "--format", "json").stdout)
+    single = report["single_label"]
+    assert np.asarray(single["confusion"]).shape == (len(LABELS), len(LABELS) + 1)
+    assert np.asarray(single["confusion"]).sum() == report["num_samples"] == 48
+    assert report["unweighted_accuracy"] == pytest.approx(np.mean(list(single["per_class_recall"].values())))
+
+
+def test_calibrate_refits_the_fusion_of_a_checkpoint(folds_run, grouped, tmp_path):
+    from mmer.models.checkpoint import read_checkpoint_info
+    from mmer.stream_fusion import LateFusion
+
+    out, _ = folds_run
+    checkpoint = out / "fold-1" / "best.safetensors"
+    before, _ = read_checkpoint_info(checkpoint)
+    target = tmp_path / "calibrated.safetensors"
+    result = mmer("calibrate", checkpoint, "--data", grouped, "--split", "train", "--out", target, "--format", "json",
+                  "--device", "cpu", "--threads", "1")
+    ok(result)
+    report = json.loads(result.stdout)
+    assert report["samples_per_stream"] == {"audio": 48}
+    after, _ = read_checkpoint_info(target)
+    fusion = LateFusion.from_dict(after.extra["fusion"])
+    assert list(fusion.streams) == ["audio"] and after.extra["fusion_fit"]["split"] == "train"
+    assert after.thresholds == before.thresholds and after.extra["trained_modalities"] == ["audio"]
+    assert read_checkpoint_info(checkpoint)[0].extra["fusion"] == before.extra["fusion"]  # --out: untouched
+    other = write_grouped_cache(tmp_path / "other", per_speaker=2)
+    (other / "manifest.json").write_text((other / "manifest.json").read_text().replace('"sad"', '"sadness"'))
+    bad = mmer("calibrate", checkpoint, "--data", other, "--device", "cpu")
+    assert bad.exit_code == 2 and "trained on labels" in bad.stderr and "Traceback" not in bad.stderr
