@@ -59,6 +59,7 @@ class JobList:
     label_names: list[str]
     jobs: list[ExtractJob]
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the listing's label rules and choices, one line each
 
 
 @dataclass
@@ -186,7 +187,59 @@ def jobs_from_corpus(name: str, media_dir: Path, options: dict[str, str] | None 
     listing = list_corpus(name, Path(media_dir), **(options or {}))
     jobs = [ExtractJob(sample_id=c.clip_id, path=Path(c.path), split=c.split, labels=np.asarray(c.labels),
                        group=c.group) for c in listing.clips]
-    return JobList(label_names=list(listing.label_names), jobs=jobs, skipped=list(listing.skipped))
+    return JobList(label_names=list(listing.label_names), jobs=jobs, skipped=list(listing.skipped),
+                   notes=list(listing.notes))
+
+
+def parse_label_map(items: Sequence[str]) -> dict[str, str]:
+    """["calm=neutral", ...] -> {"calm": "neutral"}; UserError (parameter "map") when malformed."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise UserError(f"map {item!r} is not of the form FROM=TO (e.g. calm=neutral)", parameter="map")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def apply_label_choices(job_list: JobList, mapping: dict[str, str] | None = None,
+                        exclude: Sequence[str] = ()) -> JobList:
+    """A listing's labels as chosen: `mapping` {FROM: TO} renames label FROM to TO, or merges it into
+    TO when that label exists (a clip then has TO when it had either); `exclude` leaves out every
+    clip that has one of these labels (each named in `skipped`) and drops their columns.
+    Raises UserError for a label the listing does not have."""
+    mapping, exclude = dict(mapping or {}), list(exclude)
+    names = list(job_list.label_names)
+    unknown = [n for n in list(mapping) + exclude if n not in names]
+    if unknown:
+        raise UserError(f"no label {unknown[0]!r} in this listing (labels: {', '.join(names)})",
+                        parameter="map" if unknown[0] in mapping else "exclude")
+    if not mapping and not exclude:
+        return job_list
+    skipped, notes, kept = list(job_list.skipped), list(job_list.notes), []
+    dropped = [names.index(n) for n in exclude]
+    for job in job_list.jobs:
+        hit = [names[k] for k in dropped if job.labels[k] > 0]
+        if hit:
+            skipped.append(f"{job.path}: label {hit[0]} (--exclude {hit[0]})")
+        else:
+            kept.append(job)
+    final: list[str] = []
+    for n in names:
+        if n in exclude:
+            continue
+        target = mapping.get(n, n)
+        if target not in final:
+            final.append(target)
+    columns = {t: [k for k, n in enumerate(names) if n not in exclude and mapping.get(n, n) == t] for t in final}
+    jobs = [ExtractJob(job.sample_id, job.path, job.split,
+                       np.array([float(job.labels[columns[t]].max()) for t in final], dtype=np.float32), job.group)
+            for job in kept]
+    notes += [f"label {a} -> {b} (--map {a}={b})" for a, b in mapping.items()]
+    notes += [f"clips labelled {n} left out, {len(job_list.jobs) - len(kept)} in all (--exclude)" for n in exclude[:1]]
+    if not jobs:
+        raise UserError("every clip was left out by --exclude", parameter="exclude")
+    return JobList(final, jobs, skipped, notes)
 
 
 # ----------------------------------------------------------------------------- workers
