@@ -61,6 +61,8 @@ class AnalyzeOptions:
     use_cache: reuse/stash extracted features in the extractor cache.  cache_dir: its folder.
     precision: "fp32" | "bf16" | "fp16": autocast for the emotion network (the extractors stay fp32).
     workers: files analysed in this many processes, each with its own models and `threads`.
+    features: a `mmer extract` cache folder; an input whose content (SHA-256) it holds, extracted
+        with this checkpoint's feature settings and streams, is read from there instead of extracted.
     """
 
     model: str = DEFAULT_MODEL
@@ -74,6 +76,7 @@ class AnalyzeOptions:
     cache_dir: Path | None = None
     precision: str = "fp32"
     workers: int = 1
+    features: Path | None = None
 
 
 @dataclass
@@ -244,6 +247,15 @@ class Analyzer:
             raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
                             "settings produce: " + "; ".join(problems))
         self.extractor = FeatureExtractor(self.settings)
+        self.source = None  # an extract cache's samples by source SHA-256 (`--features`)
+        if options.features is not None:
+            from mmer.datasets.cache import source_index
+
+            self.source = source_index(Path(options.features))
+            problems = expected.mismatches(self.source.spec)
+            if problems:
+                raise UserError(f"features {options.features}: extracted with other feature settings than "
+                                f"{self.checkpoint} was trained on: " + "; ".join(problems), parameter="features")
         # A checkpoint trained on separate single-modality corpora (the shipped defaults) combines
         # its single-stream readings by reliability-weighted late fusion (mmer/stream_fusion.py).
         self.fusion: LateFusion | None = None
@@ -274,7 +286,7 @@ class Analyzer:
         """Extract and predict one file; ExtractionError (one line) when the file cannot be read."""
         if not os.access(path, os.R_OK):
             raise ExtractionError(f"{path}: permission denied (file is not readable)")
-        features = self.extractor.extract(path)
+        features = self._extracted_before(path) or self.extractor.extract(path)
         started = time.perf_counter()
         duration = max(float(features.duration_s), 0.0)
         # The whole clip on its own, so its result does not depend on windowing (padding, MC-dropout masks).
@@ -311,6 +323,37 @@ class Analyzer:
             by_modality=clip_evidence[0],
             words=list(features.words),
         )
+
+    def _extracted_before(self, path: Path) -> FeatureSet | None:
+        """The features of `path` from the `--features` extract cache, when it holds a sample of
+        this file's content with every stream the checkpoint reads (and their frame times)."""
+        if self.source is None:
+            return None
+        from mmer.datasets.cache import read_cached_sample, read_cached_times
+        from mmer.extractors.cache import file_sha256
+        from mmer.extractors.media import probe_media
+
+        started = time.perf_counter()
+        found = self.source.samples.get(file_sha256(path))
+        wanted = [m for m in MODALITIES if m not in self.ignored_modalities]
+        if found is None or not set(wanted) <= set(found[1]):
+            return None
+        try:
+            arrays = read_cached_sample(found[0], self.source.spec)
+            times = read_cached_times(found[0])
+        except (OSError, ValueError):
+            return None
+        if any(m not in times or len(times[m]) != len(arrays[m]) for m in MODALITIES):
+            return None
+        ends = [float(t[-1]) for t in times.values() if len(t)]
+        duration = probe_media(path).duration_s or (max(ends) if ends else 0.0)
+        rate = self.source.spec.audio.frame_rate_hz or 1.0
+        stats = ModalityStats(face_frames=len(arrays["visual"]), seconds=float(duration),
+                              voiced=len(arrays["audio"]) / rate, tokens=len(arrays["text"]))
+        return FeatureSet(features=arrays, times=times, spec=self.source.spec, duration_s=float(duration), stats=stats,
+                          timings_s={"features_cache": time.perf_counter() - started},
+                          warnings=[f"features read from the extract cache {self.options.features} "
+                                    "(it stores no transcript)"])
 
     def _scores(self, features: FeatureSet, spans: list[tuple[float, float]], evidence: list[ModalityEvidence],
                 windows: list[FeatureSet]) -> list[list[EmotionScore]]:

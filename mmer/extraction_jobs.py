@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from mmer.extractors.cache import file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer.core.atomic_file import write_text_atomic
@@ -361,7 +362,8 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
                 report.failures.append(ExtractFailure(job.sample_id, str(job.path), result))
             else:
                 features, times = result
-                writer.add(job.sample_id, job.split, features, job.labels, times=times, group=job.group)
+                writer.add(job.sample_id, job.split, features, job.labels, times=times, group=job.group,
+                           source_sha256=file_sha256(job.path), streams=list(settings.modalities))
                 report.written += 1
             done += 1
             if progress is not None:

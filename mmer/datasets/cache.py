@@ -7,7 +7,9 @@ Layout of a cache folder:
                      "created_by": "mmer 0.1.0"}
     index.jsonl     one JSON object per line, appended as samples are written:
                      {"id": "...", "split": "train", "labels": [0, 1, 0, ...], "file": "samples/....npz"}
-                     and, when known, "group": "..." (the speaker or actor: `--folds` splits by it)
+                     and, when known, "group": "..." (the speaker or actor: `--folds` splits by it),
+                     "sha256": "<hex>" (of the source media file) and "streams": [...] (the
+                     modalities extracted): `mmer analyze --features CACHE` reuses such a sample
     samples/*.npz   one per sample, read with allow_pickle=False:
                      "text", "audio", "visual": (T_m, D_m) float32 (T_m may be 0: modality absent)
                      "times_text", ...: (T_m,) float64 frame start times in seconds, when known
@@ -211,13 +213,16 @@ class CacheWriter:
         return sample_id in self._ids
 
     def add(self, sample_id: str, split: str, features: Mapping[str, np.ndarray], labels: np.ndarray,
-            times: Mapping[str, np.ndarray] | None = None, group: str | None = None) -> Path:
+            times: Mapping[str, np.ndarray] | None = None, group: str | None = None,
+            source_sha256: str | None = None, streams: list[str] | None = None) -> Path:
         """Write one sample; returns its `.npz` path.
 
         features[m]: (T_m, D_m) with D_m = feature_spec[m].dim and T_m >= 0, finite values.
         labels: (q,) multi-hot of 0/1 in `label_names` order.
         times[m]: optional (T_m,) frame start times in seconds.
         group: the sample's speaker/actor (non-empty), or None.
+        source_sha256 / streams: the SHA-256 of the media file the features came from and the
+        modalities that were extracted (so `mmer analyze --features` can find and trust them).
         Raises DatasetError for a duplicate id, unknown split or wrong shapes.
         """
         if not isinstance(sample_id, str) or not sample_id:
@@ -238,6 +243,9 @@ class CacheWriter:
             if not str(group):
                 raise DatasetError(f"{self.dir}: sample {sample_id!r}: group must be non-empty")
             record["group"] = str(group)
+        if source_sha256 is not None:
+            record["sha256"] = str(source_sha256)
+            record["streams"] = list(streams if streams is not None else MODALITIES)
         line = json.dumps(record)
         with open(self.dir / INDEX_NAME, "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -337,3 +345,37 @@ def load_cache(data: Path, labels: Path | None = None) -> BenchmarkData:
         out.splits[split] = MultimodalDataset(lambda i, files=files: read_cached_sample(files[i], spec),
                                               matrix, [e.id for e in chosen], [e.group for e in chosen])
     return out
+
+
+@dataclass(frozen=True)
+class SourceIndex:
+    """The samples of a cache that record their source media file: feature spec, and per SHA-256
+    of a source file the sample file and the modalities extracted for it."""
+
+    spec: FeatureSpec
+    samples: dict[str, tuple[Path, tuple[str, ...]]]
+
+
+def source_index(data: Path) -> SourceIndex:
+    """`SourceIndex` of the cache (or sharded cache) at `data`; DatasetError when it is not one."""
+    folders = shard_folders(Path(data))
+    label_names, spec = read_manifest(folders[0])
+    samples: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for folder in folders:
+        path = folder / INDEX_NAME
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.is_file() else []
+        for line in lines:
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if isinstance(obj, dict) and isinstance(obj.get("sha256"), str) and isinstance(obj.get("file"), str):
+                streams = tuple(m for m in obj.get("streams", MODALITIES) if m in MODALITIES)
+                samples[obj["sha256"]] = (folder / obj["file"], streams)
+    return SourceIndex(spec, samples)
+
+
+def read_cached_times(path: Path) -> dict[str, np.ndarray]:
+    """{m: (T_m,) float64 frame start times} of one sample file, for the modalities that have them."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {m: np.asarray(npz[TIMES_PREFIX + m], dtype=np.float64) for m in MODALITIES
+                if TIMES_PREFIX + m in npz.files}
