@@ -136,17 +136,48 @@ def run_presets(work: Path, names: list[str]) -> dict:
     return results
 
 
+def markdown(result: dict) -> str:
+    """The result file as tables: held-out scores per run, learning curves (every 3rd epoch)."""
+    lines = [f"# Small corpora: {result['data']}", "", result["protocol"] + f"; chance UA {result['chance_ua']}.", "",
+             "## Speaker-independent folds, `--preset small`", "",
+             "| model | top-1 (mean ± std) | UA | WA | macro-F1 | pooled UA | pooled WA | wall time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, run in result.get("small_preset_folds", {}).items():
+        m = run["mean_std"]
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]['mean']:.3f} ± {m[k]['std']:.3f}" for k in (
+            "top1_accuracy", "unweighted_accuracy", "weighted_accuracy", "macro_f1"))
+            + f" | {run['pooled']['unweighted_accuracy']:.3f} | {run['pooled']['weighted_accuracy']:.3f}"
+            + f" | {run['seconds'] / 60:.0f} min |")
+    lines += ["", "## Fold 0 (test speakers 03 + 08) with each preset", "",
+              "| run | best epoch / run | test top-1 | test UA | test WA | test macro-F1 | warning |", "|---|---|---|---|---|---|---|"]
+    runs = {**{k: v for k, v in result.get("presets_fold0", {}).items()},
+            **{f"{k} (fold 0)": v["folds"][0] for k, v in result.get("small_preset_folds", {}).items()}}
+    for name, run in runs.items():
+        lines.append(f"| {name} | {run['best_epoch']} / {run['epochs_run']} | {run['top1_accuracy']:.3f} | {run['ua']:.3f} | "
+                     f"{run['wa']:.3f} | {run['macro_f1']:.3f} | {'yes' if run['warnings'] else ''} |")
+    lines += ["", "## Learning curves, fold 0 (train loss / validation UA, every 3rd epoch)", ""]
+    for name, run in runs.items():
+        points = [f"{c['epoch']}: {c['train_loss']:.3f} / {c['val_ua']:.3f}" for c in run["curve"][::3]]
+        lines.append(f"- **{name}**: " + ", ".join(points))
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="cache and run directories (outside the repository)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "emodb")
-    parser.add_argument("--part", choices=("all", "extract", "folds", "presets"), default="all")
+    parser.add_argument("--part", choices=("all", "extract", "folds", "presets", "report"), default="all",
+                        help="report: only render recipes/results/small_corpus_emodb.md from the JSON")
     parser.add_argument("--models", nargs="+", default=["lddu", "lamb"])
     parser.add_argument("--presets", nargs="+", default=list(PRESET_RUNS), choices=list(PRESET_RUNS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     path = RESULTS_DIR / f"{RESULT_NAME}.json"
+    if args.part == "report":
+        (RESULTS_DIR / f"{RESULT_NAME}.md").write_text(markdown(json.loads(path.read_text())))
+        print(f"wrote {RESULTS_DIR / f'{RESULT_NAME}.md'}")
+        return
     result: dict = {}
     result.update({"recipe": "recipes/small_corpus_emodb.py", "data": "EmoDB (../shared/data/emodb), 535 utterances, "
                    "10 speakers, its 7 classes; audio only (eGeMAPS LLDs of the speech, mmer extract --modalities audio)",
