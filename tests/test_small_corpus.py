@@ -79,6 +79,8 @@ def folds_run(grouped, tmp_path_factory):
 def test_train_folds_summary_and_voice_only_checkpoint(folds_run):
     out, result = folds_run
     assert "confusion matrix" in result.stdout and "unweighted_accuracy" in result.stdout
+    assert "warning: only 2 optimisation steps per epoch (4 in all) on 16 training samples" in result.stdout
+    assert "streams audio" in result.stdout
     summary = json.loads((out / "folds_summary.json").read_text())
     assert summary["runs"] == ["fold-0", "fold-1", "fold-2"]
     assert summary["groups"] == {"fold-0": ["3", "8"], "fold-1": ["9", "10"], "fold-2": ["11", "12"]}
