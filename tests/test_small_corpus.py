@@ -215,3 +215,12 @@ def test_calibrate_refits_the_fusion_of_a_checkpoint(folds_run, grouped, tmp_pat
     (other / "manifest.json").write_text((other / "manifest.json").read_text().replace('"sad"', '"sadness"'))
     bad = mmer("calibrate", checkpoint, "--data", other, "--device", "cpu")
     assert bad.exit_code == 2 and "trained on labels" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_extract_refuses_unknown_streams_and_labels_before_any_media(tmp_path):
+    (tmp_path / "labels.csv").write_text("file,group,labels\na.wav,1,joy\nb.wav,2,calm\n")
+    bad = mmer("extract", tmp_path, "--labels", tmp_path / "labels.csv", "--modalities", "voice", "--out", tmp_path / "c")
+    assert bad.exit_code == 2 and "modalities must be a non-empty subset of text, audio, visual" in bad.stderr
+    unknown = mmer("extract", tmp_path, "--labels", tmp_path / "labels.csv", "--map", "sad=neutral", "--out", tmp_path / "d")
+    assert unknown.exit_code == 2 and "no label 'sad'" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
