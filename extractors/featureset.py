@@ -27,6 +27,7 @@ class ModalityStats:
     seconds: float = 0.0  # audio: decoded audio duration (s)
     voiced: float = 0.0  # audio: seconds judged voiced
     tokens: int = 0  # text: number of word-piece tokens embedded
+    words_trust: float = 1.0  # text: how far the recognised words can be trusted, 0..1 (speech.RecognitionConfidence)
 
 
 @dataclass
@@ -36,7 +37,8 @@ class FeatureSet:
     features[m]: (T_m, D_m) float32; T_m == 0 when the modality is absent (no face, no audio...).
     times[m]:    (T_m,) float64 start time in seconds of each frame/token, for windowing.
     spec:        the FeatureSpec these features follow (checked against a checkpoint's spec).
-    transcript:  the words the text features were computed from ("" when none).
+    transcript:  the words recognised or given ("" when none); the text features were computed from
+                 them, unless the recogniser's own scores failed them (stats.words_trust == 0).
     words:       those words with their start/end times (s), in spoken order.
     duration_s:  media duration in seconds.
     timings_s:   stage name -> seconds spent.

@@ -26,15 +26,15 @@ from typing import Callable
 import numpy as np
 
 from mmer.extractors.acoustic import ACOUSTIC_RATE_HZ, AcousticExtractor, acoustic_set, acoustic_version
-from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import FeatureSet, ModalityStats
 from mmer.extractors.media import (AUDIO_RATE_HZ, AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, DecodedAudio,
                               MediaInfo, MediaReader, check_readable, probe_media)
 from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word, asr_identity, asr_model_dir,
                                read_transcript)
-from mmer.extractors.text import TextEncoder, encoder_info
-from mmer.extractors.voice_activity import VAD_VERSION, inside, speech_spans, spoken_seconds
+from mmer.extractors.text import EncoderInfo, TextEncoder, encoder_info
+from mmer.extractors.voice_activity import LOWERED_PASS, VAD_VERSION, inside, speech_spans, spoken_seconds
 from mmer.core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 
 __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
@@ -93,6 +93,11 @@ def _check_settings(settings: ExtractionSettings) -> None:
 def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     """The FeatureSpec files extracted with `settings` will carry; reads only the text encoder's
     config.json. Raises ExtractionError for invalid settings."""
+    return _spec_and_encoder(settings)[0]
+
+
+def _spec_and_encoder(settings: ExtractionSettings) -> tuple[FeatureSpec, EncoderInfo]:
+    """`feature_spec_for(settings)` and the text encoder's `encoder_info` it was built from."""
     _check_settings(settings)
     encoder = encoder_info(settings.text_encoder)
     audio = acoustic_set(settings.acoustic)
@@ -100,13 +105,14 @@ def feature_spec_for(settings: ExtractionSettings) -> FeatureSpec:
     from mmer.extractors.face import VISUAL_DIM, VISUAL_LAYOUT_VERSION
 
     expression = weights_metadata()["source"]["sha256"][:12]  # which expression weights read the faces
-    return FeatureSpec(
+    spec = FeatureSpec(
         text=ModalitySpec(f"{TEXT_EXTRACTOR}:{encoder.name}", encoder.dim, None, encoder.version),
         audio=ModalitySpec(audio.extractor, audio.dim, ACOUSTIC_RATE_HZ,
                            f"{acoustic_version(settings.acoustic)}/speech-only-{VAD_VERSION}"),
         visual=ModalitySpec(VISUAL_EXTRACTOR, VISUAL_DIM, float(settings.fps),
                             f"facenet-pytorch-{metadata.version('facenet-pytorch')}/fer2013-{expression}/{VISUAL_LAYOUT_VERSION}"),
     )
+    return spec, encoder
 
 
 STAGES = ("decode", "face", "expression", "acoustic", "asr", "text")
@@ -167,8 +173,7 @@ class FeatureExtractor:
 
     def __init__(self, settings: ExtractionSettings):
         self.settings = settings
-        self.spec = feature_spec_for(settings)
-        self._encoder_info = encoder_info(settings.text_encoder)
+        self.spec, self._encoder_info = _spec_and_encoder(settings)
         self._asr_dir = asr_model_dir(settings.asr_model) if settings.transcript is None else None
         self._cache = FeatureCache(settings.cache_dir) if settings.use_cache else None
         self._settings_digest = self._digest() if settings.use_cache else ""
@@ -193,7 +198,8 @@ class FeatureExtractor:
         s = self.settings
         parts = {"spec": self.spec.to_dict(), "max_side_px": s.max_side_px,
                  "transcript": file_sha256(s.transcript) if s.transcript else None,
-                 "asr": asr_identity(self._asr_dir) if self._asr_dir else None, "language": s.language}
+                 "asr": asr_identity(self._asr_dir) if self._asr_dir else None, "language": s.language,
+                 "vad_lowered_pass": list(LOWERED_PASS)}
         if set(s.modalities) != set(MODALITIES):  # (all three: the digest of earlier versions)
             parts["modalities"] = sorted(s.modalities)
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -234,9 +240,9 @@ class FeatureExtractor:
         reader, visual, visual_times, face_frames = self._read_visual(info, clock)
         audio = reader.audio
         acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
-        words = self._words(info, audio, voiced, clock, warnings) if "text" in wanted else []
+        words, trust = self._words(info, audio, voiced, clock, warnings) if "text" in wanted else ([], 1.0)
         text, text_times = np.zeros((0, self.spec.text.dim), np.float32), np.zeros(0)
-        if words:
+        if words and trust > 0:
             encoder = self._models.get("text", clock)
             start = time.perf_counter()
             text, text_times = encoder.encode(words)
@@ -254,7 +260,7 @@ class FeatureExtractor:
             spec=self.spec, transcript=" ".join(w.text for w in words), words=words,
             duration_s=info.duration_s or max(audio.seconds, float(visual_times[-1]) if len(visual_times) else 0.0),
             stats=ModalityStats(frames=reader.frames_sampled, face_frames=face_frames, seconds=audio.seconds,
-                                voiced=voiced, tokens=int(text.shape[0])),
+                                voiced=voiced, tokens=int(text.shape[0]), words_trust=trust),
             timings_s=clock.seconds, warnings=warnings)
         if self._cache is not None:
             try:
@@ -332,8 +338,10 @@ class FeatureExtractor:
         return features, times + audio.start_s, voiced
 
     def _words(self, info: MediaInfo, audio: DecodedAudio, voiced: float, clock: _Clock,
-               warnings: list[str]) -> list[Word]:
-        """Words with media times: from the transcript file, else recognised from the audio."""
+               warnings: list[str]) -> tuple[list[Word], float]:
+        """Words with media times: from the transcript file, else recognised from the audio; and how
+        far they can be trusted in [0, 1] (`RecognitionConfidence.trust`; 1 for a transcript file,
+        0: the recogniser's own scores say its decoding failed, so the words give no text features)."""
         if self.settings.transcript is not None:
             start = time.perf_counter()
             words = read_transcript(self.settings.transcript, info.duration_s)
@@ -344,21 +352,27 @@ class FeatureExtractor:
                 warnings.append("no speech in the audio (silence or noise): audio features absent")
             if not words:
                 warnings.append("the transcript file has no words: text features absent")
-            return words
+            return words, 1.0
         if not info.has_audio:
             warnings.append("no audio track: audio and text features absent")
-            return []
+            return [], 1.0
         if voiced < MIN_VOICED_S:
             warnings.append("no speech in the audio (silence or noise): audio and text features absent")
-            return []
+            return [], 1.0
         asr = self._models.get("asr", clock)
         start = time.perf_counter()
-        words, notes = asr.transcribe(audio.samples, self.settings.language)
+        heard = asr.transcribe(audio.samples, self.settings.language)
         clock.add("asr", time.perf_counter() - start)
-        warnings.extend(notes)
-        if not words:
+        warnings.extend(heard.warnings)
+        trust = 1.0
+        if not heard.words:
             warnings.append("no words recognised in the audio: text features absent")
-        return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in words]
+        elif heard.confidence is not None and heard.confidence.trust() < 1.0:
+            trust = heard.confidence.trust()
+            outcome = "text features absent" if trust == 0.0 else f"words trusted {trust:.0%}"
+            warnings.append(f"the speech recogniser is unsure of the words: {heard.confidence.reason()}; "
+                            f"it knows only English and writes invented English for other languages: {outcome}")
+        return [Word(w.text, w.start_s + audio.start_s, w.end_s + audio.start_s) for w in heard.words], trust
 
 
 def speech_features(acoustic: AcousticExtractor, samples: np.ndarray,

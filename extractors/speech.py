@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mmer.extractors.cache import file_sha256
+from mmer.extractors.feature_cache import file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import Word
 from mmer.extractors.media import AUDIO_RATE_HZ
@@ -19,6 +20,18 @@ it gives near-identical words at about 3/4 of beam search's time, and a bounded 
 ASR_CHUNK_S = 120.0
 """Longer audio is recognised in pieces of at most this many seconds (bounded memory: whisper's
 log-mel input of a piece is computed at once), cut at the quietest 20 ms of the piece's last 5 s."""
+LOGPROB_FAILED = -1.0
+"""Average token log-probability (nats) below which whisper itself calls a decoding failed
+(`log_prob_threshold`): such words are not used (trust 0). The English-only recogniser turns speech
+in another language into fluent English that was never said, at low log-probability."""
+LOGPROB_TRUSTED = -0.65
+"""From this average log-probability up, the words are fully trusted; between LOGPROB_FAILED and
+this, their trust falls linearly to 0 (chosen on the development half of
+recipes/words_trust_check.py, see recipes/results/words_trust_check.json)."""
+COMPRESSION_FAILED = 2.4
+"""Whisper's `compression_ratio_threshold`: text that compresses better repeats itself (a loop)."""
+NO_SPEECH_FAILED = 0.6
+"""Whisper's `no_speech_threshold`: segments more likely than this to hold no speech."""
 _CUT_SEARCH_S, _CUT_FRAME_S = 5.0, 0.02
 _TIMESTAMP = re.compile(r"^(?:(\d{1,6}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")  # [HH:]MM:SS(,|.)mmm
 _MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # <i>, <v Speaker>, {\an8} styling in subtitles
@@ -141,24 +154,84 @@ class SpeechRecognizer:
     def multilingual(self) -> bool:
         return bool(self.model.model.is_multilingual)
 
-    def transcribe(self, samples: np.ndarray, language: str | None = None) -> tuple[list[Word], list[str]]:
-        """samples (N,) float32 at 16 kHz -> (words with times in seconds from samples[0], warnings).
+    def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcription:
+        """samples (N,) float32 at 16 kHz -> words with times in seconds from samples[0], warnings,
+        and how sure the recogniser was of them (`Transcription`).
 
-        Silero voice-activity detection (bundled with faster-whisper) skips non-speech, so silence
-        and noise give no words instead of hallucinated ones.
+        Voice-activity detection skips non-speech, so silence and noise give no words instead of
+        hallucinated ones: faster-whisper's own rule, reading mmer's detector
+        (`voice_activity.voice_probabilities`, which also hears shouted speech).
         """
+        from mmer.extractors.voice_activity import silero_answers, voice_probabilities
+
         warnings = []
         if language not in (None, "en") and not self.multilingual:
             warnings.append(f"the speech model is English-only: language {language!r} ignored")
             language = "en"
-        words = []
+        words, segments = [], []
         for first, end in speech_pieces(samples):
             offset = first / AUDIO_RATE_HZ
-            segments, _ = self.model.transcribe(samples[first:end].astype(np.float32, copy=False), language=language,
-                                                beam_size=ASR_BEAM_SIZE, temperature=0.0, word_timestamps=True,
-                                                condition_on_previous_text=False, vad_filter=True)
-            for segment in segments:
+            piece = np.ascontiguousarray(samples[first:end], dtype=np.float32)
+            with silero_answers(voice_probabilities(piece)):  # transcribe runs the detector before it returns
+                pieces, _ = self.model.transcribe(piece, language=language, beam_size=ASR_BEAM_SIZE, temperature=0.0,
+                                                  word_timestamps=True, condition_on_previous_text=False,
+                                                  vad_filter=True)
+            for segment in pieces:
+                segments.append(segment)
                 for word in segment.words or ():
                     if word.word.strip():
                         words.append(Word(word.word.strip(), offset + float(word.start), offset + float(word.end)))
-        return words, warnings
+        return Transcription(words, warnings, RecognitionConfidence.of(segments) if words else None)
+
+
+@dataclass(frozen=True)
+class RecognitionConfidence:
+    """How sure the recogniser was of a clip's words, from its own scores of the segments it wrote.
+
+    avg_logprob: the segments' mean token log-probability (nats, <= 0), weighted by segment
+    duration; no_speech_prob: their probability of holding no speech, weighted the same way;
+    compression_ratio: the highest gzip compression ratio of a segment's text (repetition loops
+    give high values); seconds: the recognised segments' total duration.
+    """
+
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    seconds: float
+
+    @classmethod
+    def of(cls, segments) -> "RecognitionConfidence":
+        """From faster-whisper `Segment`s (start, end, avg_logprob, no_speech_prob, compression_ratio)."""
+        w = np.array([max(float(g.end) - float(g.start), 0.01) for g in segments])
+        mean = lambda values: float(np.dot(w, values) / w.sum())  # noqa: E731
+        return cls(avg_logprob=mean([g.avg_logprob for g in segments]),
+                   no_speech_prob=mean([g.no_speech_prob for g in segments]),
+                   compression_ratio=float(max(g.compression_ratio for g in segments)),
+                   seconds=float(w.sum()))
+
+    def trust(self) -> float:
+        """How far the words can be trusted, in [0, 1]: 0 where the recogniser's own criteria call
+        the decoding failed (whisper's defaults: average log-probability below LOGPROB_FAILED,
+        compression ratio above COMPRESSION_FAILED, no-speech probability above NO_SPEECH_FAILED),
+        1 from LOGPROB_TRUSTED up, and linear in the average log-probability between the two."""
+        if self.compression_ratio > COMPRESSION_FAILED or self.no_speech_prob > NO_SPEECH_FAILED:
+            return 0.0
+        return float(np.clip((self.avg_logprob - LOGPROB_FAILED) / (LOGPROB_TRUSTED - LOGPROB_FAILED), 0.0, 1.0))
+
+    def reason(self) -> str:
+        """Why the words are not fully trusted, in a few words (for warnings)."""
+        if self.compression_ratio > COMPRESSION_FAILED:
+            return f"its text repeats itself (compression ratio {self.compression_ratio:.2f} > {COMPRESSION_FAILED})"
+        if self.no_speech_prob > NO_SPEECH_FAILED:
+            return f"it heard no speech (no-speech probability {self.no_speech_prob:.2f} > {NO_SPEECH_FAILED})"
+        return f"its average log-probability is {self.avg_logprob:.2f} (trusted from {LOGPROB_TRUSTED}, none below {LOGPROB_FAILED})"
+
+
+@dataclass
+class Transcription:
+    """What `SpeechRecognizer.transcribe` heard: words (times in seconds), warnings, and the
+    recogniser's confidence in those words (None when there are none)."""
+
+    words: list[Word]
+    warnings: list[str] = field(default_factory=list)
+    confidence: RecognitionConfidence | None = None

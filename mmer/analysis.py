@@ -23,13 +23,14 @@ import torch
 
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
-from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor, feature_spec_for
+from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor
 from mmer.errors import UserError
 from mmer.catalog import DEFAULT_MODEL
 from mmer.runtime import keep_heap_flat, resolve_device, resolve_precision, set_threads
 from mmer.stream_fusion import LateFusion
+from mmer.thresholds import apply_thresholds
 from mmer.models.batch import MultimodalBatch
-from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
+from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_info
 from mmer.core.feature_spec import MODALITIES
 from mmer.models.registry import model_names
 
@@ -172,6 +173,15 @@ def resolve_checkpoint(model: str) -> Path:
     return path
 
 
+def result_label_names(outcomes: Sequence[AnalyzeOutcome], options: AnalyzeOptions) -> list[str]:
+    """The emotion labels of a run, in the model's order: from the first analysed clip, or (every
+    input failed) from the checkpoint's header, so tabular outputs keep their columns."""
+    for outcome in outcomes:
+        if isinstance(outcome, ClipResult):
+            return [e.label for e in outcome.emotions]
+    return read_checkpoint_info(resolve_checkpoint(options.model))[0].label_names
+
+
 def expand_inputs(paths: Sequence[Path]) -> list[Path | ClipFailure]:
     """Files stay as given; folders become the media files inside them (recursively, sorted,
     hidden entries skipped). A missing path or a folder without media is a `ClipFailure`."""
@@ -202,10 +212,11 @@ def auto_window_s(duration_s: float) -> float:
 
 
 def _scores(label_names: list[str], thresholds: list[float], probs: np.ndarray, uncertainty: np.ndarray) -> list[EmotionScore]:
-    """probs, uncertainty: (q,) -> one EmotionScore per label."""
+    """probs, uncertainty: (q,) -> one EmotionScore per label (decided by `apply_thresholds`)."""
+    present = apply_thresholds(np.asarray(probs)[None, :], thresholds)[0]  # (1, q) -> (q,)
     return [
-        EmotionScore(label=name, probability=float(p), present=bool(p >= t), uncertainty=float(u))
-        for name, t, p, u in zip(label_names, thresholds, probs, uncertainty)
+        EmotionScore(label=name, probability=float(p), present=bool(d), uncertainty=float(u))
+        for name, d, p, u in zip(label_names, present, probs, uncertainty)
     ]
 
 
@@ -241,15 +252,14 @@ class Analyzer:
         trained = self.info.extra.get("trained_modalities", list(MODALITIES))
         self.ignored_modalities = [m for m in MODALITIES if m not in trained]
         self.settings = self._settings_for(self.info)
+        self.extractor = FeatureExtractor(self.settings)  # loads no network yet: each is built when first needed
         expected = self.info.feature_spec
-        problems = expected.mismatches(feature_spec_for(self.settings))
-        if problems:
-            raise UserError(f"{self.checkpoint}: checkpoint was trained on other features than these extraction "
-                            "settings produce: " + "; ".join(problems))
-        self.extractor = FeatureExtractor(self.settings)
+        expected.require_compatible(
+            self.extractor.spec,
+            f"{self.checkpoint}: checkpoint was trained on other features than these extraction settings produce")
         self.source = None  # an extract cache's samples by source SHA-256 (`--features`)
         if options.features is not None:
-            from mmer.datasets.cache import source_index
+            from mmer.datasets.extract_cache import source_index
 
             self.source = source_index(Path(options.features))
             problems = expected.mismatches(self.source.spec)
@@ -307,6 +317,9 @@ class Analyzer:
                         for (a, b), scores, evidence in zip(spans, w_scores, w_evidence)]
         warnings = list(features.warnings) + [
             f"{m} stream not used: this model was not trained on {m} features" for m in self.ignored_modalities]
+        if self.fusion is None and 0.0 < features.stats.words_trust < 1.0 and features.present("text"):
+            warnings.append("this model reads all streams in one pass and cannot weigh the words by trust: "
+                            "they are used in full")
         if all(v is None for v in clip_evidence[0].values()):
             warnings.append("no usable stream (no face, no speech, no words): no emotion can be recognised")
         model_s = time.perf_counter() - started
@@ -329,8 +342,8 @@ class Analyzer:
         this file's content with every stream the checkpoint reads (and their frame times)."""
         if self.source is None:
             return None
-        from mmer.datasets.cache import read_cached_sample, read_cached_times
-        from mmer.extractors.cache import file_sha256
+        from mmer.datasets.extract_cache import read_cached_sample, read_cached_times
+        from mmer.extractors.feature_cache import file_sha256
         from mmer.extractors.media import probe_media
 
         started = time.perf_counter()
@@ -367,9 +380,12 @@ class Analyzer:
             fused = []
             for window, e in zip(windows, evidence):
                 frames = window.features
-                fused.append(self.fusion.fuse({m: None if v is None else np.array([v[n] for n in names])
-                                               for m, v in e.items()},
-                                              {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}))
+                readings = {m: None if v is None else np.array([v[n] for n in names]) for m, v in e.items()}
+                if readings.get("text") is not None:  # words only as far as they were heard
+                    readings["text"] = doubted_reading(readings["text"], features.stats.words_trust,
+                                                       self.fusion.exclusive_label)
+                fused.append(self.fusion.fuse(readings, {m: self.fusion.weight(m, frames[m])
+                                                         for m in e if m in self.fusion.streams}))
             probs = np.stack([p for p, _ in fused])
             uncertainty = np.stack([u for _, u in fused])
             thresholds = self.fusion.thresholds
@@ -461,6 +477,17 @@ class Analyzer:
         if prediction.uncertainty is None:
             return probs, np.zeros_like(probs)
         return probs, prediction.uncertainty.float().cpu().numpy()
+
+
+def doubted_reading(probs: np.ndarray, trust: float, exclusive_label: int | None) -> np.ndarray:
+    """A stream's reading probs (q,) as far as it can be trusted (trust in [0, 1], e.g. the words'
+    `FeatureSet.stats.words_trust`): trust * probs + (1 - trust) * the reading of a stream that shows
+    nothing (every emotion absent, the exclusive "none of them" label, if any, present), which the
+    late fusion's union leaves without effect. Trust 1 gives probs unchanged."""
+    nothing = np.zeros_like(probs, dtype=np.float64)
+    if exclusive_label is not None:
+        nothing[exclusive_label] = 1.0
+    return trust * np.asarray(probs, dtype=np.float64) + (1.0 - trust) * nothing
 
 
 def span_windows(features: FeatureSet, spans: list[tuple[float, float]],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mmer.errors import UserError
 from mmer.run_dir import CONFIG_FILE, TEST_METRICS_FILE, RunDir
-from mmer.training import SEEDS_SUMMARY_FILE
+from mmer.training import SEEDS_SUMMARY_FILE, SELECTED_ON_TEST
 
 REPORT_METRICS: tuple[str, ...] = ("acc", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss")
 """Columns of the comparison, in order (keys of `mmer score --format json`)."""
@@ -47,7 +47,10 @@ _PROTOCOLS = {
     "CARAT": f"checkpoint selected on validation micro-F1; fixed threshold 0.25; {_SWAPPED}",
     "LAMB": ("checkpoint selected on validation Acc; threshold not stated; printed P and R swapped back "
              "(same pattern as TAILOR's code; LAMB's code is not public)"),
-    "LDDU": f"checkpoint selected on the TEST set every epoch (authors' code); fixed threshold 0.21; {_SWAPPED}",
+    "LDDU": ("checkpoint selected on the TEST set every epoch (authors' train.py); threshold fixed 0.21 "
+             "(train.py at 4725e27) or searched on the TEST set over 0.150-0.295 (train.py at b33f538): "
+             "which one produced the published numbers is not recorded (the committed log, fixed 0.21, "
+             f"reaches 0.585); {_SWAPPED}"),
 }
 
 
@@ -93,6 +96,7 @@ class RunResult:
     benchmark: str | None  # key of BENCHMARKS; None = no published numbers for this data
     metrics: dict[str, RunMetric]
     protocol: str
+    select_on: str = "valid"  # "test": the authors' protocol, labelled SELECTED_ON_TEST
 
 
 @dataclass
@@ -112,7 +116,7 @@ class ComparisonReport:
                           for p in self.published],
             "runs": [{"path": str(r.path), "model": r.model, "dataset": r.dataset, "benchmark": r.benchmark,
                       "metrics": {k: {"mean": m.mean, "std": m.std, "n": m.n} for k, m in r.metrics.items()},
-                      "protocol": r.protocol} for r in self.runs],
+                      "protocol": r.protocol, "select_on": r.select_on} for r in self.runs],
             "problems": list(self.problems),
         }
 
@@ -130,11 +134,17 @@ def benchmark_of(dataset: str, data: str) -> str | None:
     return dataset if dataset in BENCHMARKS else None
 
 
-def _protocol(preset: str, select_metric: str, threshold_mode: str, threshold: float, seeds: int) -> str:
-    thresholds = ("per-label thresholds tuned on validation" if threshold_mode == "tuned"
-                  else f"fixed threshold {threshold:g}")
+def _protocol(preset: str, select_metric: str, threshold_mode: str, threshold: float, seeds: int,
+              select_on: str = "valid") -> str:
+    split = "TEST" if select_on == "test" else "validation"
+    thresholds = {"tuned": f"per-label thresholds tuned on {split}",
+                  "tuned_global": f"one threshold for all labels tuned on {split}"}.get(
+        threshold_mode, f"fixed threshold {threshold:g}")
     spread = f"; mean ± sample std over {seeds} seeds" if seeds > 1 else ""
-    return f"{preset} preset; checkpoint selected on validation {select_metric}; {thresholds}{spread}"
+    selection = f"checkpoint selected on {split} {select_metric}"
+    if select_on == "test":
+        selection = f"{SELECTED_ON_TEST}: {selection}"
+    return f"{preset} preset; {selection}; {thresholds}{spread}"
 
 
 def _read_json(path: Path) -> dict:
@@ -162,7 +172,8 @@ def read_run(path: Path) -> RunResult:
             return RunResult(path, summary["model"], summary["dataset"],
                              benchmark_of(summary["dataset"], summary["data"]), metrics,
                              _protocol(summary["preset"], summary["select_metric"], summary["threshold_mode"],
-                                       float(summary["threshold"]), n))
+                                       float(summary["threshold"]), n, summary.get("select_on", "valid")),
+                             summary.get("select_on", "valid"))
         if not (path / TEST_METRICS_FILE).is_file():
             raise UserError(f"{path}: neither {SEEDS_SUMMARY_FILE} nor {TEST_METRICS_FILE} (unfinished run?)")
         config = RunDir(path).read_config()
@@ -172,7 +183,9 @@ def read_run(path: Path) -> RunResult:
         return RunResult(path, config["model"], config["dataset"], benchmark_of(config["dataset"], config["data"]),
                          metrics, _protocol(config.get("preset", "paper"), config["select_metric"],
                                             settings.get("threshold_mode", "tuned"),
-                                            float(settings.get("threshold", 0.5)), 1))
+                                            float(settings.get("threshold", 0.5)), 1,
+                                            config.get("select_on", "valid")),
+                         config.get("select_on", "valid"))
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}: not an mmer run ({CONFIG_FILE}/{TEST_METRICS_FILE} or "
                         f"{SEEDS_SUMMARY_FILE} lack {err})") from None

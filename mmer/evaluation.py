@@ -81,7 +81,8 @@ class EvalReport:
 
     thresholds: the per-label decision thresholds used (length q); threshold_mode says where they
     came from: "per_label" (tuned on validation, from the checkpoint), "fixed" (the run's fixed
-    threshold, from the checkpoint) or "global" (one value given to `evaluate`).
+    threshold, from the checkpoint) or "global" (one value for every label: given to `evaluate`, or
+    tuned by a `threshold_mode = "tuned_global"` run and read from the checkpoint).
     ece (15 equal-width bins) and brier are over all N*q label probabilities.
     mean_uncertainty: mean of the model's per-label uncertainty in [0, 1].
     single_label: top-1 accuracy, WA, UA, per-class recall and confusion matrix of the arg-max
@@ -148,9 +149,8 @@ def require_matching_dataset(info: CheckpointInfo, data: BenchmarkData, checkpoi
         raise UserError(
             f"{checkpoint}: trained on labels {info.label_names} but dataset {data.name} has {data.label_names}"
         )
-    problems = info.feature_spec.mismatches(data.feature_spec)
-    if problems:
-        raise UserError(f"{checkpoint}: features of dataset {data.name} do not match the checkpoint: " + "; ".join(problems))
+    info.feature_spec.require_compatible(data.feature_spec,
+                                         f"{checkpoint}: features of dataset {data.name} do not match the checkpoint")
 
 
 def require_split(data: BenchmarkData, split: str) -> MultimodalDataset:
@@ -218,8 +218,9 @@ def evaluate(
     bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
     require_matching_dataset(info, bench, checkpoint)
     if threshold is None:
-        fixed = getattr(info.config, "threshold_mode", "tuned") == "fixed"
-        thresholds, mode = list(info.thresholds), ("fixed" if fixed else "per_label")
+        saved_mode = getattr(info.config, "threshold_mode", "tuned")
+        thresholds = list(info.thresholds)
+        mode = {"fixed": "fixed", "tuned_global": "global"}.get(saved_mode, "per_label")
     else:
         thresholds, mode = [float(threshold)] * len(info.label_names), "global"
     report = evaluate_model(model, info.model_name, str(checkpoint), bench, split, thresholds, mode,

@@ -6,7 +6,9 @@
 Worker processes each build one `FeatureExtractor` and turn files into features; the parent alone
 writes the cache (`CacheWriter`), so an interrupted run leaves a consistent cache and a re-run skips
 every sample already in it. Per-file failures are collected in the report (and in
-CACHE_DIR/extract_report.json), never raised.
+CACHE_DIR/extract_report.json), never raised. A file that decodes but gives no usable stream (no
+face, no speech, no words: silence, a blank screen, noise) is not written as an empty sample: it is
+counted and listed in the report (`no_usable_stream`), and tried again by a later run.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from mmer.extractors.cache import file_sha256
+from mmer.extractors.feature_cache import file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer.core.atomic_file import write_text_atomic
 from mmer.datasets.base import SPLITS
 from mmer.corpora.group_splits import split_sorted_groups
-from mmer.datasets.cache import SHARD_DIR_PREFIX, CacheWriter
+from mmer.datasets.extract_cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer.errors import UserError
 
 REPORT_NAME = "extract_report.json"
@@ -78,7 +80,9 @@ class ExtractReport:
 
     total: jobs listed; written: samples added to the cache by this run; already_cached: jobs
     skipped because the cache had them (resumed run); failures: files that failed this run;
-    skipped: files the listing left out; interrupted: the run was stopped before the end.
+    no_usable_stream: files that decoded but gave no face, no voice and no words (not written; the
+    error says what the extractor found); skipped: files the listing left out; interrupted: the run
+    was stopped before the end.
     """
 
     cache_dir: str
@@ -86,6 +90,7 @@ class ExtractReport:
     written: int = 0
     already_cached: int = 0
     failures: list[ExtractFailure] = field(default_factory=list)
+    no_usable_stream: list[ExtractFailure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
@@ -257,8 +262,16 @@ def _init_worker(settings: ExtractionSettings, threads: int | None) -> None:
     _WORKER_EXTRACTOR = FeatureExtractor(settings)
 
 
-def _extract_one(path: Path) -> tuple[dict, dict] | str:
-    """features {m: (T_m, D_m)} and times {m: (T_m,)} of one file, or a one-line error."""
+@dataclass
+class NoUsableStream:
+    """A file that decoded but gave no frame of any stream; reason: the extractor's warnings."""
+
+    reason: str
+
+
+def _extract_one(path: Path) -> tuple[dict, dict] | str | NoUsableStream:
+    """features {m: (T_m, D_m)} and times {m: (T_m,)} of one file, a one-line error, or
+    `NoUsableStream` when every stream is empty."""
     assert _WORKER_EXTRACTOR is not None, "worker not initialised"
     try:
         fs = _WORKER_EXTRACTOR.extract(path)
@@ -267,18 +280,20 @@ def _extract_one(path: Path) -> tuple[dict, dict] | str:
         return message[len(prefix):] if message.startswith(prefix) else message
     except Exception as err:  # noqa: BLE001 - one broken file must not stop the run
         return f"unexpected {type(err).__name__} while extracting: {(str(err).splitlines() or [''])[0]}"
+    if not any(fs.present(m) for m in fs.features):
+        return NoUsableStream("; ".join(fs.warnings) or "no face, no speech and no words")
     return fs.features, fs.times
 
 
 def _results_in_process(jobs: Sequence[ExtractJob], settings: ExtractionSettings,
-                        threads: int | None) -> Iterator[tuple[ExtractJob, tuple[dict, dict] | str]]:
+                        threads: int | None) -> Iterator[tuple[ExtractJob, tuple[dict, dict] | str | NoUsableStream]]:
     _init_worker(settings, threads)
     for job in jobs:
         yield job, _extract_one(job.path)
 
 
 def _results_in_pool(jobs: Sequence[ExtractJob], settings: ExtractionSettings, workers: int,
-                     threads: int | None) -> Iterator[tuple[ExtractJob, tuple[dict, dict] | str]]:
+                     threads: int | None) -> Iterator[tuple[ExtractJob, tuple[dict, dict] | str | NoUsableStream]]:
     """Results in completion order; at most IN_FLIGHT_PER_WORKER files queued per worker."""
     context = multiprocessing.get_context("spawn")  # fork after torch threads start can deadlock
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
@@ -329,7 +344,7 @@ def shard_jobs(job_list: JobList, k: int, n: int) -> JobList:
 
 def shard_dir(out_dir: Path, k: int, n: int) -> Path:
     """Where shard K of N writes: a cache folder inside `out_dir`, which `--dataset cache` then
-    reads as one merged cache (mmer.datasets.cache)."""
+    reads as one merged cache (mmer.datasets.extract_cache)."""
     return Path(out_dir) / f"{SHARD_DIR_PREFIX}{k:0{len(str(n))}d}-of-{n}"
 
 
@@ -360,6 +375,8 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
         for job, result in results:
             if isinstance(result, str):
                 report.failures.append(ExtractFailure(job.sample_id, str(job.path), result))
+            elif isinstance(result, NoUsableStream):
+                report.no_usable_stream.append(ExtractFailure(job.sample_id, str(job.path), result.reason))
             else:
                 features, times = result
                 writer.add(job.sample_id, job.split, features, job.labels, times=times, group=job.group,

@@ -4,6 +4,10 @@ Schedules (config.scheduler):
 - "none": constant learning rate.
 - "cosine_warmup": linear warm-up from 0 over the first `warmup_ratio` of all optimisation steps,
   then cosine decay to 0 at the last step; stepped after every optimiser step.
+- "warmup_cosine_total": BERT's `warmup_cosine` (the LDDU authors' BertAdam schedule): at step s of
+  S, x = s/S; factor x/warmup_ratio while x < warmup_ratio, then 0.5*(1 + cos(pi*x)) — the cosine
+  runs over the whole run's progress, not over the steps after the warm-up, so it starts at
+  cos-factor 0.5*(1 + cos(pi*warmup_ratio)) < 1 when the warm-up ends.
 - "plateau": multiply the learning rate by `plateau_factor` when the validation selection metric has
   not improved for `plateau_patience` epochs; stepped once per epoch with that metric.
 """
@@ -17,8 +21,8 @@ from torch import nn
 
 from mmer.models.config import ConfigError
 
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULERS = ("none", "cosine_warmup", "plateau")
+OPTIMIZERS = ("adam", "adamw", "bertadam")
+SCHEDULERS = ("none", "cosine_warmup", "warmup_cosine_total", "plateau")
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -54,13 +58,69 @@ def optimization_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.opt
     return lr
 
 
+class BertAdam(torch.optim.Optimizer):
+    """Adam as in BERT's original code (the optimiser of the LDDU authors' train.py): no bias
+    correction, eps added to sqrt(v), weight decay decoupled and added to the update:
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  p -= lr * (m / (sqrt(v) + eps) + weight_decay*p)
+
+    The learning rate comes from the param group, so `LRSchedule` drives it like any optimiser's.
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(p.grad, alpha=1.0 - beta1)
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+                update = m / (v.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update = update + group["weight_decay"] * p
+                p.add_(update, alpha=-group["lr"])
+        return loss
+
+
+def _no_decay_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters BERT-style training exempts from weight decay: every bias and every
+    parameter of a LayerNorm."""
+    exempt = {id(p) for name, p in model.named_parameters() if name.split(".")[-1].endswith("bias")}
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            exempt.update(id(p) for p in module.parameters(recurse=False))
+    return exempt
+
+
 def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
-    """Adam or AdamW over every trainable parameter, with config.lr and config.weight_decay."""
+    """Adam, AdamW or BertAdam over every trainable parameter, with config.lr and
+    config.weight_decay (none on biases and LayerNorm parameters with `no_decay_bias_norm`)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    groups: list[dict] | list[torch.Tensor] = params
+    if getattr(config, "no_decay_bias_norm", False) and config.weight_decay:
+        exempt = _no_decay_parameters(model)
+        groups = [{"params": [p for p in params if id(p) not in exempt]},
+                  {"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0}]
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "bertadam":
+        return BertAdam(groups, lr=config.lr, weight_decay=config.weight_decay)
     raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
 
 
@@ -70,6 +130,14 @@ def cosine_warmup_factor(step: int, total_steps: int, warmup_steps: int) -> floa
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warmup_cosine_total_factor(step: int, total_steps: int, warmup_ratio: float) -> float:
+    """BERT's `warmup_cosine` multiplier at optimiser step `step` (0-based) of `total_steps`."""
+    x = step / max(1, total_steps)
+    if x < warmup_ratio:
+        return x / warmup_ratio
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, x)))
 
 
 class LRSchedule:
@@ -87,6 +155,13 @@ class LRSchedule:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda step: cosine_warmup_factor(step, total, warmup)
             )
+        elif self.kind == "warmup_cosine_total":
+            if not 0.0 <= config.warmup_ratio < 1.0:
+                raise ConfigError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+            total = max(1, steps_per_epoch * config.epochs)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: warmup_cosine_total_factor(step, total, config.warmup_ratio)
+            )
         elif self.kind == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="max" if maximize else "min", factor=config.plateau_factor,
@@ -95,8 +170,16 @@ class LRSchedule:
         elif self.kind != "none":
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.kind!r}")
 
+    @classmethod
+    def per_step(cls, scheduler: torch.optim.lr_scheduler.LRScheduler) -> "LRSchedule":
+        """A schedule that steps a ready-made torch `scheduler` after every optimiser step (a recipe's
+        own schedule, e.g. OneCycleLR, run by `mmer.trainer.Trainer`)."""
+        schedule = cls.__new__(cls)
+        schedule.kind, schedule.scheduler = "per_step", scheduler
+        return schedule
+
     def after_step(self) -> None:
-        if self.kind == "cosine_warmup":
+        if self.kind in ("cosine_warmup", "warmup_cosine_total", "per_step"):
             self.scheduler.step()
 
     def after_epoch(self, metric: float) -> None:

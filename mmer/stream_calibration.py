@@ -26,7 +26,7 @@ from mmer.datasets.base import MultimodalDataset, keep_modalities
 from mmer.evaluation import predict_probs
 from mmer.stream_fusion import (LateFusion, StreamCalibration, SummaryHead, discrimination, fit_temperature,
                                 frame_statistics)
-from mmer.thresholds import tune_global_threshold, tune_label_thresholds
+from mmer.thresholds import DEFAULT_GRID, tune_global_threshold, tune_label_thresholds
 
 THRESHOLD_PRIOR_POSITIVES = 30.0
 """Strength of the global threshold in `shrunk_thresholds`, in validation positives: a label with
@@ -74,15 +74,15 @@ def fit_summary_head(train: list[np.ndarray], train_labels: np.ndarray, valid: l
     return head, ua
 
 
-def shrunk_thresholds(probs: np.ndarray, labels: np.ndarray,
-                      prior_positives: float = THRESHOLD_PRIOR_POSITIVES) -> tuple[list[float], float]:
+def shrunk_thresholds(probs: np.ndarray, labels: np.ndarray, prior_positives: float = THRESHOLD_PRIOR_POSITIVES,
+                      grid=DEFAULT_GRID) -> tuple[list[float], float]:
     """Per-label thresholds stable with few positives: t_j = w_j * own_j + (1 - w_j) * global,
     w_j = n_j / (n_j + prior_positives), own_j the label's F1-tuned threshold, global the micro-F1
     tuned one shared by all labels, n_j the label's positives in `labels` (N, q).
     Returns (thresholds (q,), global)."""
     truth = np.asarray(labels).astype(np.int64)
-    own = np.asarray(tune_label_thresholds(probs, truth))
-    common = tune_global_threshold(probs, truth)
+    own = np.asarray(tune_label_thresholds(probs, truth, grid))
+    common = tune_global_threshold(probs, truth, grid)
     positives = truth.sum(axis=0).astype(np.float64)
     weight = positives / (positives + prior_positives)
     return [float(round(t, 4)) for t in weight * own + (1 - weight) * common], float(common)

@@ -237,10 +237,6 @@ class LateFusion:
         probs = 1.0 / (1.0 + np.exp(-fused))
         return probs, binary_entropy_bits(probs)
 
-    def decide(self, probs: np.ndarray) -> np.ndarray:
-        """probs (..., q) -> (..., q) bool decisions at the fusion's thresholds."""
-        return np.asarray(probs) >= np.asarray(self.thresholds)
-
 
 def binary_entropy_bits(p: np.ndarray) -> np.ndarray:
     """Entropy of Bernoulli(p) in bits, elementwise: 0 at p = 0 or 1, 1 at p = 0.5."""

@@ -18,6 +18,17 @@ NEUTRAL_THRESHOLD = 0.5
 DEFAULT_GRID: tuple[float, ...] = tuple(np.round(np.arange(1, 100) / 100.0, 2).tolist())
 
 
+def threshold_grid(spec: Sequence[float] = ()) -> tuple[float, ...]:
+    """Candidate thresholds from a config's `threshold_grid` (start, stop, step), stop included
+    (values rounded to 6 decimals); () gives DEFAULT_GRID. E.g. (0.15, 0.295, 0.005) is the LDDU
+    authors' search grid 0.150, 0.155, ..., 0.295."""
+    if not spec:
+        return DEFAULT_GRID
+    start, stop, step = (float(v) for v in spec)
+    count = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return tuple(np.round(start + step * np.arange(count), 6).tolist())
+
+
 def apply_thresholds(probs, thresholds: float | Sequence[float]) -> np.ndarray:
     """0/1 decisions `probs >= threshold`.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mmer.extractors.cache import default_cache_dir
+from mmer.extractors.feature_cache import default_cache_dir
 from mmer.analysis import ClipResult
 from mmer.errors import UserError
 

@@ -73,6 +73,10 @@ class TrainerHooks:
 class Trainer:
     """Optimisation of `model` by `optimizer` with a per-step/per-epoch `schedule` and early stopping.
 
+    Batches are `MultimodalBatch`es or any object with `.to(device)` and `.batch_size` (a recipe's own,
+    e.g. recipes/finetune_text_encoder.py); `model.loss(output, batch)` returns an object with a
+    scalar `.total` and a dict of `.parts`.
+
     forward: batch -> ModelOutput (default: the model itself; DDP passes its wrapped forward).
     autocast: context manager factory for forward passes and losses (mixed precision); default none.
     scaler: fp16 gradient scaler, or None.

@@ -13,6 +13,10 @@ Protocol:
   `threshold_mode = "fixed"` every label uses `threshold` instead), score it at the per-label
   thresholds; the epoch with the best validation `select_metric` is kept as best.safetensors. The test split is never looked at until
   training has ended; then best.safetensors is evaluated on it exactly once.
+- `select_on="test"` is the LDDU authors' protocol instead (their train.py scores the TEST split
+  every epoch and keeps the best epoch; thresholds, when tuned, are tuned there too): everything
+  above with the test split in place of the validation split. Its numbers are optimistic; every
+  file and summary of such a run carries SELECTED_ON_TEST. Validation stays the default.
 - Deterministic on CPU for a given seed (seeded Python/numpy/torch RNGs, per-epoch seeded shuffling,
   no worker processes by default); `resume=True` continues an interrupted run exactly where its last
   finished epoch left it (see run_dir.py for the files).
@@ -20,6 +24,7 @@ Protocol:
   step (global batch = world_size * batch_size); gradients are averaged by DDP; validation
   predictions of all ranks are gathered so every rank computes the same metrics and decisions; only
   rank 0 writes files and calls the reporter.
+- Config resolution lives in `mmer.train_config`, seeding and RNG states in `mmer.rng_state`.
 - `train_seeds` trains the same settings with seeds seed, seed+1, ... into OUT/seed-<seed>/ and
   writes OUT/seeds_summary.json: mean, std (sample, n-1) and per-seed values of every test metric.
 No printing here: progress goes to a `TrainReporter`.
@@ -29,9 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
-import tomllib
-import typing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,16 +53,16 @@ from mmer.distributed import (
 from mmer.errors import UserError
 from mmer.evaluation import EvalReport, PredictionFailed, evaluate_model, predict_probs, score_probabilities
 from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
+from mmer.rng_state import rng_state, seed_everything, set_rng_state
 from mmer.run_dir import RunDir
 from mmer.runtime import Precision, resolve_precision, set_threads
 from mmer.single_label import pooled_single_label, single_label_metrics
 from mmer.stream_calibration import fit_fusion_on_split, shrunk_thresholds
+from mmer.train_config import resolve_config
+from mmer.thresholds import threshold_grid, tune_global_threshold, tune_label_thresholds
 from mmer.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
 from mmer.models.checkpoint import load_checkpoint, save_checkpoint
-from mmer.models.config import (
-    THRESHOLD_MODES, ConfigError, apply_overrides, check_optim_settings, config_from_dict, config_to_dict,
-    preset_overrides,
-)
+from mmer.models.config import config_from_dict, config_to_dict
 from mmer.models.registry import build_model, get_entry, model_names
 
 STATE_VERSION = 1
@@ -80,6 +82,12 @@ MIN_TOTAL_STEPS = 300
 """Below these many optimisation steps per epoch, or in all, a run warns (`RunStart.warnings`): on
 a few hundred clips the papers' batch sizes leave the networks near their initial state (measured in
 docs/training.md, "Small corpora")."""
+
+SELECT_SPLITS: tuple[str, ...] = ("valid", "test")
+"""Splits that can select the best epoch and tune thresholds (`select_on`); "valid" is the default."""
+
+SELECTED_ON_TEST = "selected on TEST (authors' protocol; optimistic)"
+"""The label of every summary, file and report row of a run with `select_on="test"`."""
 
 
 @dataclass
@@ -104,6 +112,9 @@ class TrainOptions:
     split actually has), so `mmer analyze` never reads the rest.
     folds / fold: with folds = K >= 3, train on fold `fold` (0-based) of the speaker-grouped K-fold
     split of the whole dataset (mmer.datasets.folds); `train_folds` runs all K.
+    select_on: the split that picks the best epoch and tunes thresholds: "valid" (None = "valid")
+    or "test" (the LDDU authors' protocol; optimistic, labelled SELECTED_ON_TEST everywhere); a
+    resumed run keeps its own.
     """
 
     model: str | None = None
@@ -131,6 +142,7 @@ class TrainOptions:
     modalities: list[str] | None = None
     folds: int = 0
     fold: int | None = None
+    select_on: str | None = None
 
 
 @dataclass
@@ -149,6 +161,7 @@ class RunStart:
     world_size: int
     device: str
     resumed: bool
+    select_on: str = "valid"
     trained_modalities: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -176,6 +189,7 @@ class EpochRecord:
     improved: bool
     best_epoch: int
     best_value: float
+    select_on: str = "valid"  # split of `val` / `val_global`: "test" under the authors' protocol
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -196,6 +210,7 @@ class TrainResult:
     stopped_early: bool
     val_metrics: dict
     test: EvalReport | None
+    select_on: str = "valid"
 
 
 class TrainReporter:
@@ -218,135 +233,6 @@ class TrainReporter:
 
     def testing(self, best_epoch: int) -> None:
         """Training ended; the best checkpoint is being evaluated on the test split."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Configuration
-# ------------------------------------------------------------------------------------------------
-
-def read_toml_config(path: Path) -> dict:
-    """Top-level key = value pairs of a TOML file (a [model] or [train] table is merged in too)."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read config file ({err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path}: invalid TOML ({err})") from None
-    values = {k: v for k, v in raw.items() if not (isinstance(v, dict) and k in ("model", "train"))}
-    for table in ("model", "train"):
-        if isinstance(raw.get(table), dict):
-            values.update(raw[table])
-    return values
-
-
-def _coerce_toml_values(config_class: type, values: dict, source: Path) -> dict:
-    """TOML integers for float fields become floats; other type mismatches are errors naming the key."""
-    hints = typing.get_type_hints(config_class)
-    out = {}
-    for key, value in values.items():
-        hint = hints.get(key)
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif hint in (int, float, str, bool) and not isinstance(value, hint):
-            raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
-        out[key] = value
-    return out
-
-
-def resolve_config(
-    model: str,
-    label_names: list[str],
-    input_dims: dict[str, int],
-    config_file: Path | None = None,
-    overrides: list[str] | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    tiny: bool = False,
-    preset: str = "paper",
-    threshold_mode: str | None = None,
-    threshold: float | None = None,
-):
-    """The model config a run uses (precedence: defaults/tiny < preset < TOML < --set <
-    epochs/batch_size/threshold_mode/threshold).
-
-    num_labels = len(label_names) and input_dims are the dataset's; a TOML file or --set that tries
-    to give them another value is an error.
-    """
-    entry = get_entry(model)
-    num_labels = len(label_names)
-    if tiny:
-        config = entry.config_class.tiny(num_labels, dict(input_dims))
-    else:
-        config = entry.config_class()
-    config = dataclasses.replace(config, num_labels=num_labels, input_dims=dict(input_dims))
-    config = apply_overrides(config, preset_overrides(entry.config_class, preset))
-    if config_file is not None:
-        values = _coerce_toml_values(entry.config_class, read_toml_config(config_file), config_file)
-        config = apply_overrides(config, values)
-    if overrides:
-        config = apply_overrides(config, list(overrides))
-    if epochs is not None:
-        config = dataclasses.replace(config, epochs=epochs)
-    if batch_size is not None:
-        config = dataclasses.replace(config, batch_size=batch_size)
-    config = _with_threshold_options(config, threshold_mode, threshold)
-    if config.num_labels != num_labels or dict(config.input_dims) != dict(input_dims):
-        raise ConfigError(
-            f"num_labels/input_dims come from the dataset ({num_labels} labels, dims {dict(input_dims)}); do not set them"
-        )
-    check_optim_settings(config)
-    return config
-
-
-def _with_threshold_options(config, threshold_mode: str | None, threshold: float | None):
-    """Apply --threshold-mode / --threshold: a threshold alone means "fixed"; "tuned" with a
-    threshold is contradictory."""
-    if threshold_mode is not None and threshold_mode not in THRESHOLD_MODES:
-        raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}", parameter="threshold_mode")
-    if threshold is not None:
-        if threshold_mode == "tuned":
-            raise ConfigError("--threshold sets a fixed threshold; it cannot go with --threshold-mode tuned")
-        return dataclasses.replace(config, threshold_mode="fixed", threshold=float(threshold))
-    if threshold_mode is not None:
-        return dataclasses.replace(config, threshold_mode=threshold_mode)
-    return config
-
-
-# ------------------------------------------------------------------------------------------------
-# Reproducibility
-# ------------------------------------------------------------------------------------------------
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's (CPU and CUDA) global RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    """All global RNG states as tensors/plain values (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -383,6 +269,7 @@ class _Plan:
     tiny: bool
     preset: str
     config: object
+    select_on: str = "valid"
     modalities: list[str] | None = None  # asked for (None = all)
     trained_modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     folds: int = 0
@@ -394,7 +281,7 @@ class _Plan:
         return {
             "model": self.model, "dataset": self.dataset, "data": str(self.data),
             "labels": None if self.labels is None else str(self.labels), "seed": self.seed,
-            "select_metric": self.select_metric, "tiny": self.tiny, "preset": self.preset,
+            "select_metric": self.select_metric, "select_on": self.select_on, "tiny": self.tiny, "preset": self.preset,
             "modalities": self.modalities, "trained_modalities": list(self.trained_modalities),
             "folds": self.folds, "fold": self.fold, "fold_groups": self.fold_groups, "warnings": list(self.warnings),
             "world_size": ctx.world_size,
@@ -411,6 +298,9 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
         raise UserError(f"unknown model {options.model!r}; choose one of {', '.join(model_names())}")
     if options.select_metric not in SELECT_METRICS:
         raise UserError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {options.select_metric!r}", parameter="select_metric")
+    select_on = options.select_on or "valid"
+    if select_on not in SELECT_SPLITS:
+        raise UserError(f"select_on must be one of {', '.join(SELECT_SPLITS)}, got {select_on!r}", parameter="select_on")
     modalities = _check_modalities(options.modalities)
     bench = _load_data(options.dataset, options.data, options.labels, require_splits=not options.folds)
     bench, fold_groups = _fold_of(bench, options.folds, options.fold)
@@ -421,7 +311,7 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
                             options.threshold_mode, options.threshold)
     plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
                  None if options.labels is None else Path(options.labels).resolve(),
-                 options.seed, options.select_metric, options.tiny, preset, config, modalities, trained,
+                 options.seed, options.select_metric, options.tiny, preset, config, select_on, modalities, trained,
                  options.folds, options.fold, fold_groups)
     return plan, bench
 
@@ -488,6 +378,9 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     for name, given in (("model", options.model), ("dataset", options.dataset)):
         if given is not None and given != saved[name]:
             raise UserError(f"{run.config_path}: run was trained with --{name} {saved[name]}, not {given}")
+    if options.select_on is not None and options.select_on != saved.get("select_on", "valid"):
+        raise UserError(f"{run.config_path}: run was trained with --select-on {saved.get('select_on', 'valid')}, "
+                        f"not {options.select_on}")
     try:
         config = config_from_dict(get_entry(saved["model"]).config_class, saved["config"])
     except (KeyError, TypeError) as err:
@@ -505,7 +398,8 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     bench, trained = _restrict_streams(bench, saved.get("modalities"))
     plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
                  int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
-                 saved.get("preset", "paper"), config, saved.get("modalities"), trained, folds, fold, fold_groups)
+                 saved.get("preset", "paper"), config, saved.get("select_on", "valid"), saved.get("modalities"), trained,
+                 folds, fold, fold_groups)
     return plan, bench
 
 
@@ -513,7 +407,7 @@ def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold
     return {
         "global_threshold": global_threshold,
         "dataset": plan.dataset,
-        "selection": {"metric": plan.select_metric, "split": "valid", "best_epoch": best_epoch},
+        "selection": {"metric": plan.select_metric, "split": plan.select_on, "best_epoch": best_epoch},
         "epochs": epoch,
         "seed": plan.seed,
         "val_metrics": val,
@@ -539,11 +433,12 @@ def _save_checkpoint_atomic(path: Path, model, bench: BenchmarkData, thresholds:
 
 
 def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
-              amp: Precision) -> tuple[np.ndarray, np.ndarray | None]:
+              amp: Precision, split: str = "valid") -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities (and the uncertainty when the model gives it for free, else None) on the full
-    validation split; every rank predicts a strided shard (i = rank, rank + W, ...) and the shards
-    are gathered back into sample order on all ranks."""
-    dataset = bench.splits["valid"]
+    selection split (validation; the test split under select_on="test"); every rank predicts a
+    strided shard (i = rank, rank + W, ...) and the shards are gathered back into sample order on
+    all ranks."""
+    dataset = bench.splits[split]
     n = len(dataset)
     mine = list(range(ctx.rank, n, ctx.world_size))
     probs, unc = predict_probs(model, dataset, config.batch_size, ctx.device, indices=mine, with_uncertainty=False,
@@ -561,14 +456,21 @@ def _validate(model, bench: BenchmarkData, config, ctx: DistContext,
     return all_probs, all_unc
 
 
-def _score_validation(probs, unc, bench: BenchmarkData, config) -> tuple[dict, dict, list[float], float]:
-    """Validation metrics at the per-label thresholds, overall metrics at the global one; both
-    tuned on these probabilities, or both the config's fixed threshold."""
-    truth = bench.splits["valid"].labels
+def _score_validation(probs, unc, bench: BenchmarkData, config,
+                      split: str = "valid") -> tuple[dict, dict, list[float], float]:
+    """Selection-split metrics at the per-label thresholds, overall metrics at the global one; both
+    tuned on these probabilities (on the config's `threshold_grid`), or both the config's fixed
+    threshold; with "tuned_global" every label uses the tuned global threshold."""
+    truth = bench.splits[split].labels
+    grid = threshold_grid(getattr(config, "threshold_grid", ()))
     if config.threshold_mode == "fixed":
         thresholds, global_t = [float(config.threshold)] * truth.shape[1], float(config.threshold)
-    else:  # per label, shrunk towards the global threshold where a label has few positives
-        thresholds, global_t = shrunk_thresholds(probs, truth)
+    else:
+        global_t = tune_global_threshold(probs, truth.astype(np.int64), grid)
+        if config.threshold_mode == "tuned_global":
+            thresholds = [global_t] * truth.shape[1]
+        else:  # per label, shrunk towards the global threshold where a label has few positives
+            thresholds, global_t = shrunk_thresholds(probs, truth, grid=grid)
     metrics, ece, brier, mean_unc = score_probabilities(probs, unc, truth, bench.label_names, thresholds)
     val = metrics.as_dict()
     single = single_label_metrics(truth, probs, list(bench.label_names))
@@ -625,6 +527,7 @@ class SeedsResult:
     run_dirs: list[Path]
     summary: dict[str, MetricSummary]
     summary_path: Path
+    select_on: str = "valid"
 
 
 def seed_run_dir(out: Path, seed: int) -> Path:
@@ -678,10 +581,13 @@ def _train_seeds(options: TrainOptions, reporter: TrainReporter, ctx: DistContex
         _train(seed_options, reporter, ctx)
     run_dirs = [seed_run_dir(out, seed) for seed in seeds]
     summary: dict[str, MetricSummary] = {}
+    select_on = "valid"
     if ctx.is_main:
         summary = write_seeds_summary(out, run_dirs)
+        select_on = RunDir(run_dirs[0]).read_config().get("select_on", "valid")
     barrier(ctx)
-    return SeedsResult(out=out, seeds=seeds, run_dirs=run_dirs, summary=summary, summary_path=out / SEEDS_SUMMARY_FILE)
+    return SeedsResult(out=out, seeds=seeds, run_dirs=run_dirs, summary=summary, summary_path=out / SEEDS_SUMMARY_FILE,
+                       select_on=select_on)
 
 
 def _seed_state(run: RunDir) -> str:
@@ -697,7 +603,7 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
     """Summarise the finished runs `run_dirs` into OUT/seeds_summary.json:
 
         {"runs": ["seed-0", ...], "seeds": [0, ...], "model", "dataset", "data", "preset",
-         "select_metric", "threshold_mode", "threshold", "std": "sample (n-1)",
+         "select_metric", "select_on", "threshold_mode", "threshold", "std": "sample (n-1)",
          "metrics": {metric: {"mean", "std", "values"}}}   (metrics: SUMMARY_METRICS)
     """
     tests, configs = [], []
@@ -714,6 +620,7 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
         "runs": [Path(r).name for r in run_dirs], "seeds": [int(c["seed"]) for c in configs],
         "model": first["model"], "dataset": first["dataset"], "data": first["data"],
         "preset": first.get("preset", "paper"), "select_metric": first["select_metric"],
+        "select_on": first.get("select_on", "valid"),
         "threshold_mode": first["config"].get("threshold_mode", "tuned"),
         "threshold": first["config"].get("threshold", 0.5),
         "std": "sample standard deviation (n - 1); 0 for one seed",
@@ -852,8 +759,9 @@ class _RunHooks(TrainerHooks):
 
     def validate(self, epoch: int) -> float:
         self.reporter.validating(epoch)
-        probs, unc = _validate(self.model, self.bench, self.config, self.ctx, self.amp)
-        self.scored = _score_validation(probs, unc, self.bench, self.config)
+        split = self.plan.select_on
+        probs, unc = _validate(self.model, self.bench, self.config, self.ctx, self.amp, split)
+        self.scored = _score_validation(probs, unc, self.bench, self.config, split)
         return float(self.scored[0][self.plan.select_metric])
 
     def epoch_done(self, outcome: EpochOutcome) -> None:
@@ -864,7 +772,7 @@ class _RunHooks(TrainerHooks):
             epoch=epoch, train=outcome.train, val=val, val_global=val_global, thresholds=thresholds,
             global_threshold=global_t, lr=outcome.lr, seconds=outcome.seconds,
             select_metric=self.plan.select_metric, improved=outcome.improved, best_epoch=stopper.best_epoch,
-            best_value=float(stopper.best),
+            best_value=float(stopper.best), select_on=self.plan.select_on,
         )
         training_rngs = gather_to_all(self.ctx, rng_state())
         if self.ctx.is_main:
@@ -960,7 +868,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         num_parameters=sum(p.numel() for p in model.parameters()),
         split_sizes={k: len(v) for k, v in bench.splits.items()}, start_epoch=start_epoch, epochs=config.epochs,
         steps_per_epoch=steps_per_epoch, world_size=ctx.world_size, device=str(ctx.device), resumed=state is not None,
-        trained_modalities=list(plan.trained_modalities), warnings=list(plan.warnings),
+        select_on=plan.select_on, trained_modalities=list(plan.trained_modalities), warnings=list(plan.warnings),
     ))
 
     hooks = _RunHooks(run, plan, bench, config, ctx, amp, reporter, model, optimizer, schedule, stopper, sampler,
@@ -982,7 +890,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         run_dir=run.root, best_checkpoint=run.best_path, last_checkpoint=run.last_path, best_epoch=best_epoch,
         best_value=float(stopper.best) if stopper.best is not None else float("nan"),
         select_metric=plan.select_metric, epochs_run=last_epoch, stopped_early=stopped_early,
-        val_metrics=best_record.get("val", {}), test=test_report,
+        val_metrics=best_record.get("val", {}), test=test_report, select_on=plan.select_on,
     )
 
 
@@ -1006,7 +914,7 @@ def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: Dist
     model, info = load_checkpoint(run.best_path, device=ctx.device)
     fit = fit_fusion_on_split(model, bench.splits["valid"], list(bench.label_names), list(plan.trained_modalities),
                               ctx.device, config.batch_size)
-    mode = "fixed" if config.threshold_mode == "fixed" else "per_label"
+    mode = {"fixed": "fixed", "tuned_global": "global"}.get(config.threshold_mode, "per_label")
     try:
         report = evaluate_model(model, plan.model, str(run.best_path), bench, "test", info.thresholds,
                                 mode, config.batch_size, ctx.device, amp)
@@ -1014,6 +922,9 @@ def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: Dist
         raise TrainingFailed(f"{run.best_path}: {err}") from None
     report.extra["best_epoch"] = best_epoch
     report.extra["select_metric"] = plan.select_metric
+    report.extra["select_on"] = plan.select_on
+    if plan.select_on == "test":
+        report.extra["protocol"] = SELECTED_ON_TEST
     report.extra["preset"] = plan.preset
     if mode == "per_label":
         report.extra["tuned_global_threshold"] = info.extra.get("global_threshold")

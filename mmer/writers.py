@@ -59,7 +59,7 @@ def outcome_to_dict(outcome: AnalyzeOutcome) -> dict:
         "modalities": {
             "visual": {"frames": stats.frames, "face_frames": stats.face_frames},
             "audio": {"seconds": round(stats.seconds, TIME_DECIMALS), "voiced": round(stats.voiced, TIME_DECIMALS)},
-            "text": {"tokens": stats.tokens},
+            "text": {"tokens": stats.tokens, "words_trust": round(stats.words_trust, 3)},
         },
         "timings_s": {stage: round(s, TIME_DECIMALS) for stage, s in outcome.timings_s.items()},
         "warnings": list(outcome.warnings),

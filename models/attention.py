@@ -47,19 +47,19 @@ class AttentionBlock(nn.Module):
     Self-attention when `kv` is None. Shapes: query (B, T_q, d), kv (B, T_k, d),
     kv_valid (B, T_k) bool True = real frame; returns (B, T_q, d). If a sample's kv is fully
     masked its attention term is zero, so the block reduces to the MLP path on the query.
-    `dropout` acts on the residual branches and the MLP; `attention_dropout` on the attention
+    `dropout` acts on the residual branches and inside the MLP (between its layers; not with
+    `mlp_inner_dropout=False`, as in BERT's layers); `attention_dropout` on the attention
     weights (off by default: on CPU it forces PyTorch's slow attention path and draws a
     (B, heads, T_q, T_k) mask per layer).
     """
 
     def __init__(self, d_model: int, num_heads: int, mlp_hidden: int, dropout: float = 0.1,
-                 attention_dropout: float = 0.0) -> None:
+                 attention_dropout: float = 0.0, mlp_inner_dropout: bool = True) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, num_heads, dropout=attention_dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(d_model, mlp_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_hidden, d_model)
-        )
+        inner = nn.Dropout(dropout) if mlp_inner_dropout else nn.Identity()  # same state-dict keys either way
+        self.mlp = nn.Sequential(nn.Linear(d_model, mlp_hidden), nn.GELU(), inner, nn.Linear(mlp_hidden, d_model))
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 

@@ -21,7 +21,7 @@ mmer's settings for corpora of a few hundred to a few thousand clips, chosen by 
 class holds its own presets in `PRESETS` {preset: {field: value}} and, for every "authors" value,
 where it was read in `PRESET_SOURCES` {field: source file}; a missing preset means no differences."""
 
-THRESHOLD_MODES: tuple[str, ...] = ("tuned", "fixed")
+THRESHOLD_MODES: tuple[str, ...] = ("tuned", "fixed", "tuned_global")
 
 
 def preset_overrides(config_class: type, preset: str) -> dict[str, object]:
@@ -41,6 +41,10 @@ def config_from_dict(config_class: type, data: dict):
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown {config_class.__name__} keys: {', '.join(unknown)}")
+    hints = typing.get_type_hints(config_class)
+    # JSON has no tuples: a tuple field (e.g. threshold_grid) comes back as a list
+    data = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple else v
+            for k, v in data.items()}
     return config_class(**data)
 
 
@@ -83,17 +87,21 @@ class OptimSettings:
     lr: float = 1e-3  # initial learning rate
     batch_size: int = 64  # samples per optimisation step (per process under DDP)
     epochs: int = 30  # maximum number of epochs
-    optimizer: str = "adam"  # "adam" | "adamw"
+    optimizer: str = "adam"  # "adam" | "adamw" | "bertadam" (BERT's Adam: no bias correction, eps 1e-6)
     weight_decay: float = 0.0
+    no_decay_bias_norm: bool = False  # True: biases and LayerNorm parameters get no weight decay
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
-    scheduler: str = "none"  # "none" | "cosine_warmup" | "plateau" (on validation metric)
-    warmup_ratio: float = 0.0  # fraction of total steps with linear warm-up (cosine_warmup)
+    scheduler: str = "none"  # "none" | "cosine_warmup" | "warmup_cosine_total" | "plateau" (validation metric)
+    warmup_ratio: float = 0.0  # fraction of total steps with linear warm-up (cosine_warmup, warmup_cosine_total)
     plateau_factor: float = 0.5  # lr multiplier when the validation metric plateaus
     plateau_patience: int = 3  # epochs without improvement before lowering lr
     early_stop_patience: int = 0  # epochs without validation improvement before stopping; 0 = off
     label_smoothing: float = 0.0  # targets become y*(1-eps) + eps/2 in the BCE loss
-    threshold_mode: str = "tuned"  # "tuned": per-label thresholds tuned on validation | "fixed"
+    threshold_mode: str = "tuned"  # "tuned": per-label thresholds tuned on validation | "fixed" |
+    # "tuned_global": one threshold shared by every label, tuned on validation (micro-F1)
     threshold: float = 0.5  # the one decision threshold of every label when threshold_mode = "fixed"
+    threshold_grid: tuple[float, ...] = ()  # (start, stop, step) of the tuning grid, stop included;
+    # () = 0.01, 0.02, ..., 0.99
 
 
 def check_optim_settings(config: OptimSettings) -> None:
@@ -106,3 +114,7 @@ def check_optim_settings(config: OptimSettings) -> None:
         raise ConfigError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {config.threshold_mode!r}")
     if not 0.0 <= config.threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1], got {config.threshold}")
+    grid = tuple(getattr(config, "threshold_grid", ()))
+    if grid and (len(grid) != 3 or not 0.0 <= grid[0] <= grid[1] <= 1.0 or grid[2] <= 0):
+        raise ConfigError(f"threshold_grid must be () or (start, stop, step) with 0 <= start <= stop <= 1 "
+                          f"and step > 0, got {grid}", parameter="threshold_grid")

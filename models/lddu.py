@@ -4,7 +4,8 @@ recognition (paper text in shared/papers/lddu.txt; equation numbers below refer 
 Pipeline, per batch of B samples, q labels, modalities in `MODALITIES` order (text, audio, visual):
 
 1. Uni-modal extractor (Sec. 3.2): per modality, LayerNorm + linear projection of the input frames
-   to `hidden`, sinusoidal positions, `*_layers` masked Transformer layers -> O^m (B, T_m, hidden).
+   to `hidden`, sinusoidal (or learned) positions, `*_layers` masked Transformer layers
+   -> O^m (B, T_m, hidden).
 2. Emotion space modelling (Eq. 1-2): q learnable emotion embeddings L; per modality
    a_ij = softmax_j(Proj(l_i)^T Proj(o_j) / sqrt(proj_dim)) over the valid frames and
    Z^m = Linear(A^m Proj(O^m)) -> (B, q, d_z); zero for an absent modality.
@@ -12,14 +13,15 @@ Pipeline, per batch of B samples, q labels, modalities in `MODALITIES` order (te
    (B, q, 3*d_z) -> one logit per label -> y_dir.
 4. Disentangled distributions (Sec. 3.3.2): per (modality, label) an MLP encoder (or per modality,
    shared by the labels: `encoder_per_label=False`) and two linear heads -> mu and
-   sigma = softplus(.) + SIGMA_FLOOR, each (B, 3, q, latent_dim).
+   sigma = softplus(.) + SIGMA_FLOOR (or exp(./2) + SIGMA_FLOOR), each (B, 3, q, latent_dim).
 5. Mean-branch / variance-branch classifiers (Sec. 3.4.1): per label an MLP on the concatenation
    over modalities of mu (resp. sigma) (B, q, 3*latent_dim) -> y_mu, y_sigma; fused by a gate
    that is valid at inference (`gate`, see LDDUConfig) -> probs.
 6. Loss (Eq. 16): L_cls + lambda_ocl*L_ocl + beta_scl*L_scl + gamma_dir*L_dir, see `LDDU.loss`.
 
 Per-label uncertainty at inference comes from the latent variances (see `LDDU.label_uncertainty`).
-Every ablation of the paper's Table 3 is a config setting (docs/lddu.md maps rows to flags).
+Every ablation of the paper's Table 3 is a config setting (docs/lddu.md maps rows to flags), and so
+is every detail in which the authors' public code differs (`LDDUConfig.PRESETS["authors"]`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from mmer.models.config import ConfigError, OptimSettings
 from mmer.core.feature_spec import MODALITIES
 from mmer.models.lddu_losses import (
     OCL_SCORES,
+    SUPCON_REDUCTIONS,
     CorrectnessTracker,
     DistributionQueue,
+    authors_code_ordinality_loss,
     gather_across_ranks,
     ordinality_loss,
     smooth_targets,
@@ -53,8 +57,12 @@ SIGMA_FLOOR = 1e-4
 
 GATES: tuple[str, ...] = ("info_prob", "confidence", "mean_only", "variance_only")
 SCL_REPRESENTATIONS: tuple[str, ...] = ("both", "mean", "variance")
-SCL_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+SCL_REDUCTIONS: tuple[str, ...] = SUPCON_REDUCTIONS
 CORRECTNESS_RULES: tuple[str, ...] = ("label_share", "exact")
+POSITIONS: tuple[str, ...] = ("sinusoidal", "learned")
+SIGMA_ACTIVATIONS: tuple[str, ...] = ("softplus", "exp")
+OCL_VARIANTS: tuple[str, ...] = ("paper", "authors_code")
+INIT_SCHEMES: tuple[str, ...] = ("torch", "authors")
 NUM_MODALITIES = len(MODALITIES)
 
 
@@ -72,8 +80,17 @@ class LDDUConfig(OptimSettings):
     visual_layers: int = 3  # n_v
     heads: int = 8  # attention heads per encoder layer (authors' code)
     ff_dim: int = 512  # hidden width of each encoder layer's MLP (not stated; 2*hidden)
-    dropout: float = 0.3  # encoder, pooling and classifier dropout (authors' code; paper silent)
+    dropout: float = 0.3  # encoder dropout: input embedding, residual branches, MLP (paper silent)
     attention_dropout: float = 0.0  # dropout on encoder attention weights (slow on CPU; off by default)
+    ff_inner_dropout: bool = True  # dropout also between the two layers of each encoder layer's MLP
+    head_dropout: float = 0.3  # dropout of the label pooling and of the classifiers
+    positions: str = "sinusoidal"  # encoder positions: "sinusoidal" (fixed) | "learned" (a table)
+    max_positions: int = 512  # rows of the learned position table (longest sequence it accepts)
+    embedding_norm: bool = False  # LayerNorm after projection + positions (a BERT embedding layer)
+    standardize_inputs: bool = True  # per-feature standardisation with training statistics (models.base)
+    pad_frames_to: int = 0  # > 0: zero-pad each present modality at the end to this many frames and
+    # attend to every frame, padding included (no padding mask); 0: padding masked
+    init_scheme: str = "torch"  # "torch" defaults | "authors": BERT-style encoders, Xavier encoders
     activation_checkpointing: bool = False  # training memory: keep only each encoder layer's input and
     # recompute the layer in the backward pass (same numbers, dropout included; about a third more compute)
     # Emotion space modelling (Eq. 1-2)
@@ -82,7 +99,9 @@ class LDDUConfig(OptimSettings):
     d_z: int = 128  # width d_h of the label-related features Z^m ("feature Z")
     # Distributions and classifiers
     latent_dim: int = 64  # width of each centre mu and each variance vector sigma
-    encoder_hidden: int = 128  # hidden width of the distribution encoder MLP
+    encoder_hidden: int = 128  # width of the last hidden layer of the distribution encoder MLP
+    encoder_extra_hidden: tuple[int, ...] = ()  # widths of hidden layers before it (ReLU each)
+    sigma_activation: str = "softplus"  # sigma = softplus(h) + SIGMA_FLOOR | "exp": exp(h / 2) + floor
     encoder_per_label: bool = True  # one encoder per (modality, label); False: per modality (authors)
     classifier_hidden: int = 128  # hidden width of the info / mean / variance classifier MLPs
     gate: str = "info_prob"  # fusion of y_mu and y_sigma, one of GATES (docs/lddu.md)
@@ -93,10 +112,12 @@ class LDDUConfig(OptimSettings):
     scl_representation: str = "both"  # "both" (Eq. 4) | "mean" | "variance": Table 3 (5)/(6)
     scl_renormalise: bool = False  # divide e of Eq. 4 by sqrt(2) so z is a cosine (authors' code)
     scl_absent_labels: bool = False  # True: absent labels' distributions are anchors too, 6q classes (authors' code)
-    scl_reduction: str = "mean"  # "mean" over anchors (authors' code) | "sum" (Eq. 7 as printed; see docs)
+    scl_reduction: str = "mean"  # "mean" over anchors with a positive | "sum" (Eq. 7 as printed) |
+    # "all_rows": batch and queue rows are all anchors, mean over all of them (authors' code; see docs)
     # Ordinality calibration (Eq. 10-15)
     ocl_pairs: tuple[str, ...] = ("DR", "SR")  # pairs of S, D, R; Table 3 (8)-(10) use one pair
     correctness: str = "label_share"  # what counts as a correct info prediction for r_i
+    ocl_variant: str = "paper"  # "paper": Eq. 10-15 over ocl_pairs | "authors_code": the code's CRLDis
     # Loss weights (Eq. 16)
     lambda_ocl: float = 0.1
     beta_scl: float = 0.8
@@ -114,11 +135,20 @@ class LDDUConfig(OptimSettings):
     PRESETS: ClassVar[dict[str, dict[str, object]]] = {
         "paper": {},
         "authors": {
-            "lr": 2e-4, "batch_size": 64, "latent_dim": 128,
-            "optimizer": "adamw", "weight_decay": 0.01, "grad_clip": 1.0,
-            "gamma_dir": 0.3, "beta_scl": 1.0, "lambda_ocl": 0.3,
-            "encoder_per_label": False, "scl_absent_labels": True, "scl_renormalise": True,
-            "threshold_mode": "fixed", "threshold": 0.21,
+            # network (myModels.py MyModel, module_bert.py, the encoder config printed in log.txt)
+            "d_z": 256, "ff_dim": 256, "encoder_extra_hidden": (192, 128), "latent_dim": 128,
+            "encoder_per_label": False, "sigma_activation": "exp",
+            "head_dropout": 0.1, "attention_dropout": 0.3, "ff_inner_dropout": False,
+            "positions": "learned", "max_positions": 60, "embedding_norm": True,
+            "standardize_inputs": False, "pad_frames_to": 50, "init_scheme": "authors",
+            # losses
+            "gamma_dir": 0.3, "beta_scl": 1.0, "lambda_ocl": 0.3, "ocl_variant": "authors_code",
+            "scl_absent_labels": True, "scl_renormalise": True, "scl_reduction": "all_rows",
+            # training
+            "lr": 2e-4, "batch_size": 64, "optimizer": "bertadam", "weight_decay": 0.01,
+            "no_decay_bias_norm": True, "grad_clip": 1.0, "scheduler": "warmup_cosine_total",
+            "early_stop_patience": 5, "threshold_mode": "fixed", "threshold": 0.21,
+            "threshold_grid": (0.15, 0.295, 0.005),
         },
         "small": {  # a few hundred to a few thousand clips (docs/training.md, "Small corpora")
             "lr": 1e-3, "batch_size": 16, "epochs": 30, "scheduler": "cosine_warmup", "warmup_ratio": 0.1,
@@ -129,26 +159,48 @@ class LDDUConfig(OptimSettings):
         },
     }
     """`mmer train --preset`: "paper" = the defaults above; "authors" = the LDDU authors' public code
-    (github.com/201983290498/lddu_mmer) where it differs, each value's source in PRESET_SOURCES;
-    "small" = many more, larger steps (batch 16, lr 1e-3: 20 steps per epoch on 320 clips where batch
-    128 gives 3), a contrastive queue no larger than such a training set (8192 entries would hold
-    dozens of stale copies of every clip), a smaller contrastive weight and the compact network of
-    the shipped defaults (recipes/train_default_models.py)."""
+    (github.com/201983290498/lddu_mmer) where it differs, each value's source in PRESET_SOURCES
+    (files at commit b33f538, train.py/train.sh/log.txt at 4725e27; docs/lddu.md lists what no
+    setting reproduces); "small" = many more, larger steps (batch 16, lr 1e-3: about 20 steps per
+    epoch on 350 clips where batch 128 gives 3), a contrastive queue no larger than such a training
+    set (8192 entries would hold dozens of stale copies of every clip), a smaller contrastive weight
+    and the compact network of the shipped defaults (recipes/train_default_models.py)."""
+    AUTHORS_CODE: ClassVar[str] = ("github.com/201983290498/lddu_mmer: src/ at commit b33f538; train.py, "
+                                   "train.sh and experience/late_fusion_2/log.txt at 4725e27")
     PRESET_SOURCES: ClassVar[dict[str, str]] = {
-        "lr": "train.sh (--lr 0.0002)",
-        "batch_size": "train.sh (--batch_size 64)",
-        "latent_dim": "train.py (--latent_size 128)",
-        "optimizer": "train.py prep_optimizer (BertAdam: decoupled weight decay)",
-        "weight_decay": "train.py prep_optimizer (weight_decay=0.01)",
-        "grad_clip": "train.py train_epoch (clip_grad_norm_ 1.0) and prep_optimizer (max_grad_norm=1.0)",
-        "gamma_dir": "train.sh (--cml 0.3, weight of the info-classifier BCE)",
-        "beta_scl": "train.sh (--cdl 1, weight of the SupCon loss)",
-        "lambda_ocl": "train.sh (--crl 0.3, weight of the code's own ordinality loss)",
-        "encoder_per_label": "src/models/myModels.py (one LatentEncoder per modality)",
-        "scl_absent_labels": "src/models/myModels.py get_cl_labels (a class per label, present and absent)",
-        "scl_renormalise": "src/models/myModels.py SupConLoss (similarity / 2.0)",
-        "threshold_mode": "train.py (getBinaryTensor with args.threshold at test time, no tuning)",
-        "threshold": "train.py (--threshold 0.21)",
+        "d_z": "src/models/myModels.py:41 (out_projection pro_dim -> hidden_size 256 = width of Z)",
+        "ff_dim": "experience/late_fusion_2/log.txt:63 (encoder config: intermediate_size 256)",
+        "encoder_extra_hidden": "src/models/myModels.py:245 (LatentEncoder [256, 192, 128] then 128 -> 128)",
+        "latent_dim": "train.py:69 (--latent_size 128)",
+        "encoder_per_label": "src/models/myModels.py:245 (one LatentEncoder per modality, shared by the labels)",
+        "sigma_activation": "src/models/myModels.py:280 (std = exp(0.5 * log_var))",
+        "head_dropout": "src/models/myModels.py:33,204,212,228 (Dropout 0.1: pooling and classifiers)",
+        "attention_dropout": "experience/late_fusion_2/log.txt:58 (attention_probs_dropout_prob 0.3)",
+        "ff_inner_dropout": "src/models/module_bert.py:204-214 (BertIntermediate: no dropout inside the MLP)",
+        "positions": "src/models/module_bert.py:105 (learned position_embeddings table)",
+        "max_positions": "experience/late_fusion_2/log.txt:64 (max_position_embeddings 60)",
+        "embedding_norm": "src/models/module_bert.py:109,123 (LayerNorm after word + position embeddings)",
+        "standardize_inputs": "src/models/myModels.py:267-269 (inputs only LayerNorm-ed, no dataset statistics)",
+        "pad_frames_to": "src/dataloaders/cmu_dataloader_ai.py:62-80 (every frame mask 1; aligned_50 has 50 frames)",
+        "init_scheme": "src/models/module_bert.py (BertModel applies init_weights), log.txt:62 (initializer_range 0.02), myModels.py:75-82,181-182",
+        "gamma_dir": "train.sh:3 (--cml 0.3, weight of the info-classifier BCE)",
+        "beta_scl": "train.sh:5 (--cdl 1, weight of the SupCon loss)",
+        "lambda_ocl": "train.sh:7 (--crl 0.3, weight of the code's own ordinality loss)",
+        "ocl_variant": "src/models/myModels.py:316-333 (CRLDis)",
+        "scl_absent_labels": "src/models/myModels.py:461-485 (get_cl_labels: a class per label, present and absent)",
+        "scl_renormalise": "src/models/myModels.py:129 (SupConLoss: similarity / 2.0)",
+        "scl_reduction": "src/models/myModels.py:359 and :149 (every batch and queue row an anchor; loss.mean())",
+        "lr": "train.sh:2 (--lr 0.0002)",
+        "batch_size": "train.sh:9 (--batch_size 64)",
+        "optimizer": "train.py:158-160 (BertAdam: no bias correction, eps 1e-6, decoupled weight decay)",
+        "weight_decay": "train.py:152-160 (weight_decay 0.01)",
+        "no_decay_bias_norm": "train.py:141-155 (biases and LayerNorm weights in the 0.0 decay groups)",
+        "grad_clip": "train.py:251 (clip_grad_norm_ 1.0) and :160 (max_grad_norm=1.0)",
+        "scheduler": "train.py:158-159 (schedule='warmup_cosine', warmup 0.1, t_total = all steps)",
+        "early_stop_patience": "train.py:335,369,378 (EarlyStopping(patience=5) on the selection metric)",
+        "threshold_mode": "train.py:353-354,383-384 @4725e27 (fixed args.threshold; search on test commented out)",
+        "threshold": "train.py:72 (--threshold 0.21)",
+        "threshold_grid": "src/models/myModels.py:20 (search_binary: range(150, 300, 5) / 1000, the b33f538 search)",
     }
 
     def __post_init__(self) -> None:
@@ -156,6 +208,7 @@ class LDDUConfig(OptimSettings):
         if isinstance(self.ocl_pairs, str):
             self.ocl_pairs = tuple(p.strip() for p in self.ocl_pairs.split(",") if p.strip())
         self.ocl_pairs = tuple(self.ocl_pairs)
+        self.encoder_extra_hidden = tuple(int(w) for w in self.encoder_extra_hidden)
         self.input_dims = dict(self.input_dims)
         problems = []
         if sorted(self.input_dims) != sorted(MODALITIES):
@@ -173,6 +226,22 @@ class LDDUConfig(OptimSettings):
         if self.scl_representation not in SCL_REPRESENTATIONS:
             problems.append(f"scl_representation {self.scl_representation!r}: "
                             f"choose from {', '.join(SCL_REPRESENTATIONS)}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            problems.append("head_dropout must lie in [0, 1)")
+        if self.positions not in POSITIONS:
+            problems.append(f"positions {self.positions!r}: choose from {', '.join(POSITIONS)}")
+        if self.max_positions < 1:
+            problems.append("max_positions must be >= 1")
+        if self.pad_frames_to < 0:
+            problems.append("pad_frames_to must be >= 0 (0 = off)")
+        if self.positions == "learned" and self.pad_frames_to > self.max_positions:
+            problems.append(f"pad_frames_to ({self.pad_frames_to}) exceeds max_positions ({self.max_positions})")
+        if self.init_scheme not in INIT_SCHEMES:
+            problems.append(f"init_scheme {self.init_scheme!r}: choose from {', '.join(INIT_SCHEMES)}")
+        if self.sigma_activation not in SIGMA_ACTIVATIONS:
+            problems.append(f"sigma_activation {self.sigma_activation!r}: choose from {', '.join(SIGMA_ACTIVATIONS)}")
+        if self.ocl_variant not in OCL_VARIANTS:
+            problems.append(f"ocl_variant {self.ocl_variant!r}: choose from {', '.join(OCL_VARIANTS)}")
         if self.scl_reduction not in SCL_REDUCTIONS:
             problems.append(f"scl_reduction {self.scl_reduction!r}: choose from {', '.join(SCL_REDUCTIONS)}")
         if self.correctness not in CORRECTNESS_RULES:
@@ -187,7 +256,7 @@ class LDDUConfig(OptimSettings):
         if not 0.0 <= self.uncertainty_momentum < 1.0:
             problems.append("uncertainty_momentum must lie in [0, 1)")
         if min(self.hidden, self.proj_dim, self.d_z, self.latent_dim, self.encoder_hidden,
-               self.classifier_hidden, self.ff_dim) < 1:
+               self.classifier_hidden, self.ff_dim, *self.encoder_extra_hidden) < 1:
             problems.append("all widths must be >= 1")
         if problems:
             raise ConfigError("LDDUConfig: " + "; ".join(problems))
@@ -205,6 +274,7 @@ class LDDUConfig(OptimSettings):
             heads=2,
             ff_dim=32,
             dropout=0.0,
+            head_dropout=0.0,
             proj_dim=16,
             d_z=12,
             latent_dim=8,
@@ -244,25 +314,46 @@ class GroupedLinear(nn.Module):
 class ModalityEncoder(nn.Module):
     """Uni-modal extractor: (B, T, D_in) frames + (B, T) valid mask -> O (B, T, hidden).
 
+    LayerNorm of the input frames, linear projection to `hidden`, plus fixed sinusoidal positions
+    or a learned table of `max_positions` rows, optionally a LayerNorm (`embedding_norm`, a BERT
+    embedding layer), dropout, then the Transformer layers.
+
     checkpointing: while training with gradients, each layer keeps only its input (B, T, hidden)
     for the backward pass and recomputes the rest there (torch.utils.checkpoint, RNG state
     restored so dropout draws the same masks): the same outputs and gradients in far less memory.
     """
 
     def __init__(self, in_dim: int, hidden: int, layers: int, heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, checkpointing: bool = False) -> None:
+                 attention_dropout: float, checkpointing: bool = False, *, mlp_inner_dropout: bool = True,
+                 learned_positions: int = 0, embedding_norm: bool = False) -> None:
         super().__init__()
         self.checkpointing = checkpointing
         self.input_norm = nn.LayerNorm(in_dim)
         self.project = nn.Linear(in_dim, hidden)
+        self.positions = nn.Embedding(learned_positions, hidden) if learned_positions > 0 else None
+        self.embedding_norm = nn.LayerNorm(hidden) if embedding_norm else None
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            AttentionBlock(hidden, heads, ff_dim, dropout, attention_dropout) for _ in range(layers)
+            AttentionBlock(hidden, heads, ff_dim, dropout, attention_dropout, mlp_inner_dropout)
+            for _ in range(layers)
         )
+
+    def position_codes(self, length: int, device: torch.device) -> torch.Tensor:
+        """(length, hidden) position encodings; ConfigError when a learned table is too short."""
+        if self.positions is None:
+            return sinusoidal_positions(length, self.project.out_features, device)
+        if length > self.positions.num_embeddings:
+            raise ConfigError(f"a sequence of {length} frames is longer than the learned position table "
+                              f"(max_positions = {self.positions.num_embeddings}); raise max_positions",
+                              parameter="max_positions")
+        return self.positions.weight[:length]
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         h = self.project(self.input_norm(x))  # (B, T, hidden)
-        h = self.dropout(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device))
+        h = h + self.position_codes(h.shape[1], h.device)
+        if self.embedding_norm is not None:
+            h = self.embedding_norm(h)
+        h = self.dropout(h)
         recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
             if recompute:
@@ -333,23 +424,27 @@ class LDDU(EmotionModel):
         layers = {"text": c.text_layers, "audio": c.audio_layers, "visual": c.visual_layers}
         self.encoders = nn.ModuleDict({
             m: ModalityEncoder(c.input_dims[m], c.hidden, layers[m], c.heads, c.ff_dim, c.dropout, c.attention_dropout,
-                               c.activation_checkpointing)
+                               c.activation_checkpointing, mlp_inner_dropout=c.ff_inner_dropout,
+                               learned_positions=c.max_positions if c.positions == "learned" else 0,
+                               embedding_norm=c.embedding_norm)
             for m in MODALITIES
         })
         self.emotions = nn.Parameter(torch.randn(q, c.hidden) * c.hidden ** -0.5) if c.use_emotion_space else None
         self.pooling = nn.ModuleDict({
-            m: LabelPooling(c.hidden, c.proj_dim, c.d_z, q, c.use_emotion_space, c.dropout) for m in MODALITIES
+            m: LabelPooling(c.hidden, c.proj_dim, c.d_z, q, c.use_emotion_space, c.head_dropout) for m in MODALITIES
         })
         self.info_classifier = nn.Sequential(
-            nn.Linear(NUM_MODALITIES * c.d_z, c.classifier_hidden), nn.ReLU(), nn.Dropout(c.dropout),
+            nn.Linear(NUM_MODALITIES * c.d_z, c.classifier_hidden), nn.ReLU(), nn.Dropout(c.head_dropout),
             nn.Linear(c.classifier_hidden, 1),
         )
         grid = (NUM_MODALITIES, q if c.encoder_per_label else 1)
-        self.dist_hidden = GroupedLinear(grid, c.d_z, c.encoder_hidden)
+        widths = (c.d_z, *c.encoder_extra_hidden)
+        self.dist_extra = nn.ModuleList(GroupedLinear(grid, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.dist_hidden = GroupedLinear(grid, widths[-1], c.encoder_hidden)
         self.dist_mu = GroupedLinear(grid, c.encoder_hidden, c.latent_dim)
         self.dist_sigma = GroupedLinear(grid, c.encoder_hidden, c.latent_dim)
-        self.mean_classifier = PerLabelMLP(q, NUM_MODALITIES * c.latent_dim, c.classifier_hidden, c.dropout)
-        self.variance_classifier = PerLabelMLP(q, NUM_MODALITIES * c.latent_dim, c.classifier_hidden, c.dropout)
+        self.mean_classifier = PerLabelMLP(q, NUM_MODALITIES * c.latent_dim, c.classifier_hidden, c.head_dropout)
+        self.variance_classifier = PerLabelMLP(q, NUM_MODALITIES * c.latent_dim, c.classifier_hidden, c.head_dropout)
         # Class id of the (modality m, label i) distribution for SupCon: m*q + i (absent labels,
         # with scl_absent_labels: 3q + m*q + i).
         self.register_buffer("class_ids", torch.arange(NUM_MODALITIES * q).view(NUM_MODALITIES, q), persistent=False)
@@ -359,16 +454,46 @@ class LDDU(EmotionModel):
         # Per-label reference variance norm (EMA over training batches); part of the checkpoint.
         self.register_buffer("sigma_ref", torch.ones(q))
         self.register_buffer("sigma_ref_updates", torch.zeros((), dtype=torch.long))
+        if c.init_scheme == "authors":
+            self._init_like_authors()
+
+    def _init_like_authors(self) -> None:
+        """The LDDU authors' initialisation: encoders as BERT (`BertModel.__init__` applies
+        `init_weights`: weights and position table ~ N(0, 0.02), biases 0, LayerNorm 1/0), emotion
+        embeddings and distribution-encoder weights Xavier-uniform (myModels.py:181-182, :75-82);
+        pooling and classifiers keep PyTorch's defaults (MyModel applies no init to them)."""
+        for encoder in self.encoders.values():
+            for module in encoder.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(module.weight, std=0.02)
+                    if getattr(module, "bias", None) is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.MultiheadAttention):
+                    nn.init.normal_(module.in_proj_weight, std=0.02)
+                    nn.init.zeros_(module.in_proj_bias)
+                    nn.init.normal_(module.out_proj.weight, std=0.02)
+                    nn.init.zeros_(module.out_proj.bias)
+                elif isinstance(module, nn.LayerNorm):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+        if self.emotions is not None:
+            nn.init.xavier_uniform_(self.emotions)
+        for layer in (*self.dist_extra, self.dist_hidden, self.dist_mu, self.dist_sigma):
+            fan_in, fan_out = layer.weight.shape[-2:]
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            with torch.no_grad():
+                layer.weight.uniform_(-bound, bound)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: MultimodalBatch) -> ModelOutput:
         """probs (B, q) = gated fusion of y_mu and y_sigma. aux holds, for the loss and for analysis:
         dir_logits / y_dir (B, q) info classifier, y_mu / y_sigma / gate (B, q),
         mu / sigma (B, 3, q, latent_dim) in MODALITIES order, present (B, 3) bool."""
-        batch = self.standardize(batch)
+        if self.config.standardize_inputs:
+            batch = self.standardize(batch)
         zs, present = [], []
         for m in MODALITIES:
-            x, valid = batch.features[m], batch.masks[m].bool()
+            x, valid = self._frames(batch.features[m], batch.masks[m].bool())
             if x.shape[-1] != self.config.input_dims[m]:
                 raise ValueError(f"{m} features have dimension {x.shape[-1]}, "
                                  f"the model expects {self.config.input_dims[m]}")
@@ -383,9 +508,16 @@ class LDDU(EmotionModel):
         dir_logits = self.info_classifier(f_dir).squeeze(-1)  # (B, q)
         y_dir = torch.sigmoid(dir_logits)
 
-        h = F.relu(self.dist_hidden(z))  # (B, 3, q, encoder_hidden)
+        h = z
+        for layer in self.dist_extra:
+            h = F.relu(layer(h))  # (B, 3, q, encoder_extra_hidden[k])
+        h = F.relu(self.dist_hidden(h))  # (B, 3, q, encoder_hidden)
         mu = self.dist_mu(h)  # (B, 3, q, L)
-        sigma = F.softplus(self.dist_sigma(h)) + SIGMA_FLOOR  # (B, 3, q, L), > 0
+        raw = self.dist_sigma(h)
+        if self.config.sigma_activation == "exp":  # raw is a log-variance: sigma = exp(raw / 2)
+            sigma = torch.exp(0.5 * raw) + SIGMA_FLOOR
+        else:
+            sigma = F.softplus(raw) + SIGMA_FLOOR  # (B, 3, q, L), > 0
 
         y_mu = torch.sigmoid(self.mean_classifier(mu.transpose(1, 2).reshape(batch_size, q, -1)))  # (B, q)
         y_sigma = torch.sigmoid(self.variance_classifier(sigma.transpose(1, 2).reshape(batch_size, q, -1)))
@@ -394,6 +526,18 @@ class LDDU(EmotionModel):
         aux = {"dir_logits": dir_logits, "y_dir": y_dir, "y_mu": y_mu, "y_sigma": y_sigma, "gate": gate,
                "mu": mu, "sigma": sigma, "present": present_mask}
         return ModelOutput(probs=probs, aux=aux)
+
+    def _frames(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """With `pad_frames_to` = N > 0: frames (B, T, D) zero-padded at the end to max(T, N) and
+        every frame of a present modality marked valid, padding included (the authors' loader gives
+        every frame mask 1); an absent modality stays all-invalid. Otherwise unchanged."""
+        n = self.config.pad_frames_to
+        if n <= 0:
+            return x, valid
+        if x.shape[1] < n:
+            x = F.pad(x, (0, 0, 0, n - x.shape[1]))
+        present = valid.any(dim=1, keepdim=True)  # (B, 1)
+        return x, present.expand(-1, x.shape[1])
 
     def _gate(self, y_dir: torch.Tensor) -> torch.Tensor:
         """Weight of y_mu in the fusion (B, q); y_sigma gets 1 - weight."""
@@ -433,7 +577,9 @@ class LDDU(EmotionModel):
             correct = self._correctness(aux["y_dir"], labels)
             self.tracker.update(gather_across_ranks(batch.index), gather_across_ranks(correct))
         l_ocl = zero
-        if c.lambda_ocl and c.ocl_pairs:
+        if c.lambda_ocl and c.ocl_variant == "authors_code":
+            l_ocl = authors_code_ordinality_loss(aux["y_dir"], aux["sigma"])
+        elif c.lambda_ocl and c.ocl_pairs:
             scores, valid = self.ordinality_scores(aux["y_dir"], aux["sigma"], aux["present"], labels, batch.index)
             l_ocl = ordinality_loss(scores, valid, c.ocl_pairs)
         if self.training:

@@ -54,6 +54,10 @@ def smooth_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
     return labels * (1.0 - smoothing) + 0.5 * smoothing
 
 
+SUPCON_REDUCTIONS: tuple[str, ...] = ("sum", "mean", "all_rows")
+"""How `supcon_loss` reduces the per-anchor losses (see its docstring)."""
+
+
 def supcon_loss(
     anchors: torch.Tensor,
     classes: torch.Tensor,
@@ -74,11 +78,18 @@ def supcon_loss(
     of T_e with e's class. Per anchor (Eq. 5):
         L(e) = -1/|P_e| * sum_{p in P_e} log( exp(z(e,p)/tau) / sum_{t in T_e} exp(z(e,t)/tau) )
     Anchors with an empty P_e contribute nothing. reduction "sum" adds L(e) over anchors (Eq. 7);
-    "mean" averages over the anchors that contribute (what the authors' code does).
+    "mean" averages over the anchors that contribute; "all_rows" makes every filled bank entry an
+    anchor too (its T and P drawn from the batch anchors and the other bank entries) and divides
+    the sum of L over all these rows by their number, rows without a positive counting 0 (the LDDU
+    authors' code: myModels.py:359 contrasts every row of batch + queue, SupConLoss's
+    `loss.mean()` at :149 averages over all of them). Bank rows are constants, so they add
+    gradient only through the batch anchors in their T.
     Returns a scalar (0, still attached to the graph, when no anchor has a positive).
     """
-    if reduction not in ("sum", "mean"):
+    if reduction not in SUPCON_REDUCTIONS:
         raise ValueError(f"unknown SupCon reduction {reduction!r}")
+    if reduction == "all_rows":
+        return _supcon_all_rows(anchors, classes, bank, bank_classes, temperature)
     if bank is not None and bank.shape[0] > 0:
         contrast = torch.cat([anchors, bank.detach()], dim=0)  # (A+K, D)
         contrast_classes = torch.cat([classes, bank_classes], dim=0)  # (A+K,)
@@ -101,6 +112,30 @@ def supcon_loss(
     pos = positives[keep]
     per_anchor = -log_prob.masked_fill(~pos, 0.0).sum(dim=1) / num_pos[keep].to(log_prob.dtype)
     return per_anchor.sum() if reduction == "sum" else per_anchor.mean()
+
+
+def _supcon_all_rows(anchors: torch.Tensor, classes: torch.Tensor, bank: torch.Tensor | None,
+                     bank_classes: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """`supcon_loss` with reduction "all_rows": rows = the A anchors and the K' filled bank
+    entries; for each row, T = every other row, P = the members of T of its class;
+    loss = sum over rows with a positive of L(row) / (A + K')."""
+    rows, row_classes = anchors, classes
+    if bank is not None and bank.shape[0] > 0:
+        filled = bank_classes >= 0
+        rows = torch.cat([anchors, bank.detach()[filled]], dim=0)  # (N, D), N = A + K'
+        row_classes = torch.cat([classes, bank_classes[filled]], dim=0)  # (N,)
+    n = rows.shape[0]
+    if n < 2:
+        return anchors.sum() * 0.0
+    not_self = ~torch.eye(n, dtype=torch.bool, device=rows.device)  # (N, N) membership of T
+    positives = not_self & (row_classes.unsqueeze(1) == row_classes.unsqueeze(0))  # (N, N)
+    num_pos = positives.sum(dim=1)  # (N,)
+    if not bool((num_pos > 0).any()):
+        return anchors.sum() * 0.0
+    logits = (rows @ rows.T / temperature).masked_fill(~not_self, float("-inf"))  # (N, N)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    per_row = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / num_pos.clamp(min=1).to(log_prob.dtype)
+    return per_row.sum() / n
 
 
 class DistributionQueue(nn.Module):
@@ -172,6 +207,23 @@ def ordinality_loss(
     for a, b in pairs:
         total = total + _symmetric_kl(log_p[a], log_p[b])
     return total
+
+
+def authors_code_ordinality_loss(y_dir: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The ordinality term of the LDDU authors' code (`CRLDis`, myModels.py:316-333), which is
+    not the paper's Eq. 10-15: P_var = softmax over all B*q (sample, label) pairs of the L2 norm of
+    that label's variance vectors of the three modalities; P_dir = softmax over the q labels of
+    each sample of the info classifier's probabilities y_dir, flattened to B*q;
+    loss = (KL(P_dir||P_var) + KL(P_var||P_dir)) / (B*q) / 2 (`kl_div(..., "batchmean")` of a
+    flat vector divides by its length). Its correctness history is computed there but unused.
+
+    y_dir: (B, q) probabilities; sigma: (B, 3, q, L) standard deviations. Returns a scalar.
+    """
+    batch, q = y_dir.shape
+    norms = sigma.permute(0, 2, 1, 3).reshape(batch, q, -1).norm(dim=-1).reshape(-1)  # (B*q,)
+    log_var = F.log_softmax(norms, dim=0)
+    log_dir = F.log_softmax(y_dir, dim=1).reshape(-1)  # (B*q,)
+    return _symmetric_kl(log_dir, log_var) / (batch * q) / 2.0
 
 
 class CorrectnessTracker(nn.Module):

@@ -6,6 +6,7 @@ is imported only when its entry is asked for (the way timm's registry works).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 
@@ -33,6 +34,60 @@ class ModelEntry:
     def preset_sources(self) -> dict[str, str]:
         """{field: where the "authors" preset's value was read} (empty when the model has none)."""
         return dict(getattr(self.config_class, "PRESET_SOURCES", {}))
+
+    @property
+    def authors_code(self) -> str | None:
+        """Where the authors' public code was read (repository and commits), or None: no public code."""
+        return getattr(self.config_class, "AUTHORS_CODE", None)
+
+
+@dataclass(frozen=True)
+class PresetOption:
+    """One config option: its value under each preset and where the authors' value was read
+    ("" when the authors preset keeps the paper's value)."""
+
+    name: str
+    values: dict[str, object]
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelPresets:
+    """A registered model's options under every preset (what `mmer models` shows)."""
+
+    name: str
+    config_class: str
+    authors_code: str | None
+    options: list[PresetOption]
+
+    def as_dict(self) -> dict:
+        """JSON-ready: tuples become lists; {"presets": {preset: {option: value}}, "sources": {...}}."""
+        def plain(value: object) -> object:
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return {
+            "name": self.name, "config_class": self.config_class, "authors_code": self.authors_code,
+            "presets": {preset: {o.name: plain(o.values[preset]) for o in self.options} for preset in PRESET_NAMES},
+            "sources": {o.name: o.source for o in self.options if o.source},
+        }
+
+
+def model_presets() -> list[ModelPresets]:
+    """Every registered model's config options under each preset, with the authors' sources."""
+    result = []
+    for name in model_names():
+        entry = get_entry(name)
+        defaults = entry.config_class()
+        presets, sources = entry.presets, entry.preset_sources
+        options = [PresetOption(f.name, {p: presets[p].get(f.name, getattr(defaults, f.name)) for p in PRESET_NAMES},
+                                sources.get(f.name, ""))
+                   for f in dataclasses.fields(entry.config_class)]
+        result.append(ModelPresets(name, entry.config_class.__name__, entry.authors_code, options))
+    return result
 
 
 def model_names() -> list[str]:

@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
-from provenance import SHARED_DATA, provenance, write_result
+from recipe_results import SHARED_DATA, provenance, write_result
 
 FOLDS_FILE = Path(__file__).resolve().parent / "emodb_folds.json"
 NUM_FOLDS = 5

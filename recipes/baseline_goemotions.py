@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from mmer.corpora.label_sets import DEFAULT_LABEL_NAMES
 from mmer.metrics import multilabel_metrics
 from mmer.thresholds import NEUTRAL_THRESHOLD, apply_thresholds, tune_label_thresholds
-from provenance import SHARED_DATA, provenance, write_result
+from recipe_results import SHARED_DATA, provenance, write_result
 
 EKMAN_TO_MMER = {"joy": "happy", "sadness": "sad"}
 C_GRID: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0)

@@ -362,7 +362,9 @@ def macro_f1_at(probs: np.ndarray, labels: np.ndarray, thresholds) -> float:
     """Macro-F1 over LABEL_NAMES of probs (N, q) decided at per-label `thresholds` (q,), labels (N, q)."""
     from mmer.metrics import multilabel_metrics
 
-    pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
+    from mmer.thresholds import apply_thresholds
+
+    pred = apply_thresholds(probs, thresholds)
     return multilabel_metrics(labels.astype(np.int64), pred, LABEL_NAMES).macro_f1
 
 

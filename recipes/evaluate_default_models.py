@@ -41,8 +41,9 @@ from mmer.extractors.pipeline import ExtractionSettings
 from mmer.evaluation import predict_probs
 from mmer.metrics import brier_score, error_rate_by_uncertainty, expected_calibration_error, multilabel_metrics
 from mmer.stream_fusion import LateFusion
+from mmer.thresholds import apply_thresholds
 from mmer.models.checkpoint import load_checkpoint
-from provenance import RESULTS_DIR, SHARED_DATA, provenance, write_result
+from recipe_results import RESULTS_DIR, SHARED_DATA, provenance, write_result
 from train_default_models import DEFAULT_WORK, FOLDS_FILE, SEED, THREADS, WEIGHTS_DIR
 
 PAIRS_PER_TEST_UTTERANCE = 2
@@ -52,9 +53,9 @@ BATCH = 256
 def scored(probs: np.ndarray, unc: np.ndarray, truth: np.ndarray, thresholds: list[float], step: str) -> dict:
     """Multi-label metrics at `thresholds`, at 0.5, and calibration of probs (N, q) / unc (N, q)."""
     truth = truth.astype(np.int64)
-    pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
+    pred = apply_thresholds(probs, thresholds)
     metrics = multilabel_metrics(truth, pred, LABEL_NAMES).as_dict()
-    at_half = multilabel_metrics(truth, (probs >= 0.5).astype(np.int64), LABEL_NAMES)
+    at_half = multilabel_metrics(truth, apply_thresholds(probs, 0.5), LABEL_NAMES)
     return {
         "tuned_thresholds": metrics,
         "threshold_0_5": {"macro_f1": at_half.macro_f1, "micro_f1": at_half.micro_f1},
@@ -102,9 +103,9 @@ def both_views(model, info, fusion: LateFusion, single: dict[str, EvalSet], join
 
 def load_default(name: str):
     model, info = load_checkpoint(WEIGHTS_DIR / f"{name}_default.safetensors")
-    mismatches = info.feature_spec.mismatches(default_feature_spec())
-    if mismatches or info.label_names != LABEL_NAMES:
-        raise SystemExit(f"{name}: checkpoint does not fit the default extraction: {mismatches or info.label_names}")
+    info.feature_spec.require_compatible(default_feature_spec(), f"{name}: checkpoint does not fit the default extraction")
+    if info.label_names != LABEL_NAMES:
+        raise SystemExit(f"{name}: checkpoint labels {info.label_names} are not {LABEL_NAMES}")
     return model, info, LateFusion.from_dict(info.extra["fusion"])
 
 
@@ -168,10 +169,9 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
         readings = {m: predict_probs(model, e.dataset(), BATCH, torch.device("cpu"))[0] for m, e in single.items()}
         readings["audio"] = voice_readings(fusion, readings["audio"], [emodb.audio.get(int(a)) for _, a in pairs.items])
         pp, pu = fused(fusion, readings)
-        thresholds = np.asarray(fusion.thresholds)[None, :]
         pair_probs.append(pp)
         pair_unc.append(pu)
-        pair_truth.append((pairs.labels, (pp >= thresholds).astype(np.int64)))
+        pair_truth.append((pairs.labels, apply_thresholds(pp, fusion.thresholds)))
     if not rows_all:
         return {"missing_folds": missing, "note": "no fold models found: run recipes/train_default_models.py"}
     rows = np.concatenate(rows_all)

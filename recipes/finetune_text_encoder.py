@@ -23,8 +23,8 @@ import argparse
 import copy
 import dataclasses
 import hashlib
-import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,10 @@ from torch import nn
 
 from default_model_features import LABEL_NAMES, comment_piece_ids, read_goemotions, wordpiece_batch
 from default_model_training import macro_f1_at
-from provenance import REPO_ROOT, SHARED_DATA, provenance, write_result
+from recipe_results import REPO_ROOT, SHARED_DATA, provenance, write_result
+
+from mmer.optimization import EarlyStopping, LRSchedule
+from mmer.trainer import EpochOutcome, Trainer, TrainerHooks
 
 FROZEN_LAYERS = 4
 """Transformer layers kept as packaged (of 6); the ones above are fine-tuned."""
@@ -93,6 +96,74 @@ class TopAndHead(nn.Module):
         pooled = (states * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # mean over word-pieces (B, D)
         return self.head(self.dropout(pooled))
 
+    def loss(self, logits: torch.Tensor, batch: "CommentBatch") -> "HeadLoss":
+        """Binary cross-entropy of logits (B, 7) against the batch's multi-hot labels (B, 7)."""
+        return HeadLoss(nn.functional.binary_cross_entropy_with_logits(logits, batch.labels))
+
+
+@dataclass
+class HeadLoss:
+    """What `Trainer` reads of a loss: the total and its parts (none here)."""
+
+    total: torch.Tensor
+    parts: dict = field(default_factory=dict)
+
+
+@dataclass
+class CommentBatch:
+    """states (B, L, D) after the frozen layers, mask (B, L), labels (B, 7): one training batch."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device) -> "CommentBatch":
+        return CommentBatch(self.states.to(device), self.mask.to(device), self.labels.to(device))
+
+
+class FineTuneHooks(TrainerHooks):
+    """The recipe's part of mmer's one epoch loop (`mmer.trainer.Trainer`): length-bucketed shuffled
+    batches, the epoch selected by dev macro-F1 (per-label thresholds tuned on dev), the best
+    epoch's weights kept in memory."""
+
+    def __init__(self, net: TopAndHead, train: tuple, valid: tuple, rng: np.random.Generator) -> None:
+        self.net, self.train, self.valid, self.rng = net, train, valid, rng
+        self.history: list[dict] = []
+        self.best: tuple | None = None  # (dev macro-F1, epoch, state dict, thresholds)
+        self._last: tuple[float, np.ndarray] | None = None
+
+    def batches(self, epoch: int):
+        states, labels = self.train
+        # length-bucketed shuffling: sort by length inside random chunks of 50 batches
+        order = self.rng.permutation(len(states))
+        chunks = [order[i:i + 50 * BATCH] for i in range(0, len(order), 50 * BATCH)]
+        order = np.concatenate([c[np.argsort([len(states[i]) for i in c], kind="stable")] for c in chunks])
+        for k in self.rng.permutation(int(np.ceil(len(order) / BATCH))):
+            rows = order[k * BATCH:(k + 1) * BATCH]
+            (_, x, mask), = list(batches(states, rows))
+            yield CommentBatch(x, mask, torch.from_numpy(labels[rows]))
+
+    def validate(self, epoch: int) -> float:
+        from mmer.thresholds import tune_label_thresholds
+
+        dev_probs = predict(self.net, self.valid[0])
+        thresholds = tune_label_thresholds(dev_probs, self.valid[1].astype(np.int64))
+        dev_f1 = macro_f1_at(dev_probs, self.valid[1], thresholds)
+        self._last = (dev_f1, thresholds)
+        return dev_f1
+
+    def epoch_done(self, outcome: EpochOutcome) -> None:
+        record = {"epoch": outcome.epoch, "train_loss": outcome.train["total"], "dev_macro_f1": outcome.value,
+                  "seconds": round(outcome.seconds, 1)}
+        self.history.append(record)
+        print(record, flush=True)
+        if outcome.improved:
+            self.best = (outcome.value, outcome.epoch, copy.deepcopy(self.net.state_dict()), self._last[1])
+
 
 def batches(states: list[np.ndarray], order: np.ndarray):
     for b in range(0, len(order), BATCH):
@@ -120,7 +191,6 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from mmer.extractors.text import TextEncoder, encoder_info
-    from mmer.thresholds import tune_label_thresholds
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
@@ -143,41 +213,14 @@ def main() -> None:
     net = TopAndHead(base, len(LABEL_NAMES))
     optimizer = torch.optim.AdamW([{"params": net.layers.parameters(), "lr": LR_LAYERS},
                                    {"params": net.head.parameters(), "lr": LR_HEAD}], weight_decay=WEIGHT_DECAY)
-    train_states, train_labels = splits["train"]
-    steps = args.epochs * int(np.ceil(len(train_states) / BATCH))
+    steps = args.epochs * int(np.ceil(len(splits["train"][0]) / BATCH))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[LR_LAYERS, LR_HEAD], total_steps=steps,
                                                    pct_start=0.1, anneal_strategy="linear")
-    loss_fn = nn.BCEWithLogitsLoss()
-    rng = np.random.default_rng(SEED)
-    history, best = [], None
-    for epoch in range(1, args.epochs + 1):
-        t0 = time.perf_counter()
-        net.train()
-        # length-bucketed shuffling: sort by length inside random chunks of 50 batches
-        order = rng.permutation(len(train_states))
-        chunks = [order[i:i + 50 * BATCH] for i in range(0, len(order), 50 * BATCH)]
-        order = np.concatenate([c[np.argsort([len(train_states[i]) for i in c], kind="stable")] for c in chunks])
-        batch_order = rng.permutation(int(np.ceil(len(order) / BATCH)))
-        total = 0.0
-        for k in batch_order:
-            rows = order[k * BATCH:(k + 1) * BATCH]
-            (_, x, mask), = list(batches(train_states, rows))
-            loss = loss_fn(net(x, mask), torch.from_numpy(train_labels[rows]))
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(rows)
-        dev_probs = predict(net, splits["valid"][0])
-        thresholds = tune_label_thresholds(dev_probs, splits["valid"][1].astype(np.int64))
-        dev_f1 = macro_f1_at(dev_probs, splits["valid"][1], thresholds)
-        record = {"epoch": epoch, "train_loss": total / len(train_states), "dev_macro_f1": dev_f1,
-                  "seconds": round(time.perf_counter() - t0, 1)}
-        history.append(record)
-        print(record, flush=True)
-        if best is None or dev_f1 > best[0]:
-            best = (dev_f1, epoch, copy.deepcopy(net.state_dict()), thresholds)
+    hooks = FineTuneHooks(net, splits["train"], splits["valid"], np.random.default_rng(SEED))
+    trainer = Trainer(net, optimizer, LRSchedule.per_step(schedule), EarlyStopping(patience=0, maximize=True),
+                      grad_clip=1.0, forward=lambda batch: net(batch.states, batch.mask))
+    trainer.fit(hooks, args.epochs)
+    best, history = hooks.best, hooks.history
     net.load_state_dict(best[2])
     test_probs = predict(net, splits["test"][0])
     test_f1 = macro_f1_at(test_probs, splits["test"][1], best[3])

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import REPO_ROOT, provenance, write_result
+from recipe_results import REPO_ROOT, provenance, write_result
 
 SENTENCES = Path(__file__).resolve().parent / "spoken_emotion_sentences.tsv"
 DEFAULT_FACE = REPO_ROOT.parent / "shared" / "media" / "WolfgangLanger_Pexels.mp4"

@@ -45,7 +45,7 @@ from default_model_training import (EpochMixture, MixtureSettings, Pools, Synthe
 from mmer.models.checkpoint import load_checkpoint, save_checkpoint
 from mmer.models.config import config_to_dict
 from mmer.models.registry import get_entry
-from provenance import REPO_ROOT, RESULTS_DIR, SHARED_DATA, provenance, write_result
+from recipe_results import REPO_ROOT, RESULTS_DIR, SHARED_DATA, provenance, write_result
 
 WEIGHTS_DIR = REPO_ROOT / "models" / "weights"
 DEFAULT_WORK = Path.home() / ".cache" / "mmer" / "recipes" / "default_models"

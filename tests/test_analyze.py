@@ -20,7 +20,7 @@ from mmer import analysis
 from mmer.analysis import AnalyzeOptions, Analyzer, ClipFailure, ClipResult, analyze, expand_inputs
 from mmer.errors import UserError
 from mmer.models.checkpoint import save_checkpoint
-from mmer.core.feature_spec import ModalitySpec
+from mmer.core.feature_spec import FeatureSpecMismatch, ModalitySpec
 from mmer.models.registry import build_model, get_entry, model_names
 
 from tests.conftest import LABELS, SAMPLE, SAMPLE_SRT, mmer
@@ -207,7 +207,7 @@ def test_spec_mismatch_is_refused_before_any_extraction(tmp_path, monkeypatch):
         raise AssertionError("extraction must not start")
 
     monkeypatch.setattr(FeatureExtractor, "extract", boom)
-    with pytest.raises(UserError, match=r"other features.*audio extractor: model expects 'compare-lld'"):
+    with pytest.raises(FeatureSpecMismatch, match=r"other features.*audio extractor: model expects 'compare-lld'"):
         analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu"))
 
 
@@ -230,7 +230,7 @@ def test_cli_json_follows_the_contract(checkpoint, sample_result, tmp_path):
     assert set(clip["modalities"]) == {"visual", "audio", "text"}
     assert set(clip["modalities"]["visual"]) == {"frames", "face_frames"}
     assert set(clip["modalities"]["audio"]) == {"seconds", "voiced"}
-    assert set(clip["modalities"]["text"]) == {"tokens"}
+    assert set(clip["modalities"]["text"]) == {"tokens", "words_trust"}
     assert "model" in clip["timings_s"]
     assert [set(s) for s in clip["segments"]] == [{"start_s", "end_s", "emotions", "predicted", "by_modality"}] * 3
     for evidence in [clip["by_modality"], *(s["by_modality"] for s in clip["segments"])]:

@@ -236,7 +236,7 @@ def _peak_rss_decoding(video: Path) -> tuple[int, int]:
     VmHWM is per address space; ru_maxrss would also count the forking parent's pages."""
     code = (
         "import sys\n"
-        "from extractors.media import MediaReader, probe_media\n"
+        "from mmer.extractors.media import MediaReader, probe_media\n"
         "reader = MediaReader(probe_media(sys.argv[1]), fps=5.0, max_side_px=320, batch_frames=16)\n"
         "largest = max(len(b.frames) for b in reader.frame_batches())\n"
         "assert largest <= 16, largest\n"
@@ -349,7 +349,7 @@ def test_real_process_bad_media_exit_1_without_traceback(media, checkpoint):
 def _no_media_work(monkeypatch) -> None:
     import mmer.extractors.pipeline
 
-    monkeypatch.setattr(extractors.pipeline, "probe_media", lambda *a, **k: pytest.fail("media was probed"))
+    monkeypatch.setattr(mmer.extractors.pipeline, "probe_media", lambda *a, **k: pytest.fail("media was probed"))
 
 
 @pytest.mark.parametrize("content, message", [

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mmer.datasets import CacheWriter, DatasetError, collate, dataset_names, load_dataset
-from mmer.datasets.cache import INDEX_NAME, MANIFEST_NAME, SAMPLES_DIR
+from mmer.datasets.extract_cache import INDEX_NAME, MANIFEST_NAME, SAMPLES_DIR
 from mmer.datasets.labels import M3ED_EMOTIONS, MOSEI_EMOTIONS
 from mmer.datasets.safe_pickle import load_pickled_file
 from mmer.datasets.sequences import trim_zero_padding

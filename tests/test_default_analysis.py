@@ -118,3 +118,33 @@ def test_silence_around_speech_does_not_change_the_answer(name, utterance, tmp_p
     for result in results:  # the whole clip claims nothing that no window shows
         shown = {label for s in result["segments"] for label in s["predicted"]}
         assert set(result["predicted"]) <= shown, result["file"]
+
+
+def test_words_the_recogniser_doubts_weigh_less_in_the_fusion():
+    """The words' reading enters the fusion only as far as they were heard (FeatureSet.stats.words_trust,
+    `doubted_reading`): with the voice saying anger and the words joy, doubted words give less joy,
+    alone or next to the voice, and never more of any emotion."""
+    from mmer.analysis import AnalyzeOptions, Analyzer, span_windows
+    from mmer.extractors.featureset import FeatureSet, ModalityStats
+
+    analyzer = Analyzer(AnalyzeOptions(model="lddu", device="cpu", threads=1, use_cache=False))
+    spec, names = analyzer.info.feature_spec, analyzer.label_names
+    rng = np.random.default_rng(0)
+    text, audio = rng.standard_normal((6, spec.text.dim)), rng.standard_normal((40, spec.audio.dim))
+    reading = {"text": {n: 0.9 if n == "happy" else 0.05 for n in names},
+               "audio": {n: 0.9 if n == "anger" else 0.05 for n in names}, "visual": None}
+
+    def scores(trust: float) -> dict[str, float]:
+        features = FeatureSet(features={"text": text.astype(np.float32), "audio": audio.astype(np.float32),
+                                        "visual": np.zeros((0, spec.visual.dim), np.float32)},
+                              times={"text": np.linspace(0, 2, 6), "audio": np.linspace(0, 2, 40), "visual": np.zeros(0)},
+                              spec=spec, duration_s=2.0, stats=ModalityStats(words_trust=trust))
+        spans = [(0.0, 2.0)]
+        return {e.label: e.probability for e in analyzer._scores(features, spans, [reading], span_windows(features, spans))[0]}
+
+    full, doubted = scores(1.0), scores(0.3)
+    assert doubted["happy"] < full["happy"] - 0.05
+    assert all(doubted[n] <= full[n] + 1e-9 for n in names if n != "neutral")
+    reading["audio"] = None  # the words alone
+    alone_full, alone_doubted = scores(1.0), scores(0.3)
+    assert alone_doubted["happy"] < alone_full["happy"] - 0.1

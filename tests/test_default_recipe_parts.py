@@ -77,3 +77,44 @@ def test_cached_features_of_a_changed_extractor_are_dropped(cache, monkeypatch):
     assert not any((cache / n).exists() for n in features.FEATURE_FILES["text"])
     assert all((cache / n).exists() for m in ("audio", "visual") for n in features.FEATURE_FILES[m])
     assert json.loads((cache / "feature_spec.json").read_text())["text"][2] == "t2"
+
+
+@pytest.mark.slow  # loads the packaged MiniLM encoder
+def test_text_finetune_recipe_trains_through_the_one_epoch_loop():
+    """recipes/finetune_text_encoder.py's layers and head trained by mmer.trainer.Trainer (its hooks:
+    shuffled batches, dev macro-F1 selection, the best epoch kept) on comments whose label is written
+    into their states: the loss falls, every epoch is recorded and the best one is kept."""
+    import torch
+
+    import finetune_text_encoder as recipe
+    from mmer.extractors.text import TextEncoder, encoder_info
+    from mmer.optimization import EarlyStopping, LRSchedule
+    from mmer.trainer import Trainer
+
+    torch.manual_seed(0)
+    base = TextEncoder(encoder_info(None), "cpu").model
+    rng = np.random.default_rng(0)
+    q, dim = len(features.LABEL_NAMES), base.config.hidden_size
+
+    def comments(n: int):
+        labels = np.zeros((n, q), np.float32)
+        states = []
+        for i in range(n):
+            k = i % 2  # two labels, told apart by the sign of the states' first dimensions
+            labels[i, k] = 1
+            x = rng.normal(0.0, 0.5, size=(int(rng.integers(4, 9)), dim)).astype(np.float16)
+            x[:, :32] += 2.0 if k else -2.0
+            states.append(x)
+        return states, labels
+
+    net = recipe.TopAndHead(base, q)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    hooks = recipe.FineTuneHooks(net, comments(96), comments(32), np.random.default_rng(0))
+    trainer = Trainer(net, optimizer, LRSchedule.per_step(torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)),
+                      EarlyStopping(patience=0, maximize=True), grad_clip=1.0,
+                      forward=lambda batch: net(batch.states, batch.mask))
+    assert trainer.fit(hooks, 3) == 3
+    assert [r["epoch"] for r in hooks.history] == [1, 2, 3]
+    assert hooks.history[-1]["train_loss"] < hooks.history[0]["train_loss"]
+    best_f1, best_epoch, state, thresholds = hooks.best
+    assert best_f1 == max(r["dev_macro_f1"] for r in hooks.history) and len(thresholds) == q

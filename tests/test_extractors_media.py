@@ -137,12 +137,23 @@ def test_audio_only_file_with_speech_recognition(extractor):
     assert fs.duration_s == pytest.approx(2.0) and fs.stats.seconds == pytest.approx(2.0, abs=0.01)
     assert 0.5 < fs.stats.voiced <= 2.0
     assert fs.features["audio"].shape[1] == 25 and 48 <= fs.features["audio"].shape[0] <= 50  # 25 Hz
-    # ASR ran (the English-only tiny model hears German as English words, with timestamps).
+    # ASR ran: the English-only tiny model hears German as invented English words, and its own scores
+    # say so (average log-probability below whisper's failure threshold): the words stay the
+    # transcript, flagged, and give no text features.
     assert fs.transcript.strip()
     assert any("English-only" in w for w in fs.warnings)
+    assert fs.stats.words_trust == 0.0 and not fs.present("text") and fs.stats.tokens == 0
+    assert any(w.startswith("the speech recogniser is unsure of the words: its average log-probability is ")
+               and w.endswith(": text features absent") for w in fs.warnings)
+
+
+def test_english_speech_is_heard_with_full_trust():
+    fs = FeatureExtractor(ExtractionSettings(use_cache=False)).extract(REPO / "samples" / "sample_joy.mp4")
+    assert fs.transcript.startswith("I can't believe it.")
+    assert fs.stats.words_trust == 1.0 and not any("unsure" in w for w in fs.warnings)
     text, times = fs.features["text"], fs.times["text"]
-    assert text.shape == (fs.stats.tokens, 384) and fs.stats.tokens >= 3
-    assert np.all(np.diff(times) >= 0) and 0 <= times[0] and times[-1] < 2.0
+    assert text.shape == (fs.stats.tokens, 384) and fs.stats.tokens >= 10
+    assert np.all(np.diff(times) >= 0) and 0 <= times[0] and times[-1] < fs.duration_s
     assert fs.timings_s["asr"] > 0 and fs.timings_s["text"] > 0
 
 
@@ -358,7 +369,7 @@ def test_bad_files_fail_with_one_line_naming_the_file(extractor, tmp_path, make,
 @pytest.mark.skipif(os.name != "posix", reason="file permissions are POSIX")
 def test_unreadable_file_fails_with_one_line():
     """In a process that obeys file permissions (as root too: see tests/privileges.py)."""
-    code = ("import sys\nfrom extractors.errors import ExtractionError\nfrom extractors.media import check_readable\n"
+    code = ("import sys\nfrom mmer.extractors.errors import ExtractionError\nfrom mmer.extractors.media import check_readable\n"
             "from pathlib import Path\ntry:\n    check_readable(Path(sys.argv[1]))\n"
             "except ExtractionError as err:\n    print(err)\n")
     prefix = unprivileged()

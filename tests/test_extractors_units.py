@@ -15,7 +15,7 @@ import torch
 from mmer.extractors.acoustic import ACOUSTIC_SETS, pool_frames
 from mmer.extractors.voice_activity import inside, speech_spans, spoken_seconds
 
-from mmer.extractors.cache import FeatureCache, file_sha256
+from mmer.extractors.feature_cache import FeatureCache, file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.face import GEOMETRY_FEATURE_NAMES, VISUAL_DIM, FaceDetections, FaceTrack, face_vector
 from mmer.extractors.featureset import FeatureSet, ModalityStats, Word
@@ -167,14 +167,41 @@ def test_pool_frames_averages_runs_and_the_tail():
 def test_silence_noise_and_tones_are_not_speech():
     rate = 16_000
     rng = np.random.default_rng(0)
+    t = np.arange(4 * rate) / rate
     for name, signal in {
         "digital silence": np.zeros(6 * rate),
         "noise at -60 dBFS": 0.001 * rng.standard_normal(20 * rate),
         "loud white noise": 0.1 * rng.standard_normal(4 * rate),
+        "white noise +12 dB, clipped": np.clip(1.2 * rng.standard_normal(4 * rate), -1, 1),
         "brown noise": np.cumsum(rng.standard_normal(4 * rate)) * 0.001,
-        "sine tone": 0.5 * np.sin(2 * np.pi * 220 * np.arange(4 * rate) / rate),
+        "sine tone": 0.5 * np.sin(2 * np.pi * 220 * t),
+        "high square wave": 0.5 * np.sign(np.sin(2 * np.pi * 880 * t)),
+        "hum with harmonics": 0.3 * sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)),
+        "siren": 0.5 * np.sin(2 * np.pi * np.cumsum(700 + 300 * np.sin(2 * np.pi * 0.5 * t)) / rate),
+        "organ melody": 0.1 * np.concatenate([sum(np.sin(2 * np.pi * 196 * 2 ** (s / 12) * k * t[:rate // 4])
+                                                  for k in range(1, 5)) for s in (0, 4, 7, 12, 7, 4, 0, -5)] * 2),
     }.items():
         assert spoken_seconds(speech_spans(signal.astype(np.float32))) < 0.25, name
+
+
+@pytest.mark.parametrize("file", ["08b01Wa.wav", "09a04Wa.wav", "09b10Wa.wav"])
+def test_shouted_speech_is_speech(file):
+    """EmoDB anger with every frequency raised 10 semitones (a shout's pitch and formants) and driven
+    20 dB into clipping: Silero alone hears no voice in it, the detector with its lowered pass does."""
+    from scipy.signal import resample_poly
+
+    from mmer.extractors.media import MediaReader, probe_media
+    from mmer.extractors.voice_activity import spans_of, speech_probabilities
+
+    wav = REPO.parent / "shared" / "data" / "emodb" / "wav" / file
+    if not wav.exists():
+        pytest.skip("needs ../shared/data/emodb")
+    reader = MediaReader(probe_media(wav), 5.0, 320, 16, threads=1)
+    for _ in reader.frame_batches():
+        pass
+    shout = np.clip(resample_poly(reader.audio.samples, 9, 16) * 10, -1, 1).astype(np.float32)
+    assert spoken_seconds(spans_of(shout, speech_probabilities(shout))) < 0.25  # what Silero alone hears
+    assert spoken_seconds(speech_spans(shout)) >= 0.25
 
 
 def test_speech_spans_find_real_speech_inside_silence():
@@ -338,3 +365,29 @@ def test_file_sha256_streams_content(tmp_path):
     import hashlib
 
     assert file_sha256(path, chunk_bytes=1000) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+
+
+# --- how far the recognised words are trusted ---------------------------------------------------
+
+def test_words_trust_follows_the_recognisers_own_scores():
+    from types import SimpleNamespace
+
+    from mmer.extractors.speech import (COMPRESSION_FAILED, LOGPROB_FAILED, LOGPROB_TRUSTED, NO_SPEECH_FAILED,
+                                        RecognitionConfidence)
+
+    def trust(avg_logprob, no_speech=0.1, compression=1.0):
+        return RecognitionConfidence(avg_logprob, no_speech, compression, 2.0).trust()
+
+    assert trust(-0.2) == trust(LOGPROB_TRUSTED) == 1.0  # clearly heard: full weight
+    assert trust(LOGPROB_FAILED) == trust(-1.5) == 0.0  # whisper's own "decoding failed": dropped
+    middle = (LOGPROB_FAILED + LOGPROB_TRUSTED) / 2
+    assert trust(middle) == pytest.approx(0.5)
+    assert trust(-0.2, compression=COMPRESSION_FAILED + 0.1) == 0.0  # a repetition loop
+    assert trust(-0.2, no_speech=NO_SPEECH_FAILED + 0.1) == 0.0
+    # over a clip: log-probability and no-speech probability weighted by segment duration, the worst compression
+    segments = [SimpleNamespace(start=0.0, end=3.0, avg_logprob=-0.2, no_speech_prob=0.1, compression_ratio=1.1),
+                SimpleNamespace(start=3.0, end=4.0, avg_logprob=-1.4, no_speech_prob=0.5, compression_ratio=1.9)]
+    clip = RecognitionConfidence.of(segments)
+    assert clip.avg_logprob == pytest.approx(-0.5) and clip.no_speech_prob == pytest.approx(0.2)
+    assert clip.compression_ratio == 1.9 and clip.seconds == pytest.approx(4.0)
+    assert "log-probability is -0.50" in clip.reason()

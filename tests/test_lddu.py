@@ -12,7 +12,9 @@ import torch
 from mmer.models.batch import MultimodalBatch
 from mmer.models.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
 from mmer.models.lddu import GATES, LDDU, LDDUConfig
-from mmer.models.lddu_losses import CorrectnessTracker, DistributionQueue, ordinality_loss, supcon_loss
+from mmer.models.lddu_losses import (
+    CorrectnessTracker, DistributionQueue, authors_code_ordinality_loss, ordinality_loss, supcon_loss,
+)
 from mmer.models.registry import get_entry
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=torch.float32)
@@ -464,10 +466,163 @@ def test_authors_preset_values_and_sources():
     authors = entry.presets["authors"]
     assert entry.presets["paper"] == {}
     expected = {"lr": 2e-4, "batch_size": 64, "latent_dim": 128, "weight_decay": 0.01, "grad_clip": 1.0,
-                "scl_absent_labels": True, "scl_renormalise": True, "threshold_mode": "fixed", "threshold": 0.21}
+                "scl_absent_labels": True, "scl_renormalise": True, "threshold_mode": "fixed", "threshold": 0.21,
+                "d_z": 256, "ff_dim": 256, "encoder_extra_hidden": (192, 128), "head_dropout": 0.1,
+                "attention_dropout": 0.3, "scl_reduction": "all_rows", "optimizer": "bertadam",
+                "scheduler": "warmup_cosine_total", "no_decay_bias_norm": True, "pad_frames_to": 50}
     assert {k: authors[k] for k in expected} == expected
-    assert set(entry.preset_sources) == set(authors)  # every authors' value names its source file
+    assert set(entry.preset_sources) == set(authors)  # every authors' value names its source
+    for key, source in entry.preset_sources.items():  # a file, and a line wherever one line holds it
+        assert source.split(" ")[0].split(":")[0].endswith((".py", ".sh", ".txt")), key
     config = apply_overrides(LDDUConfig(), authors)
     model = LDDU(dataclasses.replace(config, hidden=16, heads=2, ff_dim=16, proj_dim=8, d_z=8, encoder_hidden=8,
                                      classifier_hidden=8, input_dims={"text": 12, "audio": 8, "visual": 6}))
     assert model.dist_mu.weight.shape[-1] == 128 and model.dist_mu.weight.shape[1] == 1  # per modality
+
+
+# The LDDU authors' network for CMU-MOSEI aligned (text 768, audio 74, visual 35; 6 labels), counted
+# once by hand from their model definition (src/models/myModels.py MyModel at b33f538, the encoders
+# of module_bert.py / module_visual.py / module_audio.py, sizes from train.py's defaults and the
+# encoder config printed in experience/late_fusion_2/log.txt: hidden_size 256, intermediate_size
+# 256, 8 heads, max_position_embeddings 60, 3 layers per modality, pro_dim = label_dim = 256,
+# latent_size 128). Linear(i, o) has i*o + o parameters, LayerNorm(d) 2d.
+#   one encoder layer: Q, K, V, output Linear(256, 256) 4 x 65,792 + LayerNorm 512
+#                      + Linear(256, 256) + Linear(256, 256) + LayerNorm 512            = 395,776
+#   encoder of modality with D inputs: input LayerNorm(D) (NormalizeText/Video/Audio)
+#       + Linear(D, 256) + position table 60 x 256 + LayerNorm(256) + 3 layers
+#       text D=768: 1,401,600   audio D=74: 1,222,548   visual D=35: 1,212,486
+#   label embedding nn.Embedding(6, 256)                                                  =   1,536
+#   LabelWiseModalModel: per modality seq/label projection Linear(256, 256) and
+#       out_projection Linear(256, 256): 3 x 197,376                                      = 592,128
+#   common (info) classifier Linear(768, 128) + Linear(128, 1)                            =  98,561
+#   3 LatentEncoders: Linear(256,192) + Linear(192,128) + output Linear(128,128)
+#       + fc_mu, fc_var Linear(128, 128): 3 x 123,584                                     = 370,752
+#   final_classifier and var_classifier1: 6 x (Linear(384, 128) + Linear(128, 1)) each   = 2 x 296,454
+#   total taking part in the forward pass                                                 = 5,492,519
+# Their model also holds 594,188 parameters that never get a gradient (the three encoders'
+# poolers 3 x 65,792, final_classifer2 and var_classifier2 2 x 198,406; 6,086,707 in all); we
+# do not build those.
+AUTHORS_MOSEI_PARAMETERS = {
+    "encoders.text": 1_401_600, "encoders.audio": 1_222_548, "encoders.visual": 1_212_486, "emotions": 1_536,
+    "pooling": 592_128, "info_classifier": 98_561, "distribution_encoders": 370_752,
+    "mean_classifier": 296_454, "variance_classifier": 296_454,
+}
+AUTHORS_MOSEI_TOTAL = 5_492_519
+
+
+def _parameter_groups(model: LDDU) -> dict[str, int]:
+    groups: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "encoders":
+            key = f"encoders.{parts[1]}"
+        elif parts[0] in ("dist_extra", "dist_hidden", "dist_mu", "dist_sigma"):
+            key = "distribution_encoders"
+        else:
+            key = parts[0]
+        groups[key] = groups.get(key, 0) + p.numel()
+    return groups
+
+
+def test_authors_preset_is_the_authors_network_on_mosei_aligned():
+    config = apply_overrides(LDDUConfig(num_labels=6, input_dims={"text": 768, "audio": 74, "visual": 35}),
+                             get_entry("lddu").presets["authors"])
+    model = LDDU(config)
+    assert _parameter_groups(model) == AUTHORS_MOSEI_PARAMETERS
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == AUTHORS_MOSEI_TOTAL
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    for m, dim in (("text", 768), ("audio", 74), ("visual", 35)):
+        enc = f"encoders.{m}"
+        assert shapes[f"{enc}.input_norm.weight"] == (dim,)
+        assert shapes[f"{enc}.project.weight"] == (256, dim)
+        assert shapes[f"{enc}.positions.weight"] == (60, 256)
+        assert shapes[f"{enc}.embedding_norm.weight"] == (256,)
+        assert len(model.encoders[m].layers) == 3
+        assert shapes[f"{enc}.layers.0.attn.in_proj_weight"] == (768, 256)  # Q, K, V of width 256
+        assert shapes[f"{enc}.layers.0.mlp.0.weight"] == (256, 256)  # intermediate_size 256
+        assert isinstance(model.encoders[m].layers[0].mlp[2], torch.nn.Identity)  # no dropout inside the MLP
+        assert model.encoders[m].layers[0].attn.dropout == 0.3
+        assert shapes[f"pooling.{m}.out.weight"] == (256, 256)  # Z of width 256
+    assert shapes["emotions"] == (6, 256)
+    assert shapes["info_classifier.0.weight"] == (128, 768)
+    assert [tuple(layer.weight.shape) for layer in (*model.dist_extra, model.dist_hidden, model.dist_mu)] == [
+        (3, 1, 256, 192), (3, 1, 192, 128), (3, 1, 128, 128), (3, 1, 128, 128)]  # one encoder per modality
+    assert shapes["mean_classifier.first.weight"] == (6, 384, 128)
+    assert model.pooling["text"].dropout.p == 0.1 and model.info_classifier[2].p == 0.1
+
+
+def test_supcon_all_rows_hand_computed():
+    tau = 0.5
+    e = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    classes = torch.tensor([0, 1])
+    bank = torch.tensor([[0.6, 0.8], [5.0, 5.0]])
+    bank_classes = torch.tensor([0, -1])  # the empty slot is no row
+    ex = lambda z: math.exp(z / tau)  # noqa: E731
+    # Rows e1, e2, b1. e1: T = {e2, b1}, P = {b1}; e2: no positive (0); b1: T = {e1, e2}, P = {e1}.
+    l1 = -math.log(ex(0.6) / (ex(0.0) + ex(0.6)))
+    l3 = -math.log(ex(0.6) / (ex(0.6) + ex(0.8)))
+    got = supcon_loss(e, classes, bank, bank_classes, temperature=tau, reduction="all_rows")
+    assert got.item() == pytest.approx((l1 + l3) / 3, rel=1e-5)
+    got.backward()
+    assert torch.isfinite(e.grad).all() and e.grad.abs().sum() > 0
+
+
+def test_authors_code_ordinality_loss_hand_computed():
+    y_dir = torch.tensor([[0.9, 0.2], [0.4, 0.7]])
+    sigma = torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0, 0.5, 2.0, 1.0, 0.5, 1.0, 1.5, 1.0]).view(2, 3, 2, 1)
+    norms = [math.sqrt(sum(float(sigma[b, m, i, 0]) ** 2 for m in range(3))) for b in range(2) for i in range(2)]
+    z = sum(math.exp(n) for n in norms)
+    p_var = [math.exp(n) / z for n in norms]
+    p_dir = []
+    for row in y_dir.tolist():
+        zr = sum(math.exp(v) for v in row)
+        p_dir += [math.exp(v) / zr for v in row]
+    kl = sum(a * math.log(a / b) for a, b in zip(p_dir, p_var)) + sum(b * math.log(b / a) for a, b in zip(p_dir, p_var))
+    assert authors_code_ordinality_loss(y_dir, sigma).item() == pytest.approx(kl / 4 / 2, rel=1e-5)
+
+
+def test_pad_frames_to_attends_to_padding_like_the_authors_loader():
+    model = fresh_model(pad_frames_to=10)
+    model.eval()
+    batch = make_batch(model.config)
+    with torch.no_grad():
+        out = model(batch).probs
+        # The same frames handed over already padded to 10 frames with every frame marked valid.
+        feats, masks = {}, {}
+        for m in batch.features:
+            x = batch.features[m]
+            feats[m] = torch.nn.functional.pad(x, (0, 0, 0, 10 - x.shape[1]))
+            masks[m] = batch.masks[m].any(dim=1, keepdim=True).expand(-1, 10)
+        padded = dataclasses.replace(batch, features=feats, masks=masks)
+        assert torch.allclose(model(padded).probs, out, atol=1e-6)
+        model.config.pad_frames_to = 0  # padding masked: another model output
+        assert not torch.allclose(model(batch).probs, out, atol=1e-4)
+    assert torch.isfinite(out).all()
+
+
+def test_learned_positions_refuse_a_sequence_longer_than_the_table():
+    model = fresh_model(positions="learned", max_positions=8)
+    with pytest.raises(ValueError, match="max_positions = 8"):
+        model(make_batch(model.config, lengths=(9, 4, 4)))
+    assert model(make_batch(model.config, lengths=(8, 4, 4))).probs.shape == (6, 3)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"sigma_activation": "exp"}, {"ocl_variant": "authors_code"}, {"scl_reduction": "all_rows"},
+    {"init_scheme": "authors", "standardize_inputs": False, "embedding_norm": True, "ff_inner_dropout": False},
+])
+def test_authors_switches_train_with_finite_gradients(overrides):
+    model = fresh_model(**overrides)
+    model.train()
+    batch = make_batch(model.config)
+    loss = model.loss(model(batch), batch)
+    loss.total.backward()
+    assert torch.isfinite(loss.total) and loss.parts["total"] > 0
+    assert_finite_grads(model)
+
+
+def test_new_fields_keep_old_state_dict_keys():
+    """Defaults build exactly today's modules, so checkpoints saved before these options still load."""
+    keys = set(fresh_model().state_dict())
+    assert not any(k.startswith(("dist_extra", "encoders.text.positions", "encoders.text.embedding_norm")) for k in keys)
+    assert set(fresh_model(ff_inner_dropout=False).state_dict()) == keys

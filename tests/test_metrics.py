@@ -238,3 +238,11 @@ def test_tune_label_thresholds_by_hand():
     assert tune_label_thresholds(probs, truth) == pytest.approx([0.61, 0.25, 0.5])
     # equal distance from 0.5 (0.4 and 0.6 both give F1 = 1 for this label): the lower one wins
     assert tune_label_thresholds(np.array([[0.7], [0.3]]), np.array([[1], [0]]), grid=[0.4, 0.6]) == [0.4]
+
+
+def test_threshold_grid_from_a_config_spec():
+    from mmer.thresholds import DEFAULT_GRID, threshold_grid
+
+    assert threshold_grid(()) == DEFAULT_GRID
+    authors = threshold_grid((0.15, 0.295, 0.005))  # the LDDU code's range(150, 300, 5) / 1000
+    assert len(authors) == 30 and authors[0] == 0.15 and authors[-1] == 0.295 and 0.24 in authors

@@ -1,5 +1,7 @@
 """One optimisation step: finite-loss guard, gradient clipping, optimiser and schedule stepping."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -34,3 +36,50 @@ def test_step_clips_the_gradient_and_advances_the_schedule():
     norm = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters()))
     assert norm == pytest.approx(0.01, rel=1e-4)  # clipped to grad_clip
     assert optimizer.param_groups[0]["lr"] != lr_before  # warm-up moved the learning rate
+
+
+def test_bertadam_step_has_no_bias_correction_and_decoupled_decay():
+    from mmer.optimization import BertAdam
+
+    p = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = BertAdam([p], lr=0.1, weight_decay=0.01)
+    p.grad = torch.tensor([0.5, 0.2])
+    opt.step()
+    m, v = 0.1 * p.grad, 0.001 * p.grad ** 2  # first moments, no bias correction
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * (m / (v.sqrt() + 1e-6) + 0.01 * torch.tensor([1.0, -2.0]))
+    assert torch.allclose(p.detach(), expected, atol=1e-6)
+    # torch's Adam would have moved each weight by lr (bias-corrected m/sqrt(v) = sign(g)).
+    assert not torch.allclose(p.detach(), torch.tensor([0.9, -2.1]), atol=1e-3)
+
+
+def test_no_decay_bias_norm_exempts_biases_and_layernorms():
+    from mmer.optimization import build_optimizer
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 1))
+    config = OptimSettings(optimizer="bertadam", weight_decay=0.01, no_decay_bias_norm=True)
+    decayed, exempt = build_optimizer(model, config).param_groups
+    assert decayed["weight_decay"] == 0.01 and exempt["weight_decay"] == 0.0
+    assert {id(p) for p in decayed["params"]} == {id(model[0].weight), id(model[2].weight)}
+    assert len(exempt["params"]) == 4  # two biases, LayerNorm weight and bias
+    plain = build_optimizer(model, OptimSettings(optimizer="adamw", weight_decay=0.01)).param_groups
+    assert len(plain) == 1 and len(plain[0]["params"]) == 6
+
+
+def test_warmup_cosine_total_runs_the_cosine_over_the_whole_run():
+    from mmer.optimization import warmup_cosine_total_factor
+
+    # 100 steps, 10 % warm-up: linear from 0, then 0.5 * (1 + cos(pi * step / 100)) with no restart.
+    assert warmup_cosine_total_factor(0, 100, 0.1) == 0.0
+    assert warmup_cosine_total_factor(5, 100, 0.1) == pytest.approx(0.5)
+    assert warmup_cosine_total_factor(10, 100, 0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.1)))
+    assert warmup_cosine_total_factor(50, 100, 0.1) == pytest.approx(0.5)
+    model = nn.Linear(2, 1)
+    config = OptimSettings(lr=1.0, epochs=2, scheduler="warmup_cosine_total", warmup_ratio=0.1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    schedule = LRSchedule(optimizer, config, steps_per_epoch=50, maximize=True)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_step()
+    assert lrs[0] == 0.0 and lrs[50] == pytest.approx(0.5) and lrs[99] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))

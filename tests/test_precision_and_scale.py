@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmer.datasets.cache import load_cache
+from mmer.datasets.extract_cache import load_cache
 from mmer.errors import UserError
 from mmer.evaluation import predict_probs
 from mmer.extraction_jobs import ExtractJob, JobList, parse_shard, shard_dir, shard_jobs
@@ -124,7 +124,7 @@ def test_sharded_cache_reads_as_one(tmp_path):
     whole = sb.write_cache(tmp_path / "whole", SMALL, 0)
     data = load_cache(whole.data)
     root = tmp_path / "sharded"
-    from mmer.datasets.cache import CacheWriter
+    from mmer.datasets.extract_cache import CacheWriter
 
     for k in (1, 2, 3):
         writer = CacheWriter(shard_dir(root, k, 3), data.label_names, data.feature_spec)
@@ -283,9 +283,12 @@ def test_gpu_script_dry_run_on_cpu():
 
 def test_voice_activity_in_bounded_passes_matches_faster_whisper(monkeypatch):
     """speech_probabilities (passes of CHUNKS_PER_PASS chunks, no copy of the audio) gives exactly
-    faster-whisper's probabilities, and speech_spans exactly its spans, at any pass size and
-    length (whole chunks or not, with or without speech)."""
+    faster-whisper's probabilities, and spans_of exactly its spans, at any pass size and length
+    (whole chunks or not, with or without speech); the lowered pass, made and heard in blocks, gives
+    faster-whisper's probabilities of the whole resampled audio; speech_spans is faster-whisper's
+    rule over the higher of the two."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
+    from scipy.signal import resample_poly
 
     from mmer.extractors import voice_activity as va
     from mmer.extractors.media import MediaReader, probe_media
@@ -304,5 +307,18 @@ def test_voice_activity_in_bounded_passes_matches_faster_whisper(monkeypatch):
             monkeypatch.setattr(va, "CHUNKS_PER_PASS", per_pass)
             assert np.array_equal(va.speech_probabilities(audio), stock)
         spans = [(s["start"] / 16_000, s["end"] / 16_000) for s in get_speech_timestamps(audio, options, 16_000)]
-        assert va.speech_spans(audio) == spans
+        assert va.spans_of(audio, stock) == spans
+        # The lowered pass: faster-whisper's model on the audio resampled by LOWERED_PASS, at any pass size.
+        up, down = va.LOWERED_PASS
+        lowered = resample_poly(audio, up, down).astype(np.float32)
+        lowered_stock = get_vad_model()(np.pad(lowered, (0, 512 - lowered.shape[0] % 512)))
+        for per_pass in (1, 7, 256):
+            monkeypatch.setattr(va, "CHUNKS_PER_PASS", per_pass)
+            # all but the last chunk: faster-whisper's model zeroes the last 64 samples of its input in place
+            np.testing.assert_allclose(va._silero(va._lowered_blocks(audio))[:-1], lowered_stock[:-1], atol=1e-5)
+        voice = va.voice_probabilities(audio)
+        assert voice.shape == stock.shape and (voice >= stock).all()
+        with va.silero_answers(voice):  # faster-whisper's rule reading the two-pass probabilities
+            two_pass = [(s["start"] / 16_000, s["end"] / 16_000) for s in get_speech_timestamps(audio, options, 16_000)]
+        assert va.speech_spans(audio) == two_pass
     assert va.speech_spans(np.concatenate([speech] * 3)) and not va.speech_spans(quiet)

@@ -5,7 +5,6 @@ synthetic files in the exact benchmark formats)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +38,11 @@ def lamb_seeds(bench, tmp_path_factory):
     return out, result
 
 
+def _as_json(value):
+    """A config value as config.json stores it (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 @pytest.mark.parametrize("preset", ["paper", "authors"])
 @pytest.mark.parametrize("model", model_names())
 def test_each_preset_trains_and_evaluates(model, preset, bench, tmp_path):
@@ -50,9 +54,9 @@ def test_each_preset_trains_and_evaluates(model, preset, bench, tmp_path):
     tiny = entry.config_class.tiny(len(bench.label_names), bench.load().feature_spec.dims)
     for key, value in entry.presets[preset].items():
         if key != "batch_size":  # --batch-size 8 wins over the preset
-            assert saved["config"][key] == value, key
+            assert saved["config"][key] == _as_json(value), key
     for key in set(entry.presets["authors"]) - set(entry.presets[preset]) - {"batch_size"}:
-        assert saved["config"][key] == getattr(tiny, key), key  # the other preset's values stay out
+        assert saved["config"][key] == _as_json(getattr(tiny, key)), key  # the other preset's values stay out
     test = json.loads((run / "test_metrics.json").read_text())
     info, _ = read_checkpoint_info(run / "best.safetensors")
     fixed = saved["config"]["threshold_mode"] == "fixed"
@@ -240,3 +244,74 @@ def test_one_seed_and_bad_seed_counts(bench, tmp_path):
     assert summary["runs"] == ["seed-0"] and summary["metrics"]["micro_f1"]["std"] == 0.0
     one_line_error(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--seeds", "0",
                        "--out", tmp_path / "none"), "--seeds")
+
+
+def test_authors_preset_selected_on_test_end_to_end(bench, tmp_path):
+    """`--preset authors --select-on test` on the MOSEI aligned format fixture: the authors' network
+    trains, the TEST split picks the epoch (their train.py), and every output says so."""
+    from mmer.training import SELECTED_ON_TEST
+
+    valid_run, test_run = tmp_path / "valid", tmp_path / "test"
+    ok(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--epochs", "2", "--preset", "authors",
+           "--out", valid_run))
+    result = cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--epochs", "2", "--preset", "authors",
+                 "--select-on", "test", "--out", test_run)
+    ok(result)
+    assert SELECTED_ON_TEST in result.stdout and "TEST micro-F1" in result.stdout
+    config = json.loads((test_run / "config.json").read_text())
+    assert config["select_on"] == "test" and config["preset"] == "authors"
+    assert config["config"]["scl_reduction"] == "all_rows" and config["config"]["optimizer"] == "bertadam"
+    records = [json.loads(line) for line in (test_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["select_on"] for r in records] == ["test", "test"]
+    test = json.loads((test_run / "test_metrics.json").read_text())
+    assert test["select_on"] == "test" and test["protocol"] == SELECTED_ON_TEST
+    best = next(r for r in records if r["epoch"] == test["best_epoch"])
+    for key in ("micro_f1", "acc", "precision", "recall"):  # the epoch was chosen on these very numbers
+        assert best["val"][key] == pytest.approx(test[key]), key
+    info, _ = read_checkpoint_info(test_run / "best.safetensors")
+    assert info.extra["selection"]["split"] == "test"
+    assert json.loads((valid_run / "config.json").read_text())["select_on"] == "valid"
+    assert "protocol" not in json.loads((valid_run / "test_metrics.json").read_text())
+
+    report = cli("report", valid_run, test_run, "--format", "json")
+    ok(report)
+    runs = json.loads(report.stdout)["runs"]
+    assert [r["select_on"] for r in runs] == ["valid", "test"]
+    assert SELECTED_ON_TEST in runs[1]["protocol"] and "TEST" not in runs[0]["protocol"]
+    assert "authors preset" in runs[1]["protocol"] and "fixed threshold 0.21" in runs[1]["protocol"]
+    table = cli("report", valid_run, test_run)
+    ok(table)
+    assert "lddu (selected on TEST) test" in table.stdout and SELECTED_ON_TEST in table.stdout
+    assert "lddu valid" in table.stdout  # both rows
+    one_line_error(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--select-on", "train",
+                       "--out", tmp_path / "bad"), "--select-on", "valid, test")
+    one_line_error(cli("train", "--resume", "--out", test_run, "--select-on", "valid", "--device", "cpu",
+                       "--threads", "1", "--quiet"), "--select-on test", "not valid")
+
+    searched = tmp_path / "searched"  # the b33f538 protocol: one threshold searched on TEST
+    ok(cli("train", "--model", "lddu", *data_args(bench), *COMMON, "--epochs", "1", "--preset", "authors",
+           "--select-on", "test", "--threshold-mode", "tuned_global", "--out", searched))
+    test = json.loads((searched / "test_metrics.json").read_text())
+    values = set(test["threshold"]["values"].values())
+    assert test["threshold"]["mode"] == "global" and len(values) == 1
+    assert values.pop() in [round(0.15 + 0.005 * k, 6) for k in range(30)]  # their grid
+    record = json.loads((searched / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["val"]["micro_f1"] == pytest.approx(test["micro_f1"])
+    protocol = compare_runs([searched]).runs[0].protocol
+    assert "one threshold for all labels tuned on TEST" in protocol and SELECTED_ON_TEST in protocol
+
+
+def test_models_json_lists_presets_and_sources():
+    result = cli("models", "--format", "json")
+    ok(result)
+    document = json.loads(result.stdout)
+    assert document["preset_names"] == ["paper", "authors"]
+    models = {m["name"]: m for m in document["models"]}
+    lddu = models["lddu"]
+    authors = get_entry("lddu").presets["authors"]
+    assert set(lddu["sources"]) == set(authors)
+    assert lddu["presets"]["authors"]["d_z"] == 256 and lddu["presets"]["paper"]["d_z"] == 128
+    assert lddu["presets"]["authors"]["encoder_extra_hidden"] == [192, 128]
+    assert lddu["sources"]["d_z"].startswith("src/models/myModels.py:41")
+    assert "201983290498/lddu_mmer" in lddu["authors_code"]
+    assert models["lamb"]["authors_code"] is None and models["lamb"]["sources"] == {}

@@ -24,7 +24,8 @@ import mmer.training
 from mmer.datasets import dataset_names
 from mmer.metrics import multilabel_metrics
 from mmer.optimization import EarlyStopping, LRSchedule, cosine_warmup_factor
-from mmer.training import TrainOptions, TrainReporter, resolve_config, train
+from mmer.train_config import resolve_config
+from mmer.training import TrainOptions, TrainReporter, train
 from mmer.models.checkpoint import read_checkpoint_info
 from mmer.models.config import ConfigError
 from mmer.models.registry import model_names

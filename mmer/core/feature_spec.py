@@ -73,8 +73,9 @@ class FeatureSpec:
                     problems.append(f"{m} {field}: model expects {a!r}, features have {b!r}")
         return problems
 
-    def require_compatible(self, other: "FeatureSpec") -> None:
-        """Raise `FeatureSpecMismatch` naming every difference between expected and given specs."""
+    def require_compatible(self, other: "FeatureSpec", what: str = "feature spec mismatch") -> None:
+        """The one check that features fit a model: raise `FeatureSpecMismatch` with "`what`: " and
+        every difference between `self` (expected by the model) and `other` (the features)."""
         problems = self.mismatches(other)
         if problems:
-            raise FeatureSpecMismatch("feature spec mismatch: " + "; ".join(problems))
+            raise FeatureSpecMismatch(f"{what}: " + "; ".join(problems))

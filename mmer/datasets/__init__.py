@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmer.datasets import cache, mmsa, mult, src_tgt  # noqa: F401  (modules register their loaders)
+from mmer.datasets import extract_cache, mmsa, mult, src_tgt  # noqa: F401  (modules register their loaders)
 from mmer.datasets.base import SPLITS, BenchmarkData, DatasetError, MultimodalDataset, Sample, collate
-from mmer.datasets.cache import CacheWriter
+from mmer.datasets.extract_cache import CacheWriter
 from mmer.datasets.registry import get_dataset_entry, registered_names
 
 __all__ = ["SPLITS", "BenchmarkData", "CacheWriter", "DatasetError", "MultimodalDataset", "Sample",

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from mmer.models.batch import MultimodalBatch
 from mmer.core.errors import MmerError
-from mmer.core.feature_spec import MODALITIES, FeatureSpec
+from mmer.core.feature_spec import FeatureSpec
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 

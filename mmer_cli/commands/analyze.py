@@ -11,48 +11,10 @@ import typer
 
 from mmer.catalog import DEFAULT_MODEL, DEVICE_CHOICES, PRECISION_CHOICES
 from mmer.cli.commands.common import FileProgress, check_output_file, fail, report_written, user_errors
-from mmer.errors import UserError
+from mmer.output_formats import WRITERS, format_names
 
-TABLE_WIDTH = 100  # characters, when tables are written to a file with -o
-
-
-class AnalyzeFormat(str, enum.Enum):
-    """How `mmer analyze` writes its results."""
-
-    table = "table"
-    json = "json"
-    csv = "csv"
-    html = "html"
-    eaf = "eaf"
-    vtt = "vtt"
-
-
-PER_CLIP_SUFFIXES = {AnalyzeFormat.eaf: ".eaf", AnalyzeFormat.vtt: ".vtt"}
-"""Formats written as one file per clip (see `export_paths`)."""
-TIMELINE_FORMATS = {AnalyzeFormat.html, AnalyzeFormat.eaf, AnalyzeFormat.vtt}
-"""Formats built on per-window results: without --window they get `auto_window` windows."""
-
-
-def _write(text: str, output: Optional[Path]) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
-
-
-def _write_per_clip(outcomes: list, output_format: AnalyzeFormat, output: Optional[Path]) -> None:
-    """-f eaf / -f vtt: one file per analysed clip (paths: `export_paths`)."""
-    from mmer.analysis import ClipResult
-    from mmer.export_elan import to_eaf
-    from mmer.export_paths import export_paths
-    from mmer.export_vtt import to_vtt
-
-    results = [o for o in outcomes if isinstance(o, ClipResult)]
-    for result, path in export_paths(output, results, len(outcomes), PER_CLIP_SUFFIXES[output_format]):
-        _write(to_eaf(result, path) if output_format is AnalyzeFormat.eaf else to_vtt(result), path)
+AnalyzeFormat = enum.Enum("AnalyzeFormat", {name: name for name in format_names()}, type=str)
+"""How `mmer analyze` writes its results: the names of the output-format registry (mmer.output_formats)."""
 
 
 def analyze_command(
@@ -61,8 +23,8 @@ def analyze_command(
                                         readable=False),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|CHECKPOINT",
                               help="A model name (its shipped default checkpoint) or a .safetensors checkpoint from `mmer train`."),
-    output_format: AnalyzeFormat = typer.Option(AnalyzeFormat.table, "--format", "-f", help="table (human), json (array, one object per input), csv (one row per clip), "
-                                                     "html (interactive report), eaf (ELAN) or vtt (WebVTT subtitles)."),
+    output_format: AnalyzeFormat = typer.Option("table", "--format", "-f",
+                                                help=", ".join(w.help for w in WRITERS.values()) + "."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the results to PATH instead of stdout (its folder must exist; eaf/vtt with several inputs: a folder, one file per clip)."),
     device: str = typer.Option("auto", "--device", help=f"Where the networks run: {' | '.join(DEVICE_CHOICES)}."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads for torch (default: torch's choice)."),
@@ -81,26 +43,24 @@ def analyze_command(
     Exit code 0 when every input was analysed, 1 when at least one failed (the others are still
     reported), 2 for a usage error (bad option, missing or incompatible checkpoint).
     """
-    from rich.console import Console
-
     from mmer import analysis
-    from mmer.analysis import AnalyzeOptions, ClipResult, expand_inputs, resolve_checkpoint
-    from mmer.writers import failure_lines, render_tables, to_csv, to_json
-    from mmer.models.checkpoint import read_checkpoint_info
+    from mmer.analysis import AnalyzeOptions, ClipResult, expand_inputs
+    from mmer.writers import failure_lines
 
+    writer = WRITERS[output_format.value]
     if plot is not None and window is None:
         raise fail("--plot needs per-window results: pass --window SECONDS too")
     with user_errors():  # before any analysis: an output that cannot be written wastes no work
-        if output_format in PER_CLIP_SUFFIXES:
+        if writer.per_clip_suffix is not None:
             from mmer.export_paths import export_paths
 
-            export_paths(output, [], len(expand_inputs(inputs)), PER_CLIP_SUFFIXES[output_format])
+            export_paths(output, [], len(expand_inputs(inputs)), writer.per_clip_suffix)
         elif output is not None:
             check_output_file("--output", output)
         if plot is not None and not plot.is_dir():
             check_output_file("--plot", plot)
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
-                             window_s=window, auto_window=output_format in TIMELINE_FORMATS, use_cache=not no_cache, features=features,
+                             window_s=window, auto_window=writer.timeline, use_cache=not no_cache, features=features,
                              precision=precision, workers=workers)
     progress = FileProgress("analysing", min_total=2)
     try:
@@ -110,24 +70,7 @@ def analyze_command(
         progress.close()
 
     with user_errors():
-        if output_format is AnalyzeFormat.json:
-            _write(to_json(outcomes), output)
-        elif output_format is AnalyzeFormat.csv:
-            _write(to_csv(outcomes, read_checkpoint_info(resolve_checkpoint(model))[0].label_names), output)
-        elif output_format is AnalyzeFormat.html:
-            from mmer.report_html import to_html
-
-            _write(to_html(outcomes, output), output)
-        elif output_format in PER_CLIP_SUFFIXES:
-            _write_per_clip(outcomes, output_format, output)
-        elif output is None:
-            render_tables(outcomes, Console())
-        else:
-            try:
-                with open(output, "w", encoding="utf-8") as handle:
-                    render_tables(outcomes, Console(file=handle, width=TABLE_WIDTH, color_system=None))
-            except OSError as err:
-                raise UserError(f"--output {output}: cannot write ({err.strerror or err})") from None
+        writer.write(outcomes, output, options)
         if plot is not None:
             from mmer.timeline_plot import plot_paths, plot_timeline
 

@@ -21,7 +21,7 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
-PARAMETER_FLAGS: dict[str, str] = {"window_s": "--window", "config_file": "--config"}
+PARAMETER_FLAGS: dict[str, str] = {"window_s": "--window", "config_file": "--config", "output_format": "--format"}
 """Library parameters whose command-line flag is not `--` + the name with dashes for underscores."""
 
 

@@ -45,9 +45,10 @@ def extract_command(
 ) -> None:
     """Extract face, voice and text features of labelled media into a cache folder (resumable).
 
-    Files already in the cache are skipped, so re-running after an interruption continues.
-    Exit code 0 when every file was extracted, 1 when some failed (listed, and in
-    CACHE_DIR/extract_report.json), 2 for a usage error.
+    Files already in the cache are skipped, so re-running after an interruption continues. A file
+    with no usable stream (no face, no speech, no words) is not written as an empty sample: it is
+    counted and listed. Exit code 0 when every file was written, 1 when some failed or had no
+    usable stream (listed, and in CACHE_DIR/extract_report.json), 2 for a usage error.
     """
     from mmer.extractors.pipeline import ExtractionSettings
     from mmer.runtime import resolve_device
@@ -90,13 +91,19 @@ def extract_command(
     finally:
         progress.close()
 
+    empty = report.no_usable_stream
     print(f"mmer extract: {report.written} written, {report.already_cached} already cached, "
-          f"{len(report.failures)} failed, {len(report.skipped)} skipped by the listing "
-          f"({report.total} listed) in {report.seconds:.1f} s -> {out}")
+          f"{len(report.failures)} failed, {len(empty)} with no usable stream (not written), "
+          f"{len(report.skipped)} skipped by the listing ({report.total} listed) in {report.seconds:.1f} s -> {out}")
     for failure in report.failures[:MAX_FAILURES_SHOWN]:
         print(f"mmer: error: {failure.file}: {failure.error}", file=sys.stderr)
     if len(report.failures) > MAX_FAILURES_SHOWN:
         print(f"mmer: ... and {len(report.failures) - MAX_FAILURES_SHOWN} more", file=sys.stderr)
-    if report.failures:
-        print(f"mmer: {len(report.failures)} of {report.total} files failed; see {out / REPORT_NAME}", file=sys.stderr)
+    for clip in empty[:MAX_FAILURES_SHOWN]:
+        print(f"mmer: warning: {clip.file}: no usable stream, not written ({clip.error})", file=sys.stderr)
+    if len(empty) > MAX_FAILURES_SHOWN:
+        print(f"mmer: ... and {len(empty) - MAX_FAILURES_SHOWN} more with no usable stream", file=sys.stderr)
+    if report.failures or empty:
+        print(f"mmer: {len(report.failures)} of {report.total} files failed and {len(empty)} had no usable stream; "
+              f"see {out / REPORT_NAME}", file=sys.stderr)
         raise typer.Exit(1)

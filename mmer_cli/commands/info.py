@@ -1,34 +1,49 @@
-"""`mmer models`: list the registered networks and their config options under each preset."""
+"""`mmer models`: list the registered networks and their config options under each preset
+(library: mmer.models.registry.model_presets)."""
 
 from __future__ import annotations
 
-import dataclasses
+import enum
+import json
+
+import typer
 
 
+class ModelsFormat(str, enum.Enum):
+    """How `mmer models` writes the presets."""
 
-def models_command() -> None:
-    """List registered models and every config option's value under each preset (--preset)."""
+    table = "table"
+    json = "json"
+
+
+def models_command(
+    output_format: ModelsFormat = typer.Option(ModelsFormat.table, "--format",
+                                               help="table, or json (every preset's values and sources, for scripts)."),
+) -> None:
+    """List registered models and every config option's value under each preset (--preset), with
+    the file and line of the authors' code each "authors" value was read from."""
+    from mmer.models.config import PRESET_NAMES
+    from mmer.models.registry import model_presets
+
+    models = model_presets()
+    if output_format is ModelsFormat.json:
+        print(json.dumps({"preset_names": list(PRESET_NAMES), "models": [m.as_dict() for m in models]}))
+        return
     from rich.console import Console
     from rich.table import Table
-
-    from mmer.models.config import PRESET_NAMES
-    from mmer.models.registry import get_entry, model_names
+    from rich.text import Text
 
     console = Console()
-    for name in model_names():
-        entry = get_entry(name)
-        defaults = entry.config_class()
-        presets = entry.presets
-        sources = entry.preset_sources
-        table = Table(title=f"{name} ({entry.config_class.__name__}); presets for `mmer train --preset`")
+    for model in models:
+        table = Table(title=f"{model.name} ({model.config_class}); presets for `mmer train --preset`")
         table.add_column("option")
         for preset in PRESET_NAMES:
             table.add_column(preset)
         table.add_column("source of the authors' value")
-        for f in dataclasses.fields(entry.config_class):
-            default = getattr(defaults, f.name)
-            cells = [repr(presets[preset].get(f.name, default)) for preset in PRESET_NAMES]
-            table.add_row(f.name, *cells, sources.get(f.name, ""))
-        if not presets["authors"]:
+        for option in model.options:
+            table.add_row(option.name, *(Text(repr(option.values[p])) for p in PRESET_NAMES), Text(option.source))
+        if model.authors_code is None:
             table.caption = "no public code of the authors found: the authors preset equals the paper preset"
+        else:
+            table.caption = f"authors' code: {model.authors_code}"
         console.print(table)

@@ -36,7 +36,8 @@ def comparison_rows(report: ComparisonReport) -> list[list[str]]:
             rows.append([title, f"{pub.model} (published)", *cells, pub.protocol])
         for run in (r for r in report.runs if r.benchmark == benchmark):
             cells = [_run_cell(run.metrics.get(k)) for k in REPORT_METRICS]
-            rows.append([title, f"{run.model}: {run.path}", *cells, run.protocol])
+            name = f"{run.model} (selected on TEST)" if run.select_on == "test" else run.model
+            rows.append([title, f"{name}: {run.path}", *cells, run.protocol])
     return rows
 
 

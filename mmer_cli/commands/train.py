@@ -33,12 +33,15 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly where it stopped."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain per-epoch log lines instead of progress bars."),
     select_metric: str = typer.Option("micro_f1", "--select-metric", help=f"Validation metric that picks the best epoch: {', '.join(SELECT_METRICS)}."),
+    select_on: Optional[str] = typer.Option(
+        None, "--select-on", help="Split that picks the best epoch and tunes thresholds: valid (default) or test "
+                                  "(the LDDU authors' protocol: optimistic, labelled in every summary and report)."),
     tiny: bool = typer.Option(False, "--tiny", help="Start from the model's tiny config (smoke tests and demos)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes (0 = deterministic, in-process)."),
     preset: Optional[str] = typer.Option(
         None, "--preset", help=f"Starting values: {' or '.join(PRESET_NAMES)} (default paper; values: `mmer models`)."),
     threshold_mode: Optional[str] = typer.Option(
-        None, "--threshold-mode", help=f"Decision thresholds: {' or '.join(THRESHOLD_MODES)} (tuned per label on validation, or one fixed value)."),
+        None, "--threshold-mode", help=f"Decision thresholds: {', '.join(THRESHOLD_MODES)} (tuned per label on the selection split, one fixed value, or one value for all labels tuned there)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="The fixed decision threshold (implies --threshold-mode fixed)."),
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the networks: {', '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast mixed precision)."),
     compile_model: bool = typer.Option(False, "--compile", help="Compile the training forward pass with torch.compile (needs a C++ compiler on CPU)."),
@@ -63,6 +66,7 @@ def train_command(
         epochs=epochs, batch_size=batch_size, device=device, threads=threads, seed=seed, out=out, resume=resume,
         select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
         threshold=threshold, seeds=1 if seeds is None else seeds, precision=precision, compile=compile_model,
+        select_on=select_on,
         modalities=None if modalities is None else modalities.split(","), folds=folds or 0,
     )
     console = Console()

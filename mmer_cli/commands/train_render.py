@@ -6,15 +6,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mmer.training import SUMMARY_METRICS, EpochRecord, FoldsResult, RunStart, SeedsResult, TrainReporter, TrainResult
+from mmer.training import (
+    SELECTED_ON_TEST, SUMMARY_METRICS, EpochRecord, FoldsResult, RunStart, SeedsResult, TrainReporter, TrainResult,
+)
+
+
+def _split_name(select_on: str) -> str:
+    """How a line names the split that selects: "val", or "TEST" under the authors' protocol."""
+    return "TEST" if select_on == "test" else "val"
 
 
 def _epoch_line(record: EpochRecord, epochs: int) -> str:
     val = record.val
     marker = " *" if record.improved else ""
+    split = _split_name(record.select_on)
     return (
         f"epoch {record.epoch}/{epochs}  loss {record.train.get('total', float('nan')):.4f}  "
-        f"val micro-F1 {val['micro_f1']:.4f}  macro-F1 {val['macro_f1']:.4f}  acc {val['acc']:.4f}  "
+        f"{split} micro-F1 {val['micro_f1']:.4f}  macro-F1 {val['macro_f1']:.4f}  acc {val['acc']:.4f}  "
         f"{record.select_metric} best {record.best_value:.4f} @ {record.best_epoch}  "
         f"lr {record.lr:.2e}  {record.seconds:.1f}s{marker}"
     )
@@ -27,6 +35,7 @@ def _start_line(start: RunStart) -> str:
         f"{verb}: {start.model} ({start.preset} preset) on {start.dataset} ({sizes}), {start.num_parameters:,} parameters, "
         f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device}, "
         f"streams {','.join(start.trained_modalities)} -> {start.run_dir}"
+        + (f"; epochs and thresholds {SELECTED_ON_TEST}" if start.select_on == "test" else "")
     ) + "".join(f"\nwarning: {w}" for w in start.warnings)
 
 
@@ -97,16 +106,23 @@ class ProgressReporter(PlainReporter):
 def render_result(result: TrainResult, console: Console) -> None:
     """Summary table: best epoch and the test metrics of the best checkpoint."""
     test = result.test.as_dict()
-    thresholds = ("per-label thresholds tuned on validation" if result.test.threshold_mode == "per_label"
-                  else f"fixed threshold {result.test.thresholds[0]:g}")
-    table = Table(title=f"best epoch {result.best_epoch} of {result.epochs_run} (validation {result.select_metric} "
-                        f"{result.best_value:.4f}); test split, {thresholds}")
+    on_test = result.select_on == "test"
+    tuned_on = "TEST" if on_test else "validation"
+    thresholds = {"per_label": f"per-label thresholds tuned on {tuned_on}",
+                  "global": f"one threshold {result.test.thresholds[0]:g} tuned on {tuned_on}"}.get(
+        result.test.threshold_mode, f"fixed threshold {result.test.thresholds[0]:g}")
+    table = Table(title=f"best epoch {result.best_epoch} of {result.epochs_run} ({tuned_on} {result.select_metric} "
+                        f"{result.best_value:.4f}); test split, {thresholds}"
+                        + (f"; {SELECTED_ON_TEST}" if on_test else ""))
     table.add_column("metric")
     table.add_column("test", justify="right")
     for key in SUMMARY_METRICS:
         if key in test:
             table.add_row(key, f"{test[key]:.4f}")
     console.print(table)
+    if on_test:
+        console.print(f"{SELECTED_ON_TEST}: the test split chose the epoch and thresholds; not a held-out result",
+                      markup=False, highlight=False, soft_wrap=True)
     if result.test.single_label is not None:
         from mmer.cli.commands.metric_tables import single_label_tables
 
@@ -117,7 +133,8 @@ def render_result(result: TrainResult, console: Console) -> None:
 def render_seeds(result: SeedsResult, console: Console) -> None:
     """Test metrics over the seeds: mean ± std (sample) and each seed's value."""
     table = Table(title=f"test split over {len(result.seeds)} seeds ({', '.join(map(str, result.seeds))}): "
-                        f"mean ± std (sample std, n - 1)")
+                        f"mean ± std (sample std, n - 1)"
+                        + (f"; {SELECTED_ON_TEST}" if result.select_on == "test" else ""))
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
     table.add_column("per seed", justify="right")
