@@ -35,7 +35,7 @@ from mmer.extractors.speech import (TRANSCRIPT_SUFFIXES, SpeechRecognizer, Word,
                                read_transcript)
 from mmer.extractors.text import EncoderInfo, TextEncoder, encoder_info
 from mmer.extractors.voice_activity import LOWERED_PASS, VAD_VERSION, inside, speech_spans, spoken_seconds
-from mmer.core.feature_spec import FeatureSpec, ModalitySpec
+from mmer.core.feature_spec import MODALITIES, FeatureSpec, ModalitySpec
 
 __all__ = ["ExtractionSettings", "FeatureExtractor", "extract_features", "feature_spec_for",
            "MEDIA_SUFFIXES", "VIDEO_SUFFIXES", "AUDIO_SUFFIXES", "ExtractionError"]
@@ -66,9 +66,14 @@ class ExtractionSettings:
     device: str = "cpu"  # "cpu" | "cuda", already resolved by the caller
     use_cache: bool = True
     cache_dir: str | None = None  # default: $MMER_CACHE_DIR or ~/.cache/mmer/features
+    modalities: tuple[str, ...] = MODALITIES  # streams to extract; the others are never read (T = 0)
 
 
 def _check_settings(settings: ExtractionSettings) -> None:
+    unknown = [m for m in settings.modalities if m not in MODALITIES]
+    if unknown or not settings.modalities:
+        raise ExtractionError(f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, "
+                              f"got {', '.join(settings.modalities) or 'none'}")
     if not settings.fps > 0:
         raise ExtractionError(f"frame rate must be > 0 frames per second, got {settings.fps}")
     if settings.max_side_px < 48:
@@ -195,6 +200,8 @@ class FeatureExtractor:
                  "transcript": file_sha256(s.transcript) if s.transcript else None,
                  "asr": asr_identity(self._asr_dir) if self._asr_dir else None, "language": s.language,
                  "vad_lowered_pass": list(LOWERED_PASS)}
+        if set(s.modalities) != set(MODALITIES):  # (all three: the digest of earlier versions)
+            parts["modalities"] = sorted(s.modalities)
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def extract(self, path: str | Path) -> FeatureSet:
@@ -225,15 +232,16 @@ class FeatureExtractor:
         clock.add("decode", time.perf_counter() - start)
         transcript_file = self.settings.transcript is not None
         # Speech recognition and the text encoder come later, once speech is heard (`_SpeechHint`).
-        self._models.prefetch((["faces", "expression"] if info.has_video else [])
-                              + (["vad"] if info.has_audio else [])
-                              + (["text"] if transcript_file else []))
+        wanted = set(self.settings.modalities)
+        self._models.prefetch((["faces", "expression"] if info.has_video and "visual" in wanted else [])
+                              + (["vad"] if info.has_audio and wanted & {"audio", "text"} else [])
+                              + (["text"] if transcript_file and "text" in wanted else []))
 
         warnings: list[str] = []
         reader, visual, face_quality, visual_times, face_frames = self._read_visual(info, clock)
         audio = reader.audio
         acoustic, acoustic_times, voiced = self._audio_features(audio, clock)
-        words, trust = self._words(info, audio, voiced, clock, warnings)
+        words, trust = self._words(info, audio, voiced, clock, warnings) if "text" in wanted else ([], 1.0)
         words = plausible_word_times(words)
         text, text_times = np.zeros((0, self.spec.text.dim), np.float32), np.zeros(0)
         if words and trust > 0:
@@ -242,7 +250,9 @@ class FeatureExtractor:
             text, text_times = encoder.encode(words)
             clock.add("text", time.perf_counter() - start)
 
-        if not info.has_video:
+        if "visual" not in wanted:
+            pass  # not asked for: the frames were decoded (for the audio) but never searched for a face
+        elif not info.has_video:
             warnings.insert(0, "no video stream: visual features absent")
         elif face_frames == 0:
             warnings.insert(0, f"no face found in {reader.frames_sampled} sampled frames: visual features absent")
@@ -279,7 +289,9 @@ class FeatureExtractor:
         yaw, pitch = GEOMETRY_FEATURE_NAMES.index("nose_along_eyes"), GEOMETRY_FEATURE_NAMES.index("nose_down_fraction")
         reader = MediaReader(info, self.settings.fps, self.settings.max_side_px, FRAMES_PER_BATCH,
                              threads=_torch_threads())
-        speech_models = ["acoustic"] + (["asr", "text"] if self.settings.transcript is None else [])
+        wanted = set(self.settings.modalities)
+        speech_models = ((["acoustic"] if "audio" in wanted else [])
+                         + (["asr", "text"] if self.settings.transcript is None and "text" in wanted else []))
         hint = _SpeechHint(self._models, speech_models if info.has_audio else [])
         rows, times, qualities = [], [], []
         face_frames = 0
@@ -289,6 +301,8 @@ class FeatureExtractor:
         load_before = clock.seconds.get("load", 0.0)
         for batch in reader.frame_batches():
             hint.listen(reader.audio_so_far())
+            if "visual" not in wanted:
+                continue
             face_start = time.perf_counter()
             detector = self._models.get("faces", clock)
             height, width = batch.frames.shape[1:3]
@@ -327,15 +341,16 @@ class FeatureExtractor:
         """Acoustic features (T, D) float32 of the frames inside speech, their media times (T,) and
         the seconds of speech (`speech_features`)."""
         nothing = np.zeros((0, self.spec.audio.dim), np.float32), np.zeros(0)
-        if audio.samples.shape[0] == 0:
+        wanted = set(self.settings.modalities)
+        if audio.samples.shape[0] == 0 or not wanted & {"audio", "text"}:
             return *nothing, 0.0
         self._models.get("vad", clock)
         start = time.perf_counter()
         spans = speech_spans(audio.samples)
         clock.add("acoustic", time.perf_counter() - start)
-        if spoken_seconds(spans) < MIN_VOICED_S:
-            return *nothing, spoken_seconds(spans)  # no voice: the acoustic model is not needed
-        if self.settings.transcript is None:
+        if spoken_seconds(spans) < MIN_VOICED_S or "audio" not in wanted:
+            return *nothing, spoken_seconds(spans)  # no voice (or not asked for): no acoustic model
+        if self.settings.transcript is None and "text" in wanted:
             self._models.prefetch(["asr", "text"])  # they load while the acoustic features are computed
         extractor = self._models.get("acoustic", clock)
         start = time.perf_counter()

@@ -67,6 +67,8 @@ class AnalyzeOptions:
     use_cache: reuse/stash extracted features in the extractor cache.  cache_dir: its folder.
     precision: "fp32" | "bf16" | "fp16": autocast for the emotion network (the extractors stay fp32).
     workers: files analysed in this many processes, each with its own models and `threads`.
+    features: a `mmer extract` cache folder; an input whose content (SHA-256) it holds, extracted
+        with this checkpoint's feature settings and streams, is read from there instead of extracted.
     """
 
     model: str = DEFAULT_MODEL
@@ -80,6 +82,7 @@ class AnalyzeOptions:
     cache_dir: Path | None = None
     precision: str = "fp32"
     workers: int = 1
+    features: Path | None = None
 
 
 
@@ -170,6 +173,11 @@ class Analyzer:
         self.precision = resolve_precision(options.precision, self.device)
         self.checkpoint = resolve_checkpoint(options.model)
         self.model, self.info = load_checkpoint(self.checkpoint, self.device)
+        # A checkpoint trained without some modality must not see that stream: untrained encoder
+        # weights would only add noise. Such a stream is not even extracted (no face search, no
+        # speech recognition for a voice-only checkpoint).
+        trained = self.info.extra.get("trained_modalities", list(MODALITIES))
+        self.ignored_modalities = [m for m in MODALITIES if m not in trained]
         self.settings = self._settings_for(self.info)
         smallest = smallest_window_s(self.settings.fps)
         if options.window_s is not None and options.window_s < smallest:
@@ -184,10 +192,15 @@ class Analyzer:
                      "are left out: retrain the checkpoint, or re-fit its face reading on the new crops with "
                      "recipes/fit_face_reading.py)")
         expected.require_compatible(self.extractor.spec, what)
-        # A checkpoint trained without some modality must not see that stream: untrained encoder
-        # weights would only add noise.
-        trained = self.info.extra.get("trained_modalities", list(MODALITIES))
-        self.ignored_modalities = [m for m in MODALITIES if m not in trained]
+        self.source = None  # an extract cache's samples by source SHA-256 (`--features`)
+        if options.features is not None:
+            from mmer.datasets.extract_cache import source_index
+
+            self.source = source_index(Path(options.features))
+            problems = expected.mismatches(self.source.spec)
+            if problems:
+                raise UserError(f"features {options.features}: extracted with other feature settings than "
+                                f"{self.checkpoint} was trained on: " + "; ".join(problems), parameter="features")
         # A checkpoint trained on separate single-modality corpora (the shipped defaults) combines
         # its single-stream readings by reliability-weighted late fusion (mmer/stream_fusion.py).
         self.fusion: LateFusion | None = None
@@ -213,7 +226,8 @@ class Analyzer:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
         fps = self.options.fps if self.options.fps is not None else info.feature_spec.visual.frame_rate_hz
         values = dict(device=self.device.type, use_cache=self.options.use_cache, cache_dir=self.options.cache_dir,
-                      transcript=None if self.options.transcript is None else str(self.options.transcript))
+                      transcript=None if self.options.transcript is None else str(self.options.transcript),
+                      modalities=tuple(m for m in MODALITIES if m not in self.ignored_modalities))
         if fps is not None:
             values["fps"] = float(fps)
         return ExtractionSettings(**values)
@@ -226,7 +240,7 @@ class Analyzer:
         """Extract and predict one file; ExtractionError (one line) when the file cannot be read."""
         if not os.access(path, os.R_OK):
             raise ExtractionError(f"{path}: permission denied (file is not readable)")
-        features = self.extractor.extract(path)
+        features = self._extracted_before(path) or self.extractor.extract(path)
         started = time.perf_counter()
         duration = max(float(features.duration_s), 0.0)
         # The whole clip on its own (padding, MC-dropout masks as for any clip) ...
@@ -270,6 +284,37 @@ class Analyzer:
             by_modality=clip_evidence[0],
             words=list(features.words),
         )
+
+    def _extracted_before(self, path: Path) -> FeatureSet | None:
+        """The features of `path` from the `--features` extract cache, when it holds a sample of
+        this file's content with every stream the checkpoint reads (and their frame times)."""
+        if self.source is None:
+            return None
+        from mmer.datasets.extract_cache import read_cached_sample, read_cached_times
+        from mmer.extractors.feature_cache import file_sha256
+        from mmer.extractors.media import probe_media
+
+        started = time.perf_counter()
+        found = self.source.samples.get(file_sha256(path))
+        wanted = [m for m in MODALITIES if m not in self.ignored_modalities]
+        if found is None or not set(wanted) <= set(found[1]):
+            return None
+        try:
+            arrays = read_cached_sample(found[0], self.source.spec)
+            times = read_cached_times(found[0])
+        except (OSError, ValueError):
+            return None
+        if any(m not in times or len(times[m]) != len(arrays[m]) for m in MODALITIES):
+            return None
+        ends = [float(t[-1]) for t in times.values() if len(t)]
+        duration = probe_media(path).duration_s or (max(ends) if ends else 0.0)
+        rate = self.source.spec.audio.frame_rate_hz or 1.0
+        stats = ModalityStats(face_frames=len(arrays["visual"]), seconds=float(duration),
+                              voiced=len(arrays["audio"]) / rate, tokens=len(arrays["text"]))
+        return FeatureSet(features=arrays, times=times, spec=self.source.spec, duration_s=float(duration), stats=stats,
+                          timings_s={"features_cache": time.perf_counter() - started},
+                          warnings=[f"features read from the extract cache {self.options.features} "
+                                    "(it stores no transcript)"])
 
     def _scores(self, features: FeatureSet, spans: list[tuple[float, float]], evidence: list[ModalityEvidence],
                 windows: list[FeatureSet]) -> list[list[EmotionScore]]:

@@ -26,5 +26,8 @@ SELECT_METRICS: dict[str, bool] = {
     "acc": True,
     "acc_empty_as_one": True,
     "hamming_loss": False,
+    "top1_accuracy": True,
+    "unweighted_accuracy": True,
 }
-"""Validation metrics a run can be selected on, and whether higher is better."""
+"""Validation metrics a run can be selected on, and whether higher is better (the last two are the
+single-label ones of mmer.single_label, for corpora with one emotion per clip)."""

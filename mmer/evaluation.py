@@ -20,6 +20,7 @@ from mmer.datasets.base import SPLITS, BenchmarkData, MultimodalDataset, collate
 from mmer.errors import UserError
 from mmer.metrics import MultilabelMetrics, brier_score, expected_calibration_error, multilabel_metrics
 from mmer.runtime import Precision, resolve_device, resolve_precision, set_threads
+from mmer.single_label import SingleLabelMetrics, single_label_metrics
 from mmer.thresholds import apply_thresholds
 from mmer.models.checkpoint import CheckpointInfo, load_checkpoint
 
@@ -84,6 +85,8 @@ class EvalReport:
     tuned by a `threshold_mode = "tuned_global"` run and read from the checkpoint).
     ece (15 equal-width bins) and brier are over all N*q label probabilities.
     mean_uncertainty: mean of the model's per-label uncertainty in [0, 1].
+    single_label: top-1 accuracy, WA, UA, per-class recall and confusion matrix of the arg-max
+    label (mmer.single_label), next to the multi-label metrics.
     """
 
     model: str
@@ -97,12 +100,20 @@ class EvalReport:
     threshold_mode: str
     thresholds: list[float]
     mean_uncertainty: float
+    single_label: SingleLabelMetrics | None = None
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """One flat JSON-ready object: the metric keys of `MultilabelMetrics.as_dict()` plus
-        ece, brier, mean_uncertainty, threshold {mode, values{label: t}} and provenance."""
+        ece, brier, mean_uncertainty, threshold {mode, values{label: t}} and provenance; with
+        single-label metrics also top1_accuracy, weighted_accuracy, unweighted_accuracy and
+        single_label {... per_class_recall, support, confusion, confusion_columns}."""
         out = self.metrics.as_dict()
+        if self.single_label is not None:
+            out.update(top1_accuracy=self.single_label.top1_accuracy,
+                       weighted_accuracy=self.single_label.weighted_accuracy,
+                       unweighted_accuracy=self.single_label.unweighted_accuracy,
+                       single_label=self.single_label.as_dict())
         out.update(
             ece=self.ece,
             brier=self.brier,
@@ -171,6 +182,7 @@ def evaluate_model(
         model=model_name, checkpoint=checkpoint, dataset=data.name, split=split, label_names=list(data.label_names),
         metrics=metrics, ece=ece, brier=brier, threshold_mode=threshold_mode,
         thresholds=[float(t) for t in thresholds], mean_uncertainty=mean_unc,
+        single_label=single_label_metrics(dataset.labels, probs, list(data.label_names)),
     )
 
 

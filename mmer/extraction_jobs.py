@@ -26,10 +26,12 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from mmer.extractors.feature_cache import file_sha256
 from mmer.extractors.errors import ExtractionError
 from mmer.extractors.pipeline import ExtractionSettings, FeatureExtractor, feature_spec_for
 from mmer.core.atomic_file import write_text_atomic
 from mmer.datasets.base import SPLITS
+from mmer.corpora.group_splits import split_sorted_groups
 from mmer.datasets.extract_cache import SHARD_DIR_PREFIX, CacheWriter
 from mmer.errors import UserError
 
@@ -42,12 +44,14 @@ IN_FLIGHT_PER_WORKER = 2  # files queued per worker process at any time (bounds 
 
 @dataclass
 class ExtractJob:
-    """One file to extract. sample_id: its id in the cache; labels: (q,) 0/1 in the listing's order."""
+    """One file to extract. sample_id: its id in the cache; labels: (q,) 0/1 in the listing's order;
+    group: its speaker/actor when known (speaker-independent folds), else None."""
 
     sample_id: str
     path: Path
     split: str
     labels: np.ndarray
+    group: str | None = None
 
 
 @dataclass
@@ -58,6 +62,7 @@ class JobList:
     label_names: list[str]
     jobs: list[ExtractJob]
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the listing's label rules and choices, one line each
 
 
 @dataclass
@@ -122,16 +127,20 @@ def _read_csv_rows(labels_csv: Path) -> tuple[list[str], list[dict[str, str]]]:
 def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
     """Jobs from a labels CSV whose `file` column names media files relative to `media_dir`.
 
-    Columns: `file`, `split` (train | valid | test), and either one 0/1 column per emotion (their
-    header order is the label order) or a `labels` column of emotion names separated by ';' or ','
-    (label order: the names sorted alphabetically). The cache id of a sample is its `file` value.
+    Columns: `file`, `split` (train | valid | test), an optional `group` (the speaker or actor;
+    `mmer train --folds` splits by it), and either one 0/1 column per emotion (their header order is
+    the label order) or a `labels` column of emotion names separated by ';' or ',' (label order: the
+    names sorted alphabetically). With a `group` column the `split` column may be left out: whole
+    groups then go to train/valid/test by their sorted order (`split_sorted_groups`: about 70/15/15 %).
+    The cache id of a sample is its `file` value.
     Raises UserError (one line, naming the CSV line) for any malformed row.
     """
     media_dir, labels_csv = Path(media_dir), Path(labels_csv)
     if not media_dir.is_dir():
         raise UserError(f"{media_dir}: media folder not found")
     header, rows = _read_csv_rows(labels_csv)
-    missing = [c for c in ("file", "split") if c not in header]
+    has_group = "group" in header
+    missing = [c for c in ("file",) + (() if has_group else ("split",)) if c not in header]
     if missing:
         raise UserError(f"{labels_csv}: missing column(s) {', '.join(missing)} (header: {', '.join(map(repr, header)) or 'empty'})")
     names_column = "labels" in header
@@ -139,7 +148,7 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
         per_row = [[n.strip() for n in LABEL_SEPARATORS.split(row["labels"]) if n.strip()] for row in rows]
         label_names = sorted({n for names in per_row for n in names})
     else:
-        label_names = [c for c in header if c not in ("file", "split")]
+        label_names = [c for c in header if c not in ("file", "split", "group")]
         per_row = []
     if not label_names:
         raise UserError(f"{labels_csv}: no emotions found (add one 0/1 column per emotion, or a 'labels' column of names)")
@@ -155,7 +164,10 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
         if file in seen:
             raise UserError(f"{where}: file {file!r} is listed twice")
         seen.add(file)
-        if row["split"] not in SPLITS:
+        group = row.get("group") or None
+        if has_group and group is None:
+            raise UserError(f"{where}: empty 'group'")
+        if "split" in header and row["split"] not in SPLITS:
             raise UserError(f"{where}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
         if names_column:
             labels = np.array([name in per_row[number - 2] for name in label_names], dtype=np.float32)
@@ -166,7 +178,11 @@ def jobs_from_labels_csv(media_dir: Path, labels_csv: Path) -> JobList:
                 raise UserError(f"{where}: emotion columns must be 0 or 1 ({', '.join(bad)})")
             labels = np.array([float(v) for v in values], dtype=np.float32)
         path = Path(file) if Path(file).is_absolute() else media_dir / file
-        jobs.append(ExtractJob(sample_id=file, path=path, split=row["split"], labels=labels))
+        jobs.append(ExtractJob(sample_id=file, path=path, split=row.get("split", ""), labels=labels, group=group))
+    if "split" not in header:  # whole groups per split, by their sorted order (speaker-independent)
+        assignment = split_sorted_groups(job.group for job in jobs)
+        for job in jobs:
+            job.split = assignment[job.group]
     return JobList(label_names=label_names, jobs=jobs)
 
 
@@ -175,9 +191,61 @@ def jobs_from_corpus(name: str, media_dir: Path, options: dict[str, str] | None 
     from mmer.corpora import list_corpus
 
     listing = list_corpus(name, Path(media_dir), **(options or {}))
-    jobs = [ExtractJob(sample_id=c.clip_id, path=Path(c.path), split=c.split, labels=np.asarray(c.labels))
-            for c in listing.clips]
-    return JobList(label_names=list(listing.label_names), jobs=jobs, skipped=list(listing.skipped))
+    jobs = [ExtractJob(sample_id=c.clip_id, path=Path(c.path), split=c.split, labels=np.asarray(c.labels),
+                       group=c.group) for c in listing.clips]
+    return JobList(label_names=list(listing.label_names), jobs=jobs, skipped=list(listing.skipped),
+                   notes=list(listing.notes))
+
+
+def parse_label_map(items: Sequence[str]) -> dict[str, str]:
+    """["calm=neutral", ...] -> {"calm": "neutral"}; UserError (parameter "map") when malformed."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise UserError(f"map {item!r} is not of the form FROM=TO (e.g. calm=neutral)", parameter="map")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def apply_label_choices(job_list: JobList, mapping: dict[str, str] | None = None,
+                        exclude: Sequence[str] = ()) -> JobList:
+    """A listing's labels as chosen: `mapping` {FROM: TO} renames label FROM to TO, or merges it into
+    TO when that label exists (a clip then has TO when it had either); `exclude` leaves out every
+    clip that has one of these labels (each named in `skipped`) and drops their columns.
+    Raises UserError for a label the listing does not have."""
+    mapping, exclude = dict(mapping or {}), list(exclude)
+    names = list(job_list.label_names)
+    unknown = [n for n in list(mapping) + exclude if n not in names]
+    if unknown:
+        raise UserError(f"no label {unknown[0]!r} in this listing (labels: {', '.join(names)})",
+                        parameter="map" if unknown[0] in mapping else "exclude")
+    if not mapping and not exclude:
+        return job_list
+    skipped, notes, kept = list(job_list.skipped), list(job_list.notes), []
+    dropped = [names.index(n) for n in exclude]
+    for job in job_list.jobs:
+        hit = [names[k] for k in dropped if job.labels[k] > 0]
+        if hit:
+            skipped.append(f"{job.path}: label {hit[0]} (--exclude {hit[0]})")
+        else:
+            kept.append(job)
+    final: list[str] = []
+    for n in names:
+        if n in exclude:
+            continue
+        target = mapping.get(n, n)
+        if target not in final:
+            final.append(target)
+    columns = {t: [k for k, n in enumerate(names) if n not in exclude and mapping.get(n, n) == t] for t in final}
+    jobs = [ExtractJob(job.sample_id, job.path, job.split,
+                       np.array([float(job.labels[columns[t]].max()) for t in final], dtype=np.float32), job.group)
+            for job in kept]
+    notes += [f"label {a} -> {b} (--map {a}={b})" for a, b in mapping.items()]
+    notes += [f"clips labelled {n} left out, {len(job_list.jobs) - len(kept)} in all (--exclude)" for n in exclude[:1]]
+    if not jobs:
+        raise UserError("every clip was left out by --exclude", parameter="exclude")
+    return JobList(final, jobs, skipped, notes)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -311,7 +379,8 @@ def run_extraction(job_list: JobList, out_dir: Path, settings: ExtractionSetting
                 report.no_usable_stream.append(ExtractFailure(job.sample_id, str(job.path), result.reason))
             else:
                 features, times = result
-                writer.add(job.sample_id, job.split, features, job.labels, times=times)
+                writer.add(job.sample_id, job.split, features, job.labels, times=times, group=job.group,
+                           source_sha256=file_sha256(job.path), streams=list(settings.modalities))
                 report.written += 1
             done += 1
             if progress is not None:

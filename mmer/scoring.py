@@ -27,6 +27,7 @@ from mmer.metrics import (
     multilabel_metrics,
     reliability_bins,
 )
+from mmer.single_label import SingleLabelMetrics, single_label_metrics
 from mmer.thresholds import apply_thresholds
 
 
@@ -61,11 +62,17 @@ class ScoreReport:
     pred_columns_reordered: bool
     metrics: MultilabelMetrics
     calibration: CalibrationReport | None
+    single_label: SingleLabelMetrics | None = None
 
     def as_dict(self) -> dict:
         """One flat JSON-ready dict: the metric keys of `MultilabelMetrics.as_dict`, plus the inputs,
         and `ece`, `brier`, `reliability` when probabilities were scored."""
         out = self.metrics.as_dict()
+        if self.single_label is not None:
+            out.update(top1_accuracy=self.single_label.top1_accuracy,
+                       weighted_accuracy=self.single_label.weighted_accuracy,
+                       unweighted_accuracy=self.single_label.unweighted_accuracy,
+                       single_label=self.single_label.as_dict())
         out.update({
             "label_names": list(self.label_names),
             "threshold": self.threshold,
@@ -241,6 +248,9 @@ def score_files(truth_path: str | Path, pred_path: str | Path, threshold: float 
     Prediction columns may be in a different order than the truth's (they are matched by name).
     key: None -> rows are paired in file order; a column name -> rows are paired by that column's
     value and only the label columns both files share are scored (`read_keyed_pair`).
+    Single-label metrics (top-1 accuracy, WA, UA, confusion matrix; mmer.single_label) use the
+    arg-max of the probabilities, or with 0/1 predictions the one predicted label (a row with none
+    or several counts as ambiguous).
     Raises UserError for any problem with the files, the key or the threshold.
     """
     if threshold is not None and not (0.0 <= threshold <= 1.0):
@@ -285,4 +295,7 @@ def score_files(truth_path: str | Path, pred_path: str | Path, threshold: float 
         pred_columns_reordered=reordered,
         metrics=multilabel_metrics(y_true, y_pred, truth.label_names),
         calibration=calibration,
+        # arg-max of the probabilities, or of the 0/1 decisions (ambiguous unless exactly one label)
+        single_label=single_label_metrics(y_true, pred_values if threshold is not None else y_pred,
+                                          list(truth.label_names)),
     )

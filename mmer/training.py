@@ -45,7 +45,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mmer.core import __version__
 from mmer.core.atomic_file import replacing, write_text_atomic
 from mmer.catalog import SELECT_METRICS
-from mmer.datasets.base import BenchmarkData, collate
+from mmer.core.feature_spec import MODALITIES
+from mmer.datasets.base import BenchmarkData, collate, keep_modalities
 from mmer.distributed import (
     DistContext, TrainForward, all_reduce_sum, barrier, broadcast_from_main, gather_to_all, init_distributed, shutdown,
 )
@@ -55,6 +56,8 @@ from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
 from mmer.rng_state import rng_state, seed_everything, set_rng_state
 from mmer.run_dir import RunDir
 from mmer.runtime import Precision, resolve_precision, set_threads
+from mmer.single_label import pooled_single_label, single_label_metrics
+from mmer.stream_calibration import fit_fusion_on_split, shrunk_thresholds
 from mmer.train_config import resolve_config
 from mmer.thresholds import threshold_grid, tune_global_threshold, tune_label_thresholds
 from mmer.trainer import EpochOutcome, Trainer, TrainerHooks, TrainingFailed
@@ -67,11 +70,18 @@ STATE_VERSION = 1
 
 SUMMARY_METRICS: tuple[str, ...] = (
     "acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier",
+    "top1_accuracy", "weighted_accuracy", "unweighted_accuracy",
 )
-"""Test metrics summarised over seeds: the scalar metrics of `mmer score --format json` (with
-probabilities), in that order."""
+"""Test metrics summarised over seeds or folds: the scalar metrics of `mmer score --format json`
+(with probabilities), in that order."""
 
 SEEDS_SUMMARY_FILE = "seeds_summary.json"
+FOLDS_SUMMARY_FILE = "folds_summary.json"
+MIN_STEPS_PER_EPOCH = 10
+MIN_TOTAL_STEPS = 300
+"""Below these many optimisation steps per epoch, or in all, a run warns (`RunStart.warnings`): on
+a few hundred clips the papers' batch sizes leave the networks near their initial state (measured in
+docs/training.md, "Small corpora")."""
 
 SELECT_SPLITS: tuple[str, ...] = ("valid", "test")
 """Splits that can select the best epoch and tune thresholds (`select_on`); "valid" is the default."""
@@ -97,6 +107,11 @@ class TrainOptions:
     validation and test (weights and optimiser state stay float32; fp16 scales the loss).
     compile: run the training forward pass through torch.compile (the saved weights are the same
     modules' weights, so checkpoints do not change form).
+    modalities: the streams to train on (None = every stream the data has); the others are masked in
+    every split, and the checkpoint records `trained_modalities` (those asked for that the training
+    split actually has), so `mmer analyze` never reads the rest.
+    folds / fold: with folds = K >= 3, train on fold `fold` (0-based) of the speaker-grouped K-fold
+    split of the whole dataset (mmer.datasets.folds); `train_folds` runs all K.
     select_on: the split that picks the best epoch and tunes thresholds: "valid" (None = "valid")
     or "test" (the LDDU authors' protocol; optimistic, labelled SELECTED_ON_TEST everywhere); a
     resumed run keeps its own.
@@ -124,6 +139,9 @@ class TrainOptions:
     seeds: int = 1
     precision: str = "fp32"
     compile: bool = False
+    modalities: list[str] | None = None
+    folds: int = 0
+    fold: int | None = None
     select_on: str | None = None
 
 
@@ -144,6 +162,8 @@ class RunStart:
     device: str
     resumed: bool
     select_on: str = "valid"
+    trained_modalities: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -219,13 +239,14 @@ class TrainReporter:
 # Training
 # ------------------------------------------------------------------------------------------------
 
-def _load_data(dataset: str, data: Path, labels: Path | None) -> BenchmarkData:
+def _load_data(dataset: str, data: Path, labels: Path | None, require_splits: bool = True) -> BenchmarkData:
+    """The dataset; every split must have samples unless `require_splits` is False (folds re-split it)."""
     from mmer.datasets import dataset_names, load_dataset
 
     if dataset not in dataset_names():
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(dataset_names())}")
     bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
-    for split in ("train", "valid", "test"):
+    for split in ("train", "valid", "test") if require_splits else ():
         if split not in bench.splits or len(bench.splits[split]) == 0:
             raise UserError(f"{data}: dataset {dataset} has no samples in split {split!r}")
     return bench
@@ -249,12 +270,20 @@ class _Plan:
     preset: str
     config: object
     select_on: str = "valid"
+    modalities: list[str] | None = None  # asked for (None = all)
+    trained_modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    folds: int = 0
+    fold: int | None = None
+    fold_groups: dict | None = None  # FoldPlan.to_json() of this fold
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self, ctx: DistContext, bench: BenchmarkData) -> dict:
         return {
             "model": self.model, "dataset": self.dataset, "data": str(self.data),
             "labels": None if self.labels is None else str(self.labels), "seed": self.seed,
             "select_metric": self.select_metric, "select_on": self.select_on, "tiny": self.tiny, "preset": self.preset,
+            "modalities": self.modalities, "trained_modalities": list(self.trained_modalities),
+            "folds": self.folds, "fold": self.fold, "fold_groups": self.fold_groups, "warnings": list(self.warnings),
             "world_size": ctx.world_size,
             "device": ctx.device.type, "mmer_version": __version__, "torch_version": torch.__version__,
             "label_names": list(bench.label_names), "feature_spec": bench.feature_spec.to_dict(),
@@ -272,15 +301,69 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
     select_on = options.select_on or "valid"
     if select_on not in SELECT_SPLITS:
         raise UserError(f"select_on must be one of {', '.join(SELECT_SPLITS)}, got {select_on!r}", parameter="select_on")
-    bench = _load_data(options.dataset, options.data, options.labels)
+    modalities = _check_modalities(options.modalities)
+    bench = _load_data(options.dataset, options.data, options.labels, require_splits=not options.folds)
+    bench, fold_groups = _fold_of(bench, options.folds, options.fold)
+    bench, trained = _restrict_streams(bench, modalities)
     preset = options.preset or "paper"
     config = resolve_config(options.model, bench.label_names, bench.feature_spec.dims, options.config_file,
                             options.overrides, options.epochs, options.batch_size, options.tiny, preset,
                             options.threshold_mode, options.threshold)
     plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
                  None if options.labels is None else Path(options.labels).resolve(),
-                 options.seed, options.select_metric, options.tiny, preset, config, select_on)
+                 options.seed, options.select_metric, options.tiny, preset, config, select_on, modalities, trained,
+                 options.folds, options.fold, fold_groups)
     return plan, bench
+
+
+def _fold_of(bench: BenchmarkData, folds: int, fold: int | None) -> tuple[BenchmarkData, dict | None]:
+    """`bench` itself (folds = 0), or fold `fold` of its speaker-grouped K-fold split."""
+    if not folds:
+        return bench, None
+    from mmer.datasets.folds import fold_data
+
+    if fold is None or not 0 <= fold < folds:
+        raise UserError(f"fold must be one of 0..{folds - 1}, got {fold}", parameter="fold")
+    bench, plan = fold_data(bench, folds, fold)
+    for split in ("train", "valid", "test"):
+        if len(bench.splits[split]) == 0:
+            raise UserError(f"folds: fold {fold} has no samples in split {split!r}", parameter="folds")
+    return bench, plan.to_json()
+
+
+def _check_modalities(modalities: list[str] | None) -> list[str] | None:
+    if modalities is None:
+        return None
+    chosen = [m.strip() for m in modalities if m.strip()]
+    unknown = [m for m in chosen if m not in MODALITIES]
+    if unknown or not chosen:
+        raise UserError(f"modalities must be a comma-separated subset of {', '.join(MODALITIES)}, got "
+                        f"{','.join(modalities) or 'nothing'}", parameter="modalities")
+    return [m for m in MODALITIES if m in chosen]
+
+
+def present_modalities(dataset) -> list[str]:
+    """The modalities that at least one sample of `dataset` has (T > 0), in MODALITIES order."""
+    found: set[str] = set()
+    for i in range(len(dataset)):
+        found.update(m for m, x in dataset[i].features.items() if len(x))
+        if len(found) == len(MODALITIES):
+            break
+    return [m for m in MODALITIES if m in found]
+
+
+def _restrict_streams(bench: BenchmarkData, modalities: list[str] | None) -> tuple[BenchmarkData, list[str]]:
+    """Every split with the modalities not asked for masked (T = 0); and the streams the model is
+    trained on: those asked for (default all) that the training split has."""
+    asked = list(MODALITIES) if modalities is None else modalities
+    trained = [m for m in present_modalities(bench.splits["train"]) if m in asked]
+    if not trained:
+        raise UserError(f"modalities: the training split has none of {', '.join(asked)}", parameter="modalities")
+    if trained == list(MODALITIES):
+        return bench, trained
+    out = BenchmarkData(name=bench.name, label_names=bench.label_names, feature_spec=bench.feature_spec,
+                        splits={k: keep_modalities(v, trained) for k, v in bench.splits.items()})
+    return out, trained
 
 
 def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[_Plan, BenchmarkData]:
@@ -307,12 +390,16 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     data = Path(options.data) if options.data is not None else Path(saved["data"])
     labels_raw = options.labels if options.labels is not None else saved.get("labels")
     labels = None if labels_raw is None else Path(labels_raw)
-    bench = _load_data(saved["dataset"], data, labels)
+    bench = _load_data(saved["dataset"], data, labels, require_splits=not saved.get("folds"))
     if list(bench.label_names) != list(saved["label_names"]) or bench.feature_spec.to_dict() != saved["feature_spec"]:
         raise UserError(f"{data}: labels or features differ from those the run in {run.root} was started with")
+    folds, fold = int(saved.get("folds") or 0), saved.get("fold")
+    bench, fold_groups = _fold_of(bench, folds, fold)
+    bench, trained = _restrict_streams(bench, saved.get("modalities"))
     plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
                  int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
-                 saved.get("preset", "paper"), config, saved.get("select_on", "valid"))
+                 saved.get("preset", "paper"), config, saved.get("select_on", "valid"), saved.get("modalities"), trained,
+                 folds, fold, fold_groups)
     return plan, bench
 
 
@@ -324,6 +411,8 @@ def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold
         "epochs": epoch,
         "seed": plan.seed,
         "val_metrics": val,
+        "trained_modalities": list(plan.trained_modalities),
+        **({"fold": plan.fold_groups} if plan.fold_groups is not None else {}),
     }
 
 
@@ -378,11 +467,15 @@ def _score_validation(probs, unc, bench: BenchmarkData, config,
         thresholds, global_t = [float(config.threshold)] * truth.shape[1], float(config.threshold)
     else:
         global_t = tune_global_threshold(probs, truth.astype(np.int64), grid)
-        thresholds = ([global_t] * truth.shape[1] if config.threshold_mode == "tuned_global"
-                      else tune_label_thresholds(probs, truth.astype(np.int64), grid))
+        if config.threshold_mode == "tuned_global":
+            thresholds = [global_t] * truth.shape[1]
+        else:  # per label, shrunk towards the global threshold where a label has few positives
+            thresholds, global_t = shrunk_thresholds(probs, truth, grid=grid)
     metrics, ece, brier, mean_unc = score_probabilities(probs, unc, truth, bench.label_names, thresholds)
     val = metrics.as_dict()
-    val.update(ece=ece, brier=brier, mean_uncertainty=mean_unc)
+    single = single_label_metrics(truth, probs, list(bench.label_names))
+    val.update(ece=ece, brier=brier, mean_uncertainty=mean_unc, top1_accuracy=single.top1_accuracy,
+               weighted_accuracy=single.weighted_accuracy, unweighted_accuracy=single.unweighted_accuracy)
     global_metrics, _, _, _ = score_probabilities(probs, unc, truth, bench.label_names, [global_t] * len(thresholds))
     val_global = {k: v for k, v in global_metrics.as_dict().items() if k != "per_label"}
     return val, val_global, thresholds, global_t
@@ -538,6 +631,106 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
     return summary
 
 
+# ------------------------------------------------------------------------------------------------
+# Speaker-independent folds
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class FoldsResult:
+    """Outcome of `train_folds`. summary: {metric: MetricSummary} over the folds' test metrics;
+    pooled: the single-label metrics of all folds' test samples together (summed confusion
+    matrix; mmer.single_label.pooled_single_label), as a dict. Both empty on ranks > 0."""
+
+    out: Path
+    folds: int
+    run_dirs: list[Path]
+    summary: dict[str, MetricSummary]
+    pooled: dict
+    summary_path: Path
+
+
+def fold_run_dir(out: Path, fold: int) -> Path:
+    """Run directory of one fold of a K-fold run."""
+    return Path(out) / f"fold-{fold}"
+
+
+def train_folds(options: TrainOptions, reporter: TrainReporter | None = None) -> FoldsResult:
+    """Train `options.folds` runs, fold k testing on the k-th block of speakers/actors
+    (mmer.datasets.folds), into OUT/fold-<k>/, and write OUT/folds_summary.json (`write_folds_summary`).
+    With `resume=True` finished folds are kept, interrupted ones continue, missing ones start."""
+    if options.folds < 3:
+        raise UserError(f"folds must be >= 3, got {options.folds}", parameter="folds")
+    if options.seeds != 1:
+        raise UserError("--folds and --seeds cannot be combined (run --folds once per --seed)", parameter="folds")
+    return _in_process_group(options, reporter, _train_folds)
+
+
+def _train_folds(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> FoldsResult:
+    if options.resume and options.out is None:
+        raise UserError("--resume needs --out OUT (the K-fold run to continue)")
+    if options.out is not None:
+        out = Path(options.out)
+    else:
+        if options.model is None or options.dataset is None:
+            raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
+        out = broadcast_from_main(ctx, _default_run_dir(options.model, options.dataset))
+    for fold in range(options.folds):
+        run = RunDir(fold_run_dir(out, fold))
+        state = broadcast_from_main(ctx, _seed_state(run) if ctx.is_main else None)
+        if state == "finished":
+            continue
+        if state == "started":
+            fold_options = dataclasses.replace(
+                options, fold=fold, out=run.root, resume=True, config_file=None, overrides=[], batch_size=None,
+                tiny=False, preset=None, threshold_mode=None, threshold=None, modalities=None)
+        else:
+            fold_options = dataclasses.replace(options, fold=fold, out=run.root, resume=False)
+        _train(fold_options, reporter, ctx)
+    run_dirs = [fold_run_dir(out, k) for k in range(options.folds)]
+    summary: dict[str, MetricSummary] = {}
+    pooled: dict = {}
+    if ctx.is_main:
+        summary, pooled = write_folds_summary(out, run_dirs)
+    barrier(ctx)
+    return FoldsResult(out=out, folds=options.folds, run_dirs=run_dirs, summary=summary, pooled=pooled,
+                       summary_path=out / FOLDS_SUMMARY_FILE)
+
+
+def write_folds_summary(out: Path, run_dirs: list[Path]) -> tuple[dict[str, MetricSummary], dict]:
+    """Summarise finished fold runs into OUT/folds_summary.json:
+
+        {"runs": ["fold-0", ...], "folds": K, "groups": {"fold-0": [test groups], ...}, "model", "dataset",
+         "data", "preset", "select_metric", "trained_modalities", "std": "sample (n-1)",
+         "metrics": {metric: {"mean", "std", "values"}},     (SUMMARY_METRICS, one value per fold)
+         "pooled_single_label": {top1_accuracy, weighted_accuracy, unweighted_accuracy,
+                                 per_class_recall, support, confusion, confusion_columns, ...}}
+    """
+    tests, configs = [], []
+    for run_dir in run_dirs:
+        run = RunDir(run_dir)
+        try:
+            tests.append(json.loads(run.test_metrics_path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"{run.test_metrics_path}: unreadable test metrics ({err})") from None
+        configs.append(run.read_config())
+    summary = summarize_seeds(tests)
+    pooled = pooled_single_label([t["single_label"] for t in tests]).as_dict()
+    first = configs[0]
+    document = {
+        "runs": [Path(r).name for r in run_dirs], "folds": len(run_dirs),
+        "groups": {Path(r).name: (c.get("fold_groups") or {}).get("test_groups") for r, c in zip(run_dirs, configs)},
+        "model": first["model"], "dataset": first["dataset"], "data": first["data"],
+        "preset": first.get("preset", "paper"), "select_metric": first["select_metric"],
+        "trained_modalities": first.get("trained_modalities"),
+        "std": "sample standard deviation (n - 1) over the folds",
+        "metrics": {k: dataclasses.asdict(v) for k, v in summary.items()},
+        "pooled_single_label": pooled,
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(out) / FOLDS_SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
+    return summary, pooled
+
+
 class _RunHooks(TrainerHooks):
     """`mmer train`'s epochs: DataLoader batches (re-seeded per epoch), validation scored with tuned
     thresholds, and after each epoch the best/last checkpoints, metrics.jsonl and state.pt (rank 0)."""
@@ -637,6 +830,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=options.workers, generator=loader_gen)
     steps_per_epoch = len(loader)
+    plan.warnings = step_warnings(steps_per_epoch, config.epochs, len(train_set))
     optimizer = build_optimizer(model, config)
     schedule = LRSchedule(optimizer, config, steps_per_epoch, maximize)
     stopper = EarlyStopping(config.early_stop_patience, maximize)
@@ -674,7 +868,7 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
         num_parameters=sum(p.numel() for p in model.parameters()),
         split_sizes={k: len(v) for k, v in bench.splits.items()}, start_epoch=start_epoch, epochs=config.epochs,
         steps_per_epoch=steps_per_epoch, world_size=ctx.world_size, device=str(ctx.device), resumed=state is not None,
-        select_on=plan.select_on,
+        select_on=plan.select_on, trained_modalities=list(plan.trained_modalities), warnings=list(plan.warnings),
     ))
 
     hooks = _RunHooks(run, plan, bench, config, ctx, amp, reporter, model, optimizer, schedule, stopper, sampler,
@@ -700,11 +894,26 @@ def _train(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> 
     )
 
 
+def step_warnings(steps_per_epoch: int, epochs: int, train_samples: int) -> list[str]:
+    """A warning when a run has too few optimisation steps to learn (MIN_STEPS_PER_EPOCH per epoch,
+    MIN_TOTAL_STEPS in all), else none."""
+    total = steps_per_epoch * epochs
+    if steps_per_epoch >= MIN_STEPS_PER_EPOCH and total >= MIN_TOTAL_STEPS:
+        return []
+    return [f"only {steps_per_epoch} optimisation steps per epoch ({total} in all) on {train_samples} training "
+            f"samples: the network may stay near its initial state; for a corpus of a few hundred to a few "
+            f"thousand clips use --preset small (docs/training.md, \"Small corpora\")"]
+
+
 def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: DistContext, records: list[dict],
                best_epoch: int, amp: Precision) -> EvalReport:
-    """Evaluate best.safetensors on the test split (the only time the test split is read), record the
-    result in test_metrics.json and in the best checkpoint's metadata."""
+    """Fit the late fusion of best.safetensors' streams on the validation split
+    (mmer.stream_calibration: per-stream temperature and reliability, shrunk thresholds) and store
+    it in the checkpoint; then evaluate it on the test split (the only time the test split is read),
+    and record the result in test_metrics.json and in the best checkpoint's metadata."""
     model, info = load_checkpoint(run.best_path, device=ctx.device)
+    fit = fit_fusion_on_split(model, bench.splits["valid"], list(bench.label_names), list(plan.trained_modalities),
+                              ctx.device, config.batch_size)
     mode = {"fixed": "fixed", "tuned_global": "global"}.get(config.threshold_mode, "per_label")
     try:
         report = evaluate_model(model, plan.model, str(run.best_path), bench, "test", info.thresholds,
@@ -723,5 +932,7 @@ def _test_best(run: RunDir, plan: _Plan, bench: BenchmarkData, config, ctx: Dist
     extra = dict(info.extra)
     extra["epochs"] = max((r["epoch"] for r in records), default=best_epoch)
     extra["test_metrics"] = {k: v for k, v in report.as_dict().items() if k not in ("checkpoint",)}
+    extra["fusion"] = fit.fusion.to_dict()
+    extra["fusion_fit"] = {"split": "valid", "samples_per_stream": fit.samples}
     _save_checkpoint_atomic(run.best_path, model, bench, info.thresholds, extra)
     return report

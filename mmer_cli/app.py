@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mmer.cli.commands import analyze, evaluate, extract, info, report, score, train
+from mmer.cli.commands import analyze, calibrate, evaluate, extract, info, report, score, train
 from mmer.cli.help_types import use_readable_types
 
 use_readable_types()  # `--help` shows N, SECONDS, [a|b], TEXT, PATH: not <str>, <bool>, <list[Path]>
@@ -38,6 +38,7 @@ app.command("analyze")(analyze.analyze_command)
 app.command("extract")(extract.extract_command)
 app.command("train")(train.train_command)
 app.command("eval")(evaluate.eval_command)
+app.command("calibrate")(calibrate.calibrate_command)
 app.command("score")(score.score_command)
 app.command("models")(info.models_command)
 app.command("report")(report.report_command)

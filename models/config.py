@@ -13,9 +13,11 @@ class ConfigError(MmerError, ValueError):
     """A config key or value that does not fit the model's config dataclass."""
 
 
-PRESET_NAMES: tuple[str, ...] = ("paper", "authors")
+PRESET_NAMES: tuple[str, ...] = ("paper", "authors", "small")
 """Starting points of a config: "paper" = the values printed in the model's paper (the config
-class defaults); "authors" = the values of the authors' public code where they differ. Each config
+class defaults); "authors" = the values of the authors' public code where they differ; "small" =
+mmer's settings for corpora of a few hundred to a few thousand clips, chosen by measurement
+(recipes/small_corpus_emodb.py, docs/training.md "Small corpora"). Each config
 class holds its own presets in `PRESETS` {preset: {field: value}} and, for every "authors" value,
 where it was read in `PRESET_SOURCES` {field: source file}; a missing preset means no differences."""
 

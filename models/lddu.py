@@ -150,11 +150,21 @@ class LDDUConfig(OptimSettings):
             "early_stop_patience": 5, "threshold_mode": "fixed", "threshold": 0.21,
             "threshold_grid": (0.15, 0.295, 0.005),
         },
+        "small": {  # a few hundred to a few thousand clips (docs/training.md, "Small corpora")
+            "lr": 1e-3, "batch_size": 16, "epochs": 30, "scheduler": "cosine_warmup", "warmup_ratio": 0.1,
+            "early_stop_patience": 8, "queue_size": 256, "beta_scl": 0.1,
+            "hidden": 64, "text_layers": 1, "audio_layers": 1, "visual_layers": 1, "heads": 4, "ff_dim": 128,
+            "dropout": 0.1, "proj_dim": 64, "d_z": 32, "latent_dim": 16, "encoder_hidden": 32,
+            "classifier_hidden": 64,
+        },
     }
     """`mmer train --preset`: "paper" = the defaults above; "authors" = the LDDU authors' public code
     (github.com/201983290498/lddu_mmer) where it differs, each value's source in PRESET_SOURCES
     (files at commit b33f538, train.py/train.sh/log.txt at 4725e27; docs/lddu.md lists what no
-    setting reproduces)."""
+    setting reproduces); "small" = many more, larger steps (batch 16, lr 1e-3: about 20 steps per
+    epoch on 350 clips where batch 128 gives 3), a contrastive queue no larger than such a training
+    set (8192 entries would hold dozens of stale copies of every clip), a smaller contrastive weight
+    and the compact network of the shipped defaults (recipes/train_default_models.py)."""
     AUTHORS_CODE: ClassVar[str] = ("github.com/201983290498/lddu_mmer: src/ at commit b33f538; train.py, "
                                    "train.sh and experience/late_fusion_2/log.txt at 4725e27")
     PRESET_SOURCES: ClassVar[dict[str, str]] = {

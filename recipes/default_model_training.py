@@ -39,8 +39,8 @@ from mmer.extractors.face import GEOMETRY_FEATURE_NAMES
 from mmer.datasets.base import MultimodalDataset, Sample, collate
 from mmer.evaluation import predict_probs
 from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
-from mmer.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, SummaryHead, discrimination, fit_temperature,
-                                    frame_statistics)
+from mmer.stream_calibration import calibrate_stream, fit_summary_head
+from mmer.stream_fusion import LateFusion, StreamCalibration, StreamDomain, SummaryHead
 from mmer.thresholds import tune_label_thresholds
 from mmer.trainer import EpochOutcome, Trainer, TrainerHooks
 from mmer.models.registry import build_model
@@ -287,29 +287,15 @@ so the network's own reading of the voice always counts."""
 
 def fit_voice_head(train: list[np.ndarray], train_labels: np.ndarray, valid: list[np.ndarray],
                    valid_labels: np.ndarray) -> tuple[SummaryHead, dict]:
-    """The voice's summary head: multinomial logistic regression (class-balanced, L2) on the
-    utterance statistics (`frame_statistics`) of the training speakers' utterances (frames (T, D)
-    each; labels (N, 7) one-hot over the six EmoDB labels), C chosen from VOICE_HEAD_C_GRID by
-    unweighted accuracy on the validation speakers. Returns the head and its validation UAs."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.preprocessing import StandardScaler
-
-    x_train = np.stack([frame_statistics(x) for x in train])
-    x_valid = np.stack([frame_statistics(x) for x in valid])
-    y_train, y_valid = train_labels.argmax(1), valid_labels.argmax(1)
-    scaler = StandardScaler().fit(x_train)
-    fits = {c: LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x_train), y_train)
-            for c in VOICE_HEAD_C_GRID}
-    ua = {c: float(balanced_accuracy_score(y_valid, f.predict(scaler.transform(x_valid)))) for c, f in fits.items()}
-    best = max(VOICE_HEAD_C_GRID, key=lambda c: (ua[c], -c))  # ties -> stronger regularisation
-    fit = fits[best]
-    head = SummaryHead(labels=[int(k) for k in fit.classes_], mean=scaler.mean_.tolist(),
-                       scale=np.where(scaler.scale_ > 0, scaler.scale_, 1.0).tolist(), coef=fit.coef_.tolist(),
-                       intercept=fit.intercept_.tolist(),
-                       basis=f"logistic regression (class-balanced, C={best}) on utterance statistics of "
-                             f"{len(train)} training-speaker EmoDB utterances; C by UA on {len(valid)} "
-                             "validation-speaker utterances")
+    """The voice's summary head (`mmer.stream_calibration.fit_summary_head`): multinomial logistic
+    regression (class-balanced, L2) on the utterance statistics (`frame_statistics`) of the training
+    speakers' utterances (frames (T, D) each; labels (N, 7) one-hot over the six EmoDB labels), C
+    chosen from VOICE_HEAD_C_GRID by unweighted accuracy on the validation speakers. Returns the
+    head and its validation UAs."""
+    head, ua = fit_summary_head(train, train_labels, valid, valid_labels, VOICE_HEAD_C_GRID,
+                                "training-speaker EmoDB utterances")
+    best = max(VOICE_HEAD_C_GRID, key=lambda c: (ua[c], -c))
+    head.basis += f"; C by UA on {len(valid)} validation-speaker utterances"
     return head, {"c_grid_valid_ua": {str(c): v for c, v in ua.items()}, "selected_c": best}
 
 
@@ -337,13 +323,11 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
     head.share = max(VOICE_HEAD_SHARES, key=lambda h: (share_ua[h], -h))  # ties -> more of the network
     head.basis += f"; share {head.share} by UA of the mixed reading on the same validation utterances"
     audio_probs = mixed[head.share]
-    text = StreamCalibration(fit_temperature(text_probs, valid_text.labels),
-                             discrimination(text_probs, valid_text.labels),
-                             f"{valid_text.name}: {len(valid_text.labels)} GoEmotions dev comments, text only")
-    audio = StreamCalibration(fit_temperature(audio_probs, valid_audio.labels, EMODB_LABELS),
-                              discrimination(audio_probs, valid_audio.labels, EMODB_LABELS),
-                              f"{valid_audio.name}: {len(valid_audio.labels)} EmoDB utterances of the validation "
-                              "speakers, audio only, the six EmoDB labels")
+    text = calibrate_stream(text_probs, valid_text.labels,
+                            basis=f"{valid_text.name}: {len(valid_text.labels)} GoEmotions dev comments, text only")
+    audio = calibrate_stream(audio_probs, valid_audio.labels, EMODB_LABELS,
+                             f"{valid_audio.name}: {len(valid_audio.labels)} EmoDB utterances of the validation "
+                             "speakers, audio only, the six EmoDB labels")
     visual = StreamCalibration(1.0, min(text.reliability, audio.reliability), FACE_PRIOR_BASIS)
     voice = StreamDomain.fit(train_frames, valid_frames,
                              basis=f"{len(train_audio.audio_rows)} training-speaker utterances (mean eGeMAPS frame); "

@@ -339,9 +339,10 @@ def write_mosei_mmsa(directory: str | Path, aligned: bool = True,
 
 def write_cache(directory: str | Path, n_per_split: tuple[int, int, int] = (8, 4, 4), seed: int = 0,
                 *, label_names: list[str] | None = None,
-                feature_spec: FeatureSpec = SYNTHETIC_CACHE_SPEC) -> SyntheticBenchmark:
+                feature_spec: FeatureSpec = SYNTHETIC_CACHE_SPEC, groups: int = 0) -> SyntheticBenchmark:
     """A cache folder written through `CacheWriter`: variable lengths per modality, frame times,
-    and sample 2 of each split without visual frames (T=0, as when no face is found)."""
+    and sample 2 of each split without visual frames (T=0, as when no face is found). With
+    `groups` > 0 sample i of each split belongs to speaker group "<split>-<i % groups>"."""
     label_names = list(label_names or MOSEI_EMOTIONS)
     directory = Path(directory)
     rng = np.random.default_rng(seed + 3000)
@@ -358,7 +359,8 @@ def write_cache(directory: str | Path, n_per_split: tuple[int, int, int] = (8, 4
                 rate = feature_spec[m].frame_rate_hz or 2.0
                 times[m] = np.arange(length) / rate
                 lengths[m].append(length)
-            writer.add(f"{split}/clip{i:03d}.mp4", split, feats, y[i], times=times)
+            writer.add(f"{split}/clip{i:03d}.mp4", split, feats, y[i], times=times,
+                       group=f"{split}-{i % groups}" if groups else None)
         bench.expected_labels[split] = y
         bench.expected_lengths[split] = lengths
     return bench

@@ -365,8 +365,9 @@ def test_cli_fps_other_than_the_checkpoint_is_a_spec_mismatch(checkpoint):
 
 
 def test_modalities_a_checkpoint_was_not_trained_on_are_ignored(workdir, feature_cache, sample_result):
-    """A checkpoint recording trained_modalities without "visual" (like the shipped defaults)
-    predicts exactly as if no face had been found, and says so in the warnings."""
+    """A checkpoint recording trained_modalities without "visual" never searches the clip for a
+    face, and predicts exactly as a checkpoint that uses every stream does when no face is found;
+    the result says so in the warnings."""
     import torch
 
     spec = feature_spec_for(ExtractionSettings())
@@ -378,7 +379,7 @@ def test_modalities_a_checkpoint_was_not_trained_on_are_ignored(workdir, feature
     ignoring = Analyzer(AnalyzeOptions(model=str(no_face), device="cpu", threads=1, cache_dir=feature_cache))
     using = Analyzer(AnalyzeOptions(model=str(all_three), device="cpu", threads=1, cache_dir=feature_cache))
     assert ignoring.ignored_modalities == ["visual"] and using.ignored_modalities == []
-    features = ignoring.extractor.extract(SAMPLE)
+    features = using.extractor.extract(SAMPLE)
     assert features.present("visual")
     without_face = type(features)(
         features={**features.features, "visual": features.features["visual"][:0]},
@@ -390,4 +391,67 @@ def test_modalities_a_checkpoint_was_not_trained_on_are_ignored(workdir, feature
     assert not np.allclose(p_ignoring, p_using)
     result = ignoring.analyze_file(SAMPLE)
     assert any("visual stream not used" in w for w in result.warnings)
-    assert result.modalities.face_frames > 0  # still reported, just not fed to the network
+    assert result.modalities.face_frames == 0 and result.by_modality["visual"] is None  # never searched
+    assert not {"faces", "expression"} & set(ignoring.extractor.loaded_models)
+
+
+def test_a_voice_only_checkpoint_never_reads_the_face_or_the_words(workdir, feature_cache):
+    """trained_modalities ["audio"]: on a clip with a face and speech, neither the face detector nor
+    the expression network, speech recogniser or text encoder is loaded; only the voice is read."""
+    import torch
+
+    spec = feature_spec_for(ExtractionSettings())
+    torch.manual_seed(4)
+    network = build_model("lamb", get_entry("lamb").config_class.tiny(len(LABELS), spec.dims))
+    voice = save_checkpoint(workdir / "voice_only.safetensors", network, LABELS, spec, THRESHOLDS,
+                            extra={"trained_modalities": ["audio"]})
+    analyzer = Analyzer(AnalyzeOptions(model=str(voice), device="cpu", threads=1, cache_dir=feature_cache))
+    result = analyzer.analyze_file(SAMPLE)
+    assert set(analyzer.extractor.loaded_models) <= {"vad", "acoustic"}
+    assert result.transcript == "" and result.modalities.face_frames == 0 and result.modalities.tokens == 0
+    assert result.by_modality["audio"] is not None
+    assert result.by_modality["visual"] is None and result.by_modality["text"] is None
+    assert sum("stream not used" in w for w in result.warnings) == 2
+
+
+def test_analyze_reuses_the_features_of_an_extract_cache(workdir, feature_cache, tmp_path):
+    """--features CACHE: a clip the cache holds (same content, same settings, the streams the
+    checkpoint reads) is not extracted again and gets the same result; another is extracted."""
+    import shutil
+
+    import torch
+
+    from mmer.extraction_jobs import jobs_from_labels_csv, run_extraction
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(SAMPLE, media / "renamed.mp4")  # found by content, not by name
+    (tmp_path / "labels.csv").write_text("file,split,labels\nrenamed.mp4,train,joy\n")
+    cache = tmp_path / "cache"
+    report = run_extraction(jobs_from_labels_csv(media, tmp_path / "labels.csv"), cache,
+                            ExtractionSettings(use_cache=False, modalities=("audio",)), threads=1)
+    assert report.written == 1
+    spec = feature_spec_for(ExtractionSettings())
+    torch.manual_seed(5)
+    network = build_model("lddu", get_entry("lddu").config_class.tiny(len(LABELS), spec.dims))
+    voice = save_checkpoint(workdir / "voice_for_cache.safetensors", network, LABELS, spec, THRESHOLDS,
+                            extra={"trained_modalities": ["audio"]})
+    fresh = Analyzer(AnalyzeOptions(model=str(voice), device="cpu", threads=1, use_cache=False)).analyze_file(SAMPLE)
+    reusing = Analyzer(AnalyzeOptions(model=str(voice), device="cpu", threads=1, use_cache=False, features=cache))
+
+    def no_extraction(path):
+        raise AssertionError("extracted although the cache holds the clip")
+
+    reusing.extractor.extract = no_extraction
+    reused = reusing.analyze_file(SAMPLE)
+    assert any("features read from the extract cache" in w for w in reused.warnings)
+    assert [e.probability for e in reused.emotions] == pytest.approx([e.probability for e in fresh.emotions], abs=1e-6)
+    full = tiny_checkpoint(workdir / "all_streams_for_cache.safetensors")  # reads the face too: not in that cache
+    needs_more = Analyzer(AnalyzeOptions(model=str(full), device="cpu", threads=1, features=cache,
+                                         cache_dir=feature_cache))
+    assert needs_more._extracted_before(SAMPLE) is None
+    other_spec = feature_spec_for(ExtractionSettings(fps=10.0))
+    assert other_spec.mismatches(spec)
+    mismatch = save_checkpoint(workdir / "fps10.safetensors", network, LABELS, other_spec, THRESHOLDS)
+    with pytest.raises(UserError, match="extracted with other feature settings"):
+        Analyzer(AnalyzeOptions(model=str(mismatch), device="cpu", threads=1, features=cache, fps=10.0))

@@ -27,7 +27,7 @@ def python_blocks(doc: str, section: str | None) -> list[str]:
 
 def test_every_api_section_has_snippets():
     blocks = python_blocks("docs/api.md", None)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     assert any("analyze(" in b for b in blocks) and any("train(" in b for b in blocks)
     assert any("score_files(" in b for b in blocks) and python_blocks("README.md", "## Python API")
 
@@ -40,7 +40,7 @@ def api_folder(tmp_path_factory):
     shutil.copy(SAMPLE, folder / "clip.mp4")
     (folder / "samples").mkdir()
     shutil.copy(SAMPLE, folder / "samples" / "sample_joy.mp4")
-    sb.write_cache(folder / "features", (16, 8, 8))
+    sb.write_cache(folder / "features", (16, 8, 8), groups=2)
     labels = ["anger", "joy", "sadness"]
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 2, (12, 3))

@@ -241,6 +241,37 @@ def test_ravdess_skips_and_options(tmp_path):
         list_corpus("ravdess", tmp_path, include_song="maybe")
 
 
+def test_ravdess_calm_choice_actor_groups_and_generic_label_choices(tmp_path):
+    from mmer.extraction_jobs import apply_label_choices, jobs_from_corpus, parse_label_map
+
+    touch(tmp_path, "01-01-02-01-01-01-01.mp4", "01-01-01-01-01-01-02.mp4", "01-01-05-01-01-01-12.mp4",
+          "01-02-03-01-01-01-12.mp4")
+    own = list_corpus("ravdess", tmp_path, calm="calm")
+    assert own.label_names == list(DEFAULT_LABEL_NAMES) + ["calm"]
+    assert labels_of(own, "01-01-02-01-01-01-01") == ["calm"]
+    assert {c.clip_id: c.group for c in own.clips}["01-01-05-01-01-01-12"] == "12"  # the actor
+    gone = list_corpus("ravdess", tmp_path, calm="exclude")
+    assert "01-01-02-01-01-01-01" not in by_id(gone) and "calm (calm=exclude)" in "\n".join(gone.skipped)
+    with pytest.raises(UserError, match="calm must be one of"):
+        list_corpus("ravdess", tmp_path, calm="sleepy")
+
+    jobs = jobs_from_corpus("ravdess", tmp_path, {"calm": "calm"})
+    assert [j.group for j in jobs.jobs] == ["02", "01", "12", "12"]  # clips sorted by clip id
+    merged = apply_label_choices(jobs, parse_label_map(["calm=neutral"]), exclude=["anger"])
+    assert "calm" not in merged.label_names and "anger" not in merged.label_names
+    by_job = {j.sample_id: [n for n, v in zip(merged.label_names, j.labels) if v] for j in merged.jobs}
+    assert by_job == {"01-01-02-01-01-01-01": ["neutral"], "01-01-01-01-01-01-02": ["neutral"],
+                      "01-02-03-01-01-01-12": ["happy"]}
+    assert any("label anger (--exclude anger)" in line for line in merged.skipped)
+    assert "label calm -> neutral (--map calm=neutral)" in merged.notes
+    renamed = apply_label_choices(jobs, {"calm": "relaxed"})
+    assert renamed.label_names[-1] == "relaxed" and renamed.jobs[1].labels[-1] == 1.0
+    with pytest.raises(UserError, match="no label 'joy'"):
+        apply_label_choices(jobs, {"joy": "happy"})
+    with pytest.raises(UserError, match="FROM=TO"):
+        parse_label_map(["calm"])
+
+
 # --------------------------------------------------------------------------- CMU-MOSEI (raw)
 
 

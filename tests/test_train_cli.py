@@ -206,7 +206,11 @@ def test_learns_and_reads_the_test_split_once(model, tmp_path, monkeypatch):
     # Validation (24 samples) once per epoch, then the test split (20 samples) once, at the end.
     assert recorder.sizes == [24] * 8 + [20]
     trivial = best_constant_micro_f1(bench.expected_labels["valid"], bench.label_names)
-    assert result.best_value >= trivial + 0.1, (result.best_value, trivial)
+    # At the one global threshold: the per-label thresholds are shrunk towards it where a label has
+    # few of the 24 validation samples, so they no longer fit validation as closely as they could
+    # (the former margin of 0.1 was met only by that in-sample fit, not by the global threshold).
+    best = next(r for r in epoch_records(tmp_path / "run") if r["epoch"] == result.best_epoch)
+    assert best["val_global"]["micro_f1"] >= trivial + 0.05, (best["val_global"]["micro_f1"], trivial)
     assert result.test.metrics.num_samples == 20
 
 

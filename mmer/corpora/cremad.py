@@ -142,7 +142,8 @@ def list_cremad(media_dir: Path, labels: Path, vote_modality: str, threshold: fl
         if not target.any():
             skipped.append(f"{path}: no answer reaches {threshold:.0%} of the {vote_modality} votes (top share {shares.max():.0%})")
             continue
-        clips.append(LabeledClip(path=path, clip_id=name, split=actor_split[actor], labels=target))
+        clips.append(LabeledClip(path=path, clip_id=name, split=actor_split[actor], labels=target,
+                                 group=str(actor)))
 
     if not clips:
         raise no_clips_error("CREMA-D", media_dir, "1001_DFA_ANG_XX.flv", skipped)

@@ -14,15 +14,22 @@ TEST_FRACTION = 0.15
 """Default share of groups in valid and in test; train takes the rest (about 70 %)."""
 
 
-def split_sorted_groups(groups: Iterable[int], valid_fraction: float = VALID_FRACTION,
-                        test_fraction: float = TEST_FRACTION) -> dict[int, str]:
-    """Assign groups (e.g. actor numbers) to splits by their sorted order.
+def group_sort_key(group: int | str) -> tuple:
+    """Sort key of a group: numbers (and strings of digits: speaker "3" before "10") in numeric
+    order first, then other names alphabetically."""
+    text = str(group)
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
 
-    The groups are sorted ascending; the last round(test_fraction * n) go to "test", the
+
+def split_sorted_groups(groups: Iterable[int | str], valid_fraction: float = VALID_FRACTION,
+                        test_fraction: float = TEST_FRACTION) -> dict:
+    """Assign groups (e.g. actor numbers, speaker names) to splits by their sorted order.
+
+    The groups are sorted ascending (`group_sort_key`); the last round(test_fraction * n) go to "test", the
     round(valid_fraction * n) before them to "valid", all earlier ones to "train".
     Example: 24 RAVDESS actors -> 1..16 train, 17..20 valid, 21..24 test.
     """
-    ordered = sorted(set(groups))
+    ordered = sorted(set(groups), key=group_sort_key)
     n = len(ordered)
     n_test = round(test_fraction * n)
     n_valid = round(valid_fraction * n)

@@ -17,12 +17,15 @@ class LabeledClip:
         `<videoid>_<segmentindex>`), unique within a listing.
     split: one of "train", "valid", "test" (mmer.datasets.base.SPLITS).
     labels: (q,) float32 array of 0/1, columns in `CorpusListing.label_names` order.
+    group: the speaker/actor (or source video) the clip belongs to, when the corpus says; whole
+        groups stay together in speaker-independent folds (`mmer train --folds`).
     """
 
     path: Path
     clip_id: str
     split: str
     labels: np.ndarray
+    group: str | None = None
 
 
 @dataclass

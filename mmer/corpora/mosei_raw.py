@@ -186,7 +186,7 @@ def list_mosei_raw(media_dir: Path, labels: Path | None, transcripts: Path | Non
                     continue
                 seen[clip_id] = path
                 target = (features[row, 1:] > 0).astype(np.float32)  # (6,) happy, sad, anger, surprise, disgust, fear
-                clips.append(LabeledClip(path=path, clip_id=clip_id, split=split, labels=target))
+                clips.append(LabeledClip(path=path, clip_id=clip_id, split=split, labels=target, group=video))
 
     if not clips:
         raise no_clips_error("CMU-MOSEI", media_dir, "-3g5yACwYnA_2.mp4", skipped)

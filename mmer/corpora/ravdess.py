@@ -24,6 +24,7 @@ from mmer.corpora.label_sets import DEFAULT_LABEL_NAMES
 from mmer.corpora.listing import CorpusListing, LabeledClip
 from mmer.corpora.media_files import find_media, no_clips_error
 from mmer.corpora.registry import CorpusOption, register_corpus
+from mmer.errors import UserError
 
 EXTENSIONS: tuple[str, ...] = (".mp4", ".wav")
 NUM_ACTORS = 24
@@ -31,6 +32,8 @@ EMOTION_CODES: dict[int, str] = {
     1: "neutral", 2: "neutral",  # 02 = calm, mapped to neutral
     3: "happy", 4: "sad", 5: "anger", 6: "fear", 7: "disgust", 8: "surprise",
 }
+EMOTION_CALM = 2
+CALM_CHOICES = ("neutral", "calm", "exclude")
 MODALITY_VIDEO_ONLY = 2
 VOCAL_SONG = 2
 CODE_RANGES: dict[str, tuple[int, int]] = {
@@ -48,11 +51,17 @@ ACTOR_SPLIT = split_sorted_groups(range(1, NUM_ACTORS + 1))
     options=(
         CorpusOption("include_song", bool, True, "keep sung clips (vocal channel 02)"),
         CorpusOption("include_video_only", bool, False, "keep silent video-only clips (modality 02)"),
+        CorpusOption("calm", str, "neutral", "calm clips (emotion 02): 'neutral' (labelled neutral), 'calm' (a "
+                                             "label of their own) or 'exclude' (left out)"),
     ),
     summary="RAVDESS (24 actors): labels from file-name codes (calm -> neutral), split by actor",
 )
-def list_ravdess(media_dir: Path, include_song: bool, include_video_only: bool) -> CorpusListing:
-    """List RAVDESS clips under media_dir with one-hot targets over DEFAULT_LABEL_NAMES."""
+def list_ravdess(media_dir: Path, include_song: bool, include_video_only: bool, calm: str = "neutral") -> CorpusListing:
+    """List RAVDESS clips under media_dir with one-hot targets over DEFAULT_LABEL_NAMES (plus "calm"
+    with calm="calm")."""
+    if calm not in CALM_CHOICES:
+        raise UserError(f"ravdess option calm must be one of {', '.join(CALM_CHOICES)}, got {calm!r}", parameter="calm")
+    label_names = list(DEFAULT_LABEL_NAMES) + (["calm"] if calm == "calm" else [])
     skipped: list[str] = []
     clips: list[LabeledClip] = []
     seen: dict[str, Path] = {}
@@ -73,19 +82,26 @@ def list_ravdess(media_dir: Path, include_song: bool, include_video_only: bool) 
         if codes["vocal channel"] == VOCAL_SONG and not include_song:
             skipped.append(f"{path}: song (include_song=false)")
             continue
+        if codes["emotion"] == EMOTION_CALM and calm == "exclude":
+            skipped.append(f"{path}: calm (calm=exclude)")
+            continue
         if path.stem in seen:
             skipped.append(f"{path}: duplicate of {seen[path.stem]} (one file per clip)")
             continue
         seen[path.stem] = path
-        target = np.zeros(len(DEFAULT_LABEL_NAMES), dtype=np.float32)  # (q,)
-        target[DEFAULT_LABEL_NAMES.index(EMOTION_CODES[codes["emotion"]])] = 1.0
-        clips.append(LabeledClip(path=path, clip_id=path.stem, split=ACTOR_SPLIT[codes["actor"]], labels=target))
+        target = np.zeros(len(label_names), dtype=np.float32)  # (q,)
+        name = "calm" if codes["emotion"] == EMOTION_CALM and calm == "calm" else EMOTION_CODES[codes["emotion"]]
+        target[label_names.index(name)] = 1.0
+        clips.append(LabeledClip(path=path, clip_id=path.stem, split=ACTOR_SPLIT[codes["actor"]], labels=target,
+                                 group=f"{codes['actor']:02d}"))
 
     if not clips:
         raise no_clips_error("RAVDESS", media_dir, "01-01-06-01-02-01-12.mp4", skipped)
     clips.sort(key=lambda c: c.clip_id)
     notes = [
-        "one label per clip, from the emotion code; calm (02) is mapped to neutral",
+        {"neutral": "one label per clip, from the emotion code; calm (02) is mapped to neutral (option calm)",
+         "calm": "one label per clip, from the emotion code; calm (02) is a label of its own",
+         "exclude": "one label per clip, from the emotion code; calm (02) clips are left out"}[calm],
         "split by actor: 01-16 train, 17-20 valid, 21-24 test",
     ]
-    return CorpusListing(name="ravdess", label_names=list(DEFAULT_LABEL_NAMES), clips=clips, skipped=skipped, notes=notes)
+    return CorpusListing(name="ravdess", label_names=label_names, clips=clips, skipped=skipped, notes=notes)

@@ -41,19 +41,33 @@ class MultimodalDataset(Dataset):
     """A split whose items are produced lazily by `get_features(i)` (so files can be memory-mapped).
 
     get_features(i) -> {modality: (T_m, D_m) float32 array}; labels: (N, q) float32.
+    groups: per sample the group it belongs to (speaker, actor; for speaker-independent folds,
+    mmer.datasets.folds), or None when the dataset does not know them.
     """
 
     def __init__(self, get_features: Callable[[int], dict[str, np.ndarray]], labels: np.ndarray,
-                 ids: Sequence[str] | None = None) -> None:
+                 ids: Sequence[str] | None = None, groups: Sequence[str | None] | None = None) -> None:
         self._get = get_features
         self.labels = np.asarray(labels, dtype=np.float32)
         self.ids = list(ids) if ids is not None else [str(i) for i in range(len(self.labels))]
+        self.groups = None if groups is None else list(groups)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> Sample:
         return Sample(features=self._get(i), labels=self.labels[i], index=i)
+
+
+def keep_modalities(dataset: MultimodalDataset, keep: Sequence[str]) -> MultimodalDataset:
+    """The same samples with every modality not in `keep` absent (T = 0 frames): what a model
+    trained on `keep` alone, or a single-stream reading, sees."""
+    kept = set(keep)
+
+    def features(i: int) -> dict[str, np.ndarray]:
+        return {m: x if m in kept else x[:0] for m, x in dataset[i].features.items()}
+
+    return MultimodalDataset(features, dataset.labels, dataset.ids, dataset.groups)
 
 
 @dataclass

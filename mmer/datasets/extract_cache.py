@@ -7,6 +7,9 @@ Layout of a cache folder:
                      "created_by": "mmer 0.1.0"}
     index.jsonl     one JSON object per line, appended as samples are written:
                      {"id": "...", "split": "train", "labels": [0, 1, 0, ...], "file": "samples/....npz"}
+                     and, when known, "group": "..." (the speaker or actor: `--folds` splits by it),
+                     "sha256": "<hex>" (of the source media file) and "streams": [...] (the
+                     modalities extracted): `mmer analyze --features CACHE` reuses such a sample
     samples/*.npz   one per sample, read with allow_pickle=False:
                      "text", "audio", "visual": (T_m, D_m) float32 (T_m may be 0: modality absent)
                      "times_text", ...: (T_m,) float64 frame start times in seconds, when known
@@ -54,12 +57,14 @@ SHARD_DIR_PREFIX = "shard-"
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One line of index.jsonl. labels: (q,) 0/1 ints; file: path relative to the cache folder."""
+    """One line of index.jsonl. labels: (q,) 0/1 ints; file: path relative to the cache folder;
+    group: the sample's speaker/actor, or None."""
 
     id: str
     split: str
     labels: list[int]
     file: str
+    group: str | None = None
 
 
 def _manifest(label_names: list[str], spec: FeatureSpec) -> dict:
@@ -101,13 +106,16 @@ def read_manifest(cache_dir: Path) -> tuple[list[str], FeatureSpec]:
 def _parse_entry(text: str, num_labels: int, where: str) -> CacheEntry:
     try:
         obj = json.loads(text)
-        entry = CacheEntry(id=obj["id"], split=obj["split"], labels=obj["labels"], file=obj["file"])
+        entry = CacheEntry(id=obj["id"], split=obj["split"], labels=obj["labels"], file=obj["file"],
+                           group=obj.get("group"))
     except (json.JSONDecodeError, TypeError, KeyError) as err:
         raise DatasetError(f"{where}: malformed index line ({type(err).__name__}: {err})") from None
     if not isinstance(entry.id, str) or not entry.id:
         raise DatasetError(f"{where}: sample id must be a non-empty string")
     if entry.split not in SPLITS:
         raise DatasetError(f"{where}: split {entry.split!r} is not one of {', '.join(SPLITS)}")
+    if entry.group is not None and (not isinstance(entry.group, str) or not entry.group):
+        raise DatasetError(f"{where}: group must be a non-empty string")
     if (not isinstance(entry.labels, list) or len(entry.labels) != num_labels
             or any(v not in (0, 1) or isinstance(v, bool) for v in entry.labels)):
         raise DatasetError(f"{where}: labels must be a list of {num_labels} zeros and ones")
@@ -205,12 +213,16 @@ class CacheWriter:
         return sample_id in self._ids
 
     def add(self, sample_id: str, split: str, features: Mapping[str, np.ndarray], labels: np.ndarray,
-            times: Mapping[str, np.ndarray] | None = None) -> Path:
+            times: Mapping[str, np.ndarray] | None = None, group: str | None = None,
+            source_sha256: str | None = None, streams: list[str] | None = None) -> Path:
         """Write one sample; returns its `.npz` path.
 
         features[m]: (T_m, D_m) with D_m = feature_spec[m].dim and T_m >= 0, finite values.
         labels: (q,) multi-hot of 0/1 in `label_names` order.
         times[m]: optional (T_m,) frame start times in seconds.
+        group: the sample's speaker/actor (non-empty), or None.
+        source_sha256 / streams: the SHA-256 of the media file the features came from and the
+        modalities that were extracted (so `mmer analyze --features` can find and trust them).
         Raises DatasetError for a duplicate id, unknown split or wrong shapes.
         """
         if not isinstance(sample_id, str) or not sample_id:
@@ -226,7 +238,15 @@ class CacheWriter:
                                f"zeros/ones, got shape {row.shape}")
         rel = f"{SAMPLES_DIR}/{_sample_file_name(sample_id)}"
         self._write_atomic(self.dir / rel, _npz_bytes(arrays))
-        line = json.dumps({"id": sample_id, "split": split, "labels": [int(v) for v in row], "file": rel})
+        record = {"id": sample_id, "split": split, "labels": [int(v) for v in row], "file": rel}
+        if group is not None:
+            if not str(group):
+                raise DatasetError(f"{self.dir}: sample {sample_id!r}: group must be non-empty")
+            record["group"] = str(group)
+        if source_sha256 is not None:
+            record["sha256"] = str(source_sha256)
+            record["streams"] = list(streams if streams is not None else MODALITIES)
+        line = json.dumps(record)
         with open(self.dir / INDEX_NAME, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
@@ -323,5 +343,39 @@ def load_cache(data: Path, labels: Path | None = None) -> BenchmarkData:
         files = [folder / e.file for folder, e in entries if e.split == split]
         matrix = np.array([e.labels for e in chosen], dtype=np.float32).reshape(len(chosen), len(label_names))
         out.splits[split] = MultimodalDataset(lambda i, files=files: read_cached_sample(files[i], spec),
-                                              matrix, [e.id for e in chosen])
+                                              matrix, [e.id for e in chosen], [e.group for e in chosen])
     return out
+
+
+@dataclass(frozen=True)
+class SourceIndex:
+    """The samples of a cache that record their source media file: feature spec, and per SHA-256
+    of a source file the sample file and the modalities extracted for it."""
+
+    spec: FeatureSpec
+    samples: dict[str, tuple[Path, tuple[str, ...]]]
+
+
+def source_index(data: Path) -> SourceIndex:
+    """`SourceIndex` of the cache (or sharded cache) at `data`; DatasetError when it is not one."""
+    folders = shard_folders(Path(data))
+    label_names, spec = read_manifest(folders[0])
+    samples: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for folder in folders:
+        path = folder / INDEX_NAME
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.is_file() else []
+        for line in lines:
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if isinstance(obj, dict) and isinstance(obj.get("sha256"), str) and isinstance(obj.get("file"), str):
+                streams = tuple(m for m in obj.get("streams", MODALITIES) if m in MODALITIES)
+                samples[obj["sha256"]] = (folder / obj["file"], streams)
+    return SourceIndex(spec, samples)
+
+
+def read_cached_times(path: Path) -> dict[str, np.ndarray]:
+    """{m: (T_m,) float64 frame start times} of one sample file, for the modalities that have them."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {m: np.asarray(npz[TIMES_PREFIX + m], dtype=np.float64) for m in MODALITIES
+                if TIMES_PREFIX + m in npz.files}

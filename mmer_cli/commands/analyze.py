@@ -34,6 +34,7 @@ def analyze_command(
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG|DIR", help="Draw a timeline of per-window probabilities (needs --window): "
                                         "to PNG (several clips: PNG's stem + '_' + clip name), or one <clip>.png per clip inside an existing DIR."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    features: Optional[Path] = typer.Option(None, "--features", metavar="CACHE_DIR", help="Reuse the features of a `mmer extract` cache for the inputs it holds (same file content, same feature settings); others are extracted."),
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the emotion network: {' | '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
     workers: int = typer.Option(1, "--workers", metavar="N", help="Analyse files in N processes, each with its own models and --threads (output order unchanged)."),
 ) -> None:
@@ -59,7 +60,7 @@ def analyze_command(
         if plot is not None and not plot.is_dir():
             check_output_file("--plot", plot)
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
-                             window_s=window, auto_window=writer.timeline, use_cache=not no_cache,
+                             window_s=window, auto_window=writer.timeline, use_cache=not no_cache, features=features,
                              precision=precision, workers=workers)
     progress = FileProgress("analysing", min_total=2)
     try:

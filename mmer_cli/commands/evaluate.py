@@ -29,7 +29,7 @@ class EvalFormat(str, enum.Enum):
 
 def render_eval_table(report: EvalReport, console: Console) -> None:
     """Overall metrics + calibration + thresholds, then per-label P/R/F1/support and threshold."""
-    from mmer.cli.commands.metric_tables import overall_table, per_label_table
+    from mmer.cli.commands.metric_tables import overall_table, per_label_table, single_label_tables
 
     overall = overall_table(
         f"{report.model} on {report.dataset} {report.split}: {report.metrics.num_samples} samples", report.metrics,
@@ -40,6 +40,9 @@ def render_eval_table(report: EvalReport, console: Console) -> None:
                        else f"one threshold for every label: {report.thresholds[0]:g}")
     console.print(overall)
     console.print(per_label_table(report.metrics, report.thresholds))
+    if report.single_label is not None:
+        for table in single_label_tables(report.single_label):
+            console.print(table)
 
 def eval_command(
     dataset: str = typer.Option(..., "--dataset", help=f"Format of --data: {', '.join(DATASET_NAMES)}."),
@@ -53,7 +56,7 @@ def eval_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the network: {', '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
 ) -> None:
-    """Evaluate a checkpoint: Acc (both conventions), P, R, micro/macro-F1, Hamming loss, per-label F1, ECE, Brier."""
+    """Evaluate a checkpoint: Acc (both conventions), P, R, micro/macro-F1, Hamming loss, per-label F1, ECE, Brier; top-1 accuracy, WA, UA and the confusion matrix."""
     from rich.console import Console
 
     from mmer.evaluation import evaluate

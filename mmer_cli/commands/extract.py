@@ -39,6 +39,9 @@ def extract_command(
     fps: Optional[float] = typer.Option(None, "--fps", metavar="N", help="Video frames sampled per second (default: the extractor's)."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Extract only the K-th of N disjoint shards of the files, into CACHE_DIR/shard-K-of-N (N machines build one cache; `--dataset cache` reads CACHE_DIR whole)."),
     language: Optional[str] = typer.Option(None, "--language", metavar="CODE", help="Spoken language code for speech recognition (default: detected; the packaged model is English-only)."),
+    label_map: list[str] = typer.Option([], "--map", metavar="FROM=TO", help="Rename label FROM to TO, or merge it into TO when that label exists (repeatable), e.g. --map calm=neutral."),
+    exclude: list[str] = typer.Option([], "--exclude", metavar="LABEL", help="Leave out every clip with this label (repeatable); each is listed in the report."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", metavar="LIST", help="Streams to extract, comma-separated: text,audio,visual (default all). The others are never read (no face search, no speech recognition)."),
 ) -> None:
     """Extract face, voice and text features of labelled media into a cache folder (resumable).
 
@@ -49,8 +52,8 @@ def extract_command(
     """
     from mmer.extractors.pipeline import ExtractionSettings
     from mmer.runtime import resolve_device
-    from mmer.extraction_jobs import (REPORT_NAME, jobs_from_corpus, jobs_from_labels_csv, parse_shard,
-                                          run_extraction, shard_dir, shard_jobs)
+    from mmer.extraction_jobs import (REPORT_NAME, apply_label_choices, jobs_from_corpus, jobs_from_labels_csv,
+                                      parse_label_map, parse_shard, run_extraction, shard_dir, shard_jobs)
 
     if (dataset is None) == (labels is None):
         raise fail("give either DIR --labels CSV, or --dataset CORPUS --media DIR")
@@ -73,9 +76,14 @@ def extract_command(
                 job_list = jobs_from_corpus(dataset, media, _corpus_options(corpus_option))
             else:
                 job_list = jobs_from_labels_csv(media_dir, labels)
+            job_list = apply_label_choices(job_list, parse_label_map(label_map), exclude)
+            for note in job_list.notes:
+                print(f"mmer extract: {note}", file=sys.stderr)
             if part is not None:
                 job_list, out = shard_jobs(job_list, *part), shard_dir(out, *part)
             values = dict(device=resolved.type, use_cache=False, language=language)
+            if modalities is not None:
+                values["modalities"] = tuple(m.strip() for m in modalities.split(",") if m.strip())
             if fps is not None:
                 values["fps"] = fps
             report = run_extraction(job_list, out, ExtractionSettings(**values), workers=workers,

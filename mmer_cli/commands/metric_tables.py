@@ -1,11 +1,16 @@
-"""Rich tables of multi-label metrics, shared by `mmer score` and `mmer eval`."""
+"""Rich tables of multi-label and single-label metrics, shared by `mmer score`, `mmer eval` and `mmer train`."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from mmer.metrics import MultilabelMetrics
+
+if TYPE_CHECKING:
+    from mmer.single_label import SingleLabelMetrics
 
 OVERALL_ROWS: tuple[tuple[str, str], ...] = (
     ("acc", "Acc (Jaccard, empty/empty = 0; as published)"),
@@ -45,3 +50,27 @@ def per_label_table(metrics: MultilabelMetrics, thresholds: list[float] | None =
             cells.append(f"{thresholds[i]:g}")
         table.add_row(Text(name), *cells)
     return table
+
+
+def single_label_tables(single: "SingleLabelMetrics") -> list[Table]:
+    """Top-1 accuracy, WA, UA; per-class recall with support; and the confusion matrix (rows = true
+    class, columns = predicted class, last column the ambiguous predictions)."""
+    from mmer.single_label import AMBIGUOUS
+
+    overall = Table(title=f"single-label (arg-max): {single.num_single_label} of {single.num_samples} samples "
+                          "have exactly one true label")
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    overall.add_row("Top-1 accuracy (all samples)", f"{single.top1_accuracy:.4f}")
+    overall.add_row("WA (weighted accuracy)", f"{single.weighted_accuracy:.4f}")
+    overall.add_row("UA (unweighted accuracy, mean class recall)", f"{single.unweighted_accuracy:.4f}")
+    names = list(single.label_names)
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+    confusion.add_column("true \\ predicted")
+    for name in names + [AMBIGUOUS]:
+        confusion.add_column(name, justify="right")
+    confusion.add_column("recall", justify="right")
+    for name, row in zip(names, single.confusion):
+        recall = single.per_class_recall[name]
+        confusion.add_row(name, *map(str, row), "-" if recall is None else f"{recall:.4f}")
+    return [overall, confusion]

@@ -28,7 +28,7 @@ class ScoreFormat(str, enum.Enum):
 
 def render_score_table(report: ScoreReport, console: Console) -> None:
     """Rich tables: overall metrics (plus calibration when present), then per-label P/R/F1/support."""
-    from mmer.cli.commands.metric_tables import overall_table, per_label_table
+    from mmer.cli.commands.metric_tables import overall_table, per_label_table, single_label_tables
 
     extra = []
     if report.threshold is not None:
@@ -42,6 +42,9 @@ def render_score_table(report: ScoreReport, console: Console) -> None:
         overall.caption = "prediction columns were matched to the truth's label order by name"
     console.print(overall)
     console.print(per_label_table(report.metrics))
+    if report.single_label is not None:
+        for table in single_label_tables(report.single_label):
+            console.print(table)
 
 def score_command(
     truth: Path = typer.Option(..., "--truth", readable=False, help="CSV of true labels: header of label names, one 0/1 row per sample."),
@@ -53,7 +56,7 @@ def score_command(
         None, "--key", metavar="COLUMN", help="Pair rows by this column (e.g. file) instead of by row order; "
         "only the label columns both files share are scored, other columns are ignored (e.g. `mmer analyze -f csv` output)."),
 ) -> None:
-    """Score predictions against truth: Acc (both empty-set conventions), micro P/R/F1, macro-F1, Hamming loss, per-label scores."""
+    """Score predictions against truth: Acc (both empty-set conventions), micro P/R/F1, macro-F1, Hamming loss, per-label scores; top-1 accuracy, WA, UA, confusion matrix."""
     from rich.console import Console
 
     from mmer.scoring import score_files

@@ -47,12 +47,19 @@ def train_command(
     compile_model: bool = typer.Option(False, "--compile", help="Compile the training forward pass with torch.compile (needs a C++ compiler on CPU)."),
     seeds: Optional[int] = typer.Option(
         None, "--seeds", help="Train N runs (seeds --seed, --seed+1, ...) into OUT/seed-<seed>/ and summarise them in OUT/seeds_summary.json."),
+    folds: Optional[int] = typer.Option(
+        None, "--folds", metavar="K", help="Speaker-independent K-fold cross-validation (K >= 3) over the samples' groups "
+        "(speakers/actors): K runs into OUT/fold-<k>/, mean ± std and the pooled confusion matrix in OUT/folds_summary.json."),
+    modalities: Optional[str] = typer.Option(
+        None, "--modalities", metavar="LIST", help="Streams to train on, comma-separated: text,audio,visual (default: all the data has). "
+        "The checkpoint records them; `mmer analyze` never reads the others."),
 ) -> None:
     """Train on a benchmark: select the best epoch and tune thresholds on validation, then test once."""
     from rich.console import Console
 
-    from mmer.cli.commands.train_render import PlainReporter, ProgressReporter, render_result, render_seeds
-    from mmer.training import SeedsResult, TrainOptions, train, train_seeds
+    from mmer.cli.commands.train_render import (PlainReporter, ProgressReporter, render_folds, render_result,
+                                                  render_seeds)
+    from mmer.training import FoldsResult, SeedsResult, TrainOptions, train, train_folds, train_seeds
 
     options = TrainOptions(
         model=model, dataset=dataset, data=data, labels=labels, config_file=config, overrides=list(overrides),
@@ -60,17 +67,24 @@ def train_command(
         select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
         threshold=threshold, seeds=1 if seeds is None else seeds, precision=precision, compile=compile_model,
         select_on=select_on,
+        modalities=None if modalities is None else modalities.split(","), folds=folds or 0,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)
     try:
         with user_errors():
-            result = train(options, reporter) if seeds is None else train_seeds(options, reporter)
+            if folds is not None:
+                result = train_folds(options, reporter)
+            else:
+                result = train(options, reporter) if seeds is None else train_seeds(options, reporter)
     finally:
         if isinstance(reporter, ProgressReporter):
             reporter.close()
     # Only rank 0 prints under torchrun (others have no test report / summary).
-    if isinstance(result, SeedsResult):
+    if isinstance(result, FoldsResult):
+        if result.summary:
+            render_folds(result, console)
+    elif isinstance(result, SeedsResult):
         if result.summary:
             render_seeds(result, console)
     elif result.test is not None:

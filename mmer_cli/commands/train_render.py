@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmer.training import (
-    SELECTED_ON_TEST, SUMMARY_METRICS, EpochRecord, RunStart, SeedsResult, TrainReporter, TrainResult,
+    SELECTED_ON_TEST, SUMMARY_METRICS, EpochRecord, FoldsResult, RunStart, SeedsResult, TrainReporter, TrainResult,
 )
 
 
@@ -33,9 +33,10 @@ def _start_line(start: RunStart) -> str:
     verb = f"resuming at epoch {start.start_epoch}" if start.resumed else "training"
     return (
         f"{verb}: {start.model} ({start.preset} preset) on {start.dataset} ({sizes}), {start.num_parameters:,} parameters, "
-        f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device} -> {start.run_dir}"
+        f"{start.steps_per_epoch} steps/epoch, {start.world_size} process(es) on {start.device}, "
+        f"streams {','.join(start.trained_modalities)} -> {start.run_dir}"
         + (f"; epochs and thresholds {SELECTED_ON_TEST}" if start.select_on == "test" else "")
-    )
+    ) + "".join(f"\nwarning: {w}" for w in start.warnings)
 
 
 class PlainReporter(TrainReporter):
@@ -115,12 +116,17 @@ def render_result(result: TrainResult, console: Console) -> None:
                         + (f"; {SELECTED_ON_TEST}" if on_test else ""))
     table.add_column("metric")
     table.add_column("test", justify="right")
-    for key in ("acc", "acc_empty_as_one", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss", "ece", "brier"):
-        table.add_row(key, f"{test[key]:.4f}")
+    for key in SUMMARY_METRICS:
+        if key in test:
+            table.add_row(key, f"{test[key]:.4f}")
     console.print(table)
     if on_test:
         console.print(f"{SELECTED_ON_TEST}: the test split chose the epoch and thresholds; not a held-out result",
                       markup=False, highlight=False, soft_wrap=True)
+    if result.test.single_label is not None:
+        from mmer.cli.commands.metric_tables import single_label_tables
+
+        console.print(single_label_tables(result.test.single_label)[1])
     console.print(f"run directory: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -136,4 +142,25 @@ def render_seeds(result: SeedsResult, console: Console) -> None:
         summary = result.summary[key]
         table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
     console.print(table)
+    console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
+
+
+def render_folds(result: FoldsResult, console: Console) -> None:
+    """Test metrics over the folds (mean ± std, per fold), then the pooled confusion matrix."""
+    from mmer.cli.commands.metric_tables import single_label_tables
+    from mmer.single_label import SingleLabelMetrics
+
+    table = Table(title=f"test split over {result.folds} speaker-independent folds: mean ± std (sample std, n - 1)")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("per fold", justify="right")
+    for key in SUMMARY_METRICS:
+        summary = result.summary[key]
+        table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
+    console.print(table)
+    pooled = {k: v for k, v in result.pooled.items() if k != "confusion_columns"}
+    overall, confusion = single_label_tables(SingleLabelMetrics(**pooled))
+    overall.title = f"all folds' test samples pooled: {overall.title}"
+    console.print(overall)
+    console.print(confusion)
     console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
