@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mmer.extractors.errors import ExtractionError
-from mmer.extractors.featureset import FeatureSet
+from mmer.extractors.featureset import FeatureSet, ModalityStats
 from mmer.extractors.pipeline import MEDIA_SUFFIXES, ExtractionSettings, FeatureExtractor
 from mmer.errors import UserError
 from mmer.catalog import DEFAULT_MODEL

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from provenance import RESULTS_DIR, SHARED_DATA, provenance
+from recipe_results import RESULTS_DIR, SHARED_DATA, provenance
 
 from mmer.extraction_jobs import jobs_from_labels_csv, run_extraction
 from mmer.extractors.pipeline import ExtractionSettings
