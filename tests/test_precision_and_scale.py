@@ -142,16 +142,11 @@ def test_sharded_cache_reads_as_one(tmp_path):
 
 def test_extract_shards_build_one_cache(tmp_path):
     """`mmer extract --shard K/N` for K = 1..N writes N shard folders that read as the whole cache."""
-    import wave
+    from tests.test_extract_cli import write_face_video
 
-    rng = np.random.default_rng(0)
-    names = [f"q{i}.wav" for i in range(5)]
-    for name in names:  # near-silent: no speech model is loaded
-        with wave.open(str(tmp_path / name), "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(16_000)
-            handle.writeframes((rng.standard_normal(16_000) * 3).astype("<i2").tobytes())
+    names = [f"q{i}.mp4" for i in range(5)]
+    for name in names:  # silent face videos: a usable stream without any speech model
+        write_face_video(tmp_path / name)
     (tmp_path / "labels.csv").write_text("file,split,joy\n" + "".join(f"{n},train,1\n" for n in names))
     cache = tmp_path / "cache"
     for k in (1, 2):
