@@ -19,7 +19,8 @@ from pathlib import Path
 
 from mmer.errors import UserError
 from mmer.run_dir import CONFIG_FILE, TEST_METRICS_FILE, RunDir
-from mmer.training import SEEDS_SUMMARY_FILE, SELECTED_ON_TEST
+from mmer.repeated_runs import SEEDS_SUMMARY_FILE
+from mmer.training import SELECTED_ON_TEST
 
 REPORT_METRICS: tuple[str, ...] = ("acc", "precision", "recall", "micro_f1", "macro_f1", "hamming_loss")
 """Columns of the comparison, in order (keys of `mmer score --format json`)."""

@@ -35,7 +35,8 @@ from recipe_results import RESULTS_DIR, SHARED_DATA, provenance
 
 from mmer.extraction_jobs import jobs_from_labels_csv, run_extraction
 from mmer.extractors.pipeline import ExtractionSettings
-from mmer.training import TrainOptions, train, train_folds
+from mmer.repeated_runs import train_folds
+from mmer.training import TrainOptions, train
 
 RESULT_NAME = "small_corpus_emodb"
 FOLDS = 5

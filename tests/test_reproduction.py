@@ -12,7 +12,7 @@ import torch
 
 from mmer.comparison import PUBLISHED, benchmark_of, compare_runs
 from mmer.evaluation import predict_probs
-from mmer.training import SUMMARY_METRICS, summarize_seeds
+from mmer.repeated_runs import SUMMARY_METRICS, summarize_seeds
 from mmer.models.checkpoint import load_checkpoint, read_checkpoint_info
 from mmer.models.registry import get_entry, model_names
 from tests import synthetic_benchmarks as sb

@@ -59,7 +59,8 @@ def train_command(
 
     from mmer.cli.commands.train_render import (PlainReporter, ProgressReporter, render_folds, render_result,
                                                   render_seeds)
-    from mmer.training import FoldsResult, SeedsResult, TrainOptions, train, train_folds, train_seeds
+    from mmer.repeated_runs import FoldsResult, SeedsResult, train_folds, train_seeds
+    from mmer.training import TrainOptions, train
 
     options = TrainOptions(
         model=model, dataset=dataset, data=data, labels=labels, config_file=config, overrides=list(overrides),

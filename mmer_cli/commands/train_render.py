@@ -6,9 +6,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mmer.training import (
-    SELECTED_ON_TEST, SUMMARY_METRICS, EpochRecord, FoldsResult, RunStart, SeedsResult, TrainReporter, TrainResult,
-)
+from mmer.repeated_runs import SUMMARY_METRICS, FoldsResult, SeedsResult
+from mmer.training import SELECTED_ON_TEST, EpochRecord, RunStart, TrainReporter, TrainResult
 
 
 def _split_name(select_on: str) -> str:
