@@ -42,6 +42,7 @@ from mmer.optimization import EarlyStopping, LRSchedule, build_optimizer
 from mmer.stream_fusion import (LateFusion, StreamCalibration, StreamDomain, SummaryHead, discrimination, fit_temperature,
                                     frame_statistics)
 from mmer.thresholds import tune_label_thresholds
+from mmer.voice_normalisation import VoiceNormaliser
 from mmer.trainer import EpochOutcome, Trainer, TrainerHooks
 from mmer.models.registry import build_model
 
@@ -100,6 +101,24 @@ class SyntheticFaces:
         return np.concatenate([clip[first:first + frames], readings], axis=1).astype(np.float32)
 
 
+def normalised_emodb(emodb: EmoDBPart, train_rows: np.ndarray, groups: str = "speaker",
+                     normaliser: VoiceNormaliser | None = None) -> tuple[EmoDBPart, VoiceNormaliser]:
+    """EmoDB with every utterance's audio frames normalised in its own domain
+    (mmer_cli/voice_normalisation.py): `groups` "speaker" = with the statistics of all utterances of
+    its speaker (what `mmer analyze --speakers` does), "clip" = of the utterance alone (the default
+    `--adapt clip`), both shrunk towards the prior. The prior is `normaliser`, or fitted on the raw
+    frames of the training utterances `train_rows` only. Returns the normalised copy and the prior."""
+    if normaliser is None:
+        normaliser = VoiceNormaliser.fit([emodb.audio.get(int(i)) for i in train_rows],
+                                         basis=f"{len(train_rows)} training-speaker EmoDB utterances (raw frames)")
+    frames = [emodb.audio.get(i) for i in range(len(emodb.files))]
+    keys = list(emodb.speakers) if groups == "speaker" else list(range(len(frames)))
+    out = normaliser.normalise_groups(frames, keys)
+    lengths = np.array([len(x) for x in out], dtype=np.int64)
+    audio = TokenSequences(np.concatenate(out).astype(np.float32), np.concatenate([[0], np.cumsum(lengths)]))
+    return EmoDBPart(audio, emodb.labels, emodb.files, emodb.speakers, emodb.emotions), normaliser
+
+
 def pair_target(text_target: np.ndarray, audio_target: np.ndarray) -> np.ndarray:
     """(7,) union of two targets; neutral dropped when the union has a non-neutral label."""
     union = np.maximum(text_target, audio_target)
@@ -128,7 +147,8 @@ class Pools:
         text_dim = self.text.text.rows.shape[1]
         return {
             "text": self.text.text.get(text_i) if text_i is not None else np.zeros((0, text_dim), np.float32),
-            "audio": self.emodb.audio.get(audio_i) if audio_i is not None else np.zeros((0, 25), np.float32),
+            "audio": (self.emodb.audio.get(audio_i) if audio_i is not None
+                      else np.zeros((0, self.emodb.audio.rows.shape[1]), np.float32)),
             "visual": visual if visual is not None else np.zeros((0, self.visual_dim), np.float32),
         }
 
@@ -346,7 +366,8 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
                               "speakers, audio only, the six EmoDB labels")
     visual = StreamCalibration(1.0, min(text.reliability, audio.reliability), FACE_PRIOR_BASIS)
     voice = StreamDomain.fit(train_frames, valid_frames,
-                             basis=f"{len(train_audio.audio_rows)} training-speaker utterances (mean eGeMAPS frame); "
+                             basis=f"{len(train_audio.audio_rows)} training-speaker utterances (mean normalised "
+                                   "voice frame); "
                                    f"reference = 95th percentile over the {len(valid_audio.items)} "
                                    "validation-speaker utterances")
     fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES),

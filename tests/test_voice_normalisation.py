@@ -1,0 +1,93 @@
+"""Normalisation of the voice in the target domain (mmer.voice_normalisation) and the `adapt` /
+`speakers` options of `mmer analyze`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mmer.analysis import AnalyzeOptions, Analyzer
+from mmer.cli.app import app
+from mmer.errors import UserError
+from mmer.voice_normalisation import FrameStatistics, VoiceNormaliser, read_speakers, speaker_of
+
+
+def prior(dim: int = 3) -> VoiceNormaliser:
+    return VoiceNormaliser([0.0] * dim, [1.0] * dim, prior_seconds=10.0)
+
+
+def stats_of(frames: np.ndarray) -> FrameStatistics:
+    s = FrameStatistics.empty(frames.shape[1])
+    s.add(frames)
+    return s
+
+
+def test_no_statistics_is_the_prior():
+    n = VoiceNormaliser([1.0, 2.0], [2.0, 4.0])
+    assert np.allclose(n.normalise(np.array([[3.0, 6.0]]), None), [[1.0, 1.0]])
+    assert np.allclose(n.normalise(np.array([[3.0, 6.0]]), FrameStatistics.empty(2)), [[1.0, 1.0]])
+
+
+def test_a_long_group_is_read_against_its_own_baseline_a_short_one_mostly_against_the_prior():
+    rng = np.random.default_rng(0)
+    n = prior()
+    long_voice = 5.0 + 2.0 * rng.standard_normal((25 * 600, 3))  # ten minutes, shifted and wider
+    mean, std = n.shrunk(stats_of(long_voice))
+    assert np.allclose(mean, 5.0, atol=0.2) and np.allclose(std, 2.0, atol=0.2)
+    short = long_voice[:25]  # one second: weight 1 / 11
+    mean, _ = n.shrunk(stats_of(short))
+    assert np.all(mean < 1.0) and np.all(mean > 0.0)
+    z = n.normalise(long_voice, stats_of(long_voice))
+    assert np.allclose(z.mean(0), 0.0, atol=0.05) and np.allclose(z.std(0), 1.0, atol=0.05)
+
+
+def test_groups_share_statistics():
+    n = prior(1)
+    a, b, c = np.full((25 * 600, 1), 4.0), np.full((25 * 600, 1), 6.0), np.full((25 * 600, 1), 100.0)
+    out = n.normalise_groups([a, b, c], ["x", "x", "y"])
+    assert out[0][0, 0] < 0 < out[1][0, 0]  # a and b are read against their common mean, 5
+    assert abs(out[0][0, 0] + out[1][0, 0]) < 0.1  # nearly symmetric (the prior still weighs 1/121)
+    assert abs(out[2][0, 0]) < 0.2  # a group of its own sits near its own mean
+
+
+def test_round_trip_and_malformed():
+    n = VoiceNormaliser.fit([np.arange(6.0).reshape(3, 2)], basis="test")
+    assert VoiceNormaliser.from_dict(n.to_dict()) == n
+    with pytest.raises(ValueError, match="voice normalisation"):
+        VoiceNormaliser.from_dict({"mean": [0.0], "std": [0.0]})
+    with pytest.raises(ValueError, match="voice normalisation"):
+        VoiceNormaliser.from_dict({"mean": [0.0]})
+
+
+def test_speakers_file(tmp_path):
+    good = tmp_path / "speakers.csv"
+    good.write_text("file,speaker\nclips/a.mp4,ann\nb.wav,bob\n")
+    table = read_speakers(good)
+    assert table == {"clips/a.mp4": "ann", "b.wav": "bob"}
+    assert speaker_of(tmp_path / "b.wav", table) == "bob" and speaker_of(tmp_path / "c.wav", table) is None
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a.mp4\n")
+    with pytest.raises(ValueError, match="row 1 needs two columns"):
+        read_speakers(bad)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_speakers(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("options, parameter", [
+    (AnalyzeOptions(adapt="corpus"), "adapt"),
+    (AnalyzeOptions(adapt="speaker"), "speakers"),
+    (AnalyzeOptions(adapt="batch", speakers="s.csv"), "adapt"),
+])
+def test_bad_adapt_options_name_the_parameter(options, parameter):
+    with pytest.raises(UserError) as err:
+        Analyzer(options)
+    assert err.value.parameter == parameter
+
+
+def test_cli_refuses_a_bad_speakers_file_in_one_line(tmp_path):
+    bad = tmp_path / "s.csv"
+    bad.write_text("only-one-column\n")
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "x.mp4"), "--speakers", str(bad)])
+    assert result.exit_code == 2
+    assert "row 1 needs two columns" in result.output and "Traceback" not in result.output
