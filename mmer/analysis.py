@@ -519,8 +519,8 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
     workers = min(options.workers, len(files))
     if options.adapt in ("batch", "speaker") and analyzer.normaliser is not None:
         if workers > 1:
-            raise UserError(f"adapt={options.adapt!r} reads every clip before analysing any: use one worker",
-                            parameter="workers")
+            raise UserError(f"workers must be 1 with adapt={options.adapt!r} (every clip is read before any is "
+                            "analysed)", parameter="workers")
         return _analyze_grouped(analyzer, inputs, len(files), progress)
     if workers > 1:
         del analyzer  # each worker builds its own

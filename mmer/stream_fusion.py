@@ -57,10 +57,12 @@ class StreamCalibration:
 class StreamDomain:
     """Where a stream's training data lies, for its domain factor.
 
-    An input (T, D) frames is summarised by its mean frame u (D,); its distance to the training
-    domain is the Mahalanobis distance d = sqrt((u - mean)^T precision (u - mean)), precision the
-    inverse of the (shrunk) covariance of training summaries. `reference` is the 95th percentile
-    of d over held-out in-domain inputs. factor = 1 for d <= reference, else (reference / d)^exponent.
+    An input (T, D) frames is summarised by its mean frame u (the first len(mean) of its D values:
+    the domain may describe only the leading dimensions, e.g. the 25 eGeMAPS descriptors of the
+    voice's 409); its distance to the training domain is the Mahalanobis distance
+    d = sqrt((u - mean)^T precision (u - mean)), precision the inverse of the (shrunk) covariance of
+    training summaries. `reference` is the 95th percentile of d over held-out in-domain inputs.
+    factor = 1 for d <= reference, else (reference / d)^exponent.
     """
 
     mean: list[float]
@@ -70,7 +72,8 @@ class StreamDomain:
     basis: str = ""
 
     def distance(self, frames: np.ndarray) -> float:
-        diff = np.asarray(frames, dtype=np.float64).mean(axis=0) - np.asarray(self.mean)
+        x = np.asarray(frames, dtype=np.float64)[:, :len(self.mean)]
+        diff = x.mean(axis=0) - np.asarray(self.mean)
         return float(np.sqrt(max(diff @ np.asarray(self.precision) @ diff, 0.0)))
 
     def factor(self, frames: np.ndarray) -> float:
@@ -80,9 +83,10 @@ class StreamDomain:
 
     @classmethod
     def fit(cls, train: list[np.ndarray], held_out: list[np.ndarray], shrinkage: float = 0.2,
-            basis: str = "") -> "StreamDomain":
-        """From training inputs and held-out in-domain inputs, each (T_i, D) frames."""
-        u = np.stack([x.mean(axis=0) for x in train]).astype(np.float64)  # (N, D)
+            basis: str = "", dims: int | None = None) -> "StreamDomain":
+        """From training inputs and held-out in-domain inputs, each (T_i, D) frames; `dims`: describe
+        only the first `dims` dimensions (None: all)."""
+        u = np.stack([x[:, :dims].mean(axis=0) for x in train]).astype(np.float64)  # (N, dims)
         cov = np.cov(u.T)
         cov = (1 - shrinkage) * cov + shrinkage * np.diag(np.diag(cov))
         domain = cls(u.mean(axis=0).tolist(), np.linalg.pinv(cov).tolist(), 0.0, basis=basis)

@@ -90,6 +90,10 @@ class TrainOptions:
     validation and test (weights and optimiser state stay float32; fp16 scales the loss).
     compile: run the training forward pass through torch.compile (the saved weights are the same
     modules' weights, so checkpoints do not change form).
+    adapt: normalise the audio frames in their own domain before training ("clip" | "batch" |
+    "speaker" | "none", mmer/voice_normalisation.py `adapt_splits`); the checkpoint then records the
+    prior, and `mmer analyze --adapt` normalises the voices it reads the same way.
+    speakers: file,speaker CSV keyed by sample id (the cache's ids) for adapt="speaker".
     """
 
     model: str | None = None
@@ -114,6 +118,8 @@ class TrainOptions:
     seeds: int = 1
     precision: str = "fp32"
     compile: bool = False
+    adapt: str = "none"
+    speakers: Path | None = None
 
 
 @dataclass
@@ -363,12 +369,16 @@ class _Plan:
     tiny: bool
     preset: str
     config: object
+    adapt: str = "none"
+    speakers: Path | None = None
+    normaliser: object = None  # VoiceNormaliser fitted on the train split (adapt != "none")
 
     def to_json(self, ctx: DistContext, bench: BenchmarkData) -> dict:
         return {
             "model": self.model, "dataset": self.dataset, "data": str(self.data),
             "labels": None if self.labels is None else str(self.labels), "seed": self.seed,
             "select_metric": self.select_metric, "tiny": self.tiny, "preset": self.preset,
+            "adapt": self.adapt, "speakers": None if self.speakers is None else str(self.speakers),
             "world_size": ctx.world_size,
             "device": ctx.device.type, "mmer_version": __version__, "torch_version": torch.__version__,
             "label_names": list(bench.label_names), "feature_spec": bench.feature_spec.to_dict(),
@@ -390,7 +400,27 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
                             options.threshold_mode, options.threshold)
     plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
                  None if options.labels is None else Path(options.labels).resolve(),
-                 options.seed, options.select_metric, options.tiny, preset, config)
+                 options.seed, options.select_metric, options.tiny, preset, config, options.adapt,
+                 None if options.speakers is None else Path(options.speakers).resolve())
+    return _adapted(plan, bench)
+
+
+def _adapted(plan: _Plan, bench: BenchmarkData) -> tuple[_Plan, BenchmarkData]:
+    """The dataset with its voices normalised as `plan.adapt` says (`adapt_splits`; the prior is
+    fitted on the train split, so a resumed run gets the same one)."""
+    from mmer.voice_normalisation import ADAPT_MODES, adapt_splits, read_speakers
+
+    if plan.adapt not in ADAPT_MODES:
+        raise UserError(f"adapt must be one of {', '.join(ADAPT_MODES)}, got {plan.adapt!r}", parameter="adapt")
+    if (plan.adapt == "speaker") != (plan.speakers is not None):
+        raise UserError("speakers: a file,speaker CSV is needed with adapt='speaker', and only then", parameter="speakers")
+    speakers = None
+    if plan.speakers is not None:
+        try:
+            speakers = read_speakers(plan.speakers)
+        except ValueError as err:
+            raise UserError(str(err), parameter="speakers") from None
+    bench, plan.normaliser = adapt_splits(bench, plan.adapt, speakers)
     return plan, bench
 
 
@@ -420,12 +450,16 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
         raise UserError(f"{data}: labels or features differ from those the run in {run.root} was started with")
     plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
                  int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
-                 saved.get("preset", "paper"), config)
-    return plan, bench
+                 saved.get("preset", "paper"), config, saved.get("adapt", "none"),
+                 None if saved.get("speakers") is None else Path(saved["speakers"]))
+    return _adapted(plan, bench)
 
 
 def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold: float, val: dict) -> dict:
+    adapted = {} if plan.normaliser is None else {"voice_normalisation": plan.normaliser.to_dict(),
+                                                  "voice_normalisation_training": plan.adapt}
     return {
+        **adapted,
         "global_threshold": global_threshold,
         "dataset": plan.dataset,
         "selection": {"metric": plan.select_metric, "split": "valid", "best_epoch": best_epoch},

@@ -152,3 +152,55 @@ def speaker_of(file: Path, speakers: dict[str, str]) -> str | None:
         if key in speakers:
             return speakers[key]
     return None
+
+
+def adapt_splits(bench, mode: str, speakers: dict[str, str] | None = None, prior: VoiceNormaliser | None = None):
+    """A training dataset (`mmer.datasets.base.BenchmarkData`) with its audio frames normalised in
+    their own domain, as `mmer train --adapt` does: the prior is fitted on the raw audio frames of
+    the train split; each sample is then normalised with the statistics of its group, shrunk towards
+    the prior - "clip": the sample's own frames; "batch": all samples of its split; "speaker": all
+    samples of the same speaker (`speakers`: sample id -> speaker; an unlisted sample is its own
+    group). `prior`: use this one instead of fitting it (`mmer eval` of an adapted checkpoint).
+    Returns (the dataset with wrapped splits, the prior) or (bench, None) for mode "none" or a
+    dataset without audio."""
+    from mmer.datasets.base import BenchmarkData, MultimodalDataset
+
+    if mode == "none":
+        return bench, None
+    if mode not in ADAPT_MODES:
+        raise ValueError(f"adapt must be one of {', '.join(ADAPT_MODES)}, got {mode!r}")
+    if prior is None:
+        train = bench.splits["train"]
+        frames = [train[i].features["audio"] for i in range(len(train))]
+        frames = [x for x in frames if len(x)]
+        if not frames:
+            return bench, None
+        prior = VoiceNormaliser.fit(frames, basis=f"raw audio frames of the {len(frames)} training samples with "
+                                                  f"audio of dataset {bench.name}")
+    splits = {}
+    for name, split in bench.splits.items():
+        keys = [_group_key(mode, name, i, split.ids[i], speakers) for i in range(len(split))]
+        stats: dict = {}
+        for i, key in enumerate(keys):
+            audio = split[i].features["audio"]
+            if len(audio):
+                stats.setdefault(key, FrameStatistics.empty(audio.shape[1])).add(audio)
+        splits[name] = MultimodalDataset(_normalising_getter(split, prior, keys, stats), split.labels, split.ids)
+    return BenchmarkData(bench.name, bench.label_names, bench.feature_spec, splits), prior
+
+
+def _group_key(mode: str, split: str, index: int, sample_id: str, speakers: dict[str, str] | None):
+    if mode == "batch":
+        return ("split", split)
+    if mode == "speaker" and speakers and sample_id in speakers:
+        return ("speaker", speakers[sample_id])
+    return ("clip", split, index)
+
+
+def _normalising_getter(split, prior: VoiceNormaliser, keys: list, stats: dict):
+    def get(i: int) -> dict[str, np.ndarray]:
+        features = dict(split[i].features)
+        if len(features["audio"]):
+            features["audio"] = prior.normalise(features["audio"], stats.get(keys[i]))
+        return features
+    return get

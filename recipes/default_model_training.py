@@ -104,7 +104,7 @@ class SyntheticFaces:
 def normalised_emodb(emodb: EmoDBPart, train_rows: np.ndarray, groups: str = "speaker",
                      normaliser: VoiceNormaliser | None = None) -> tuple[EmoDBPart, VoiceNormaliser]:
     """EmoDB with every utterance's audio frames normalised in its own domain
-    (mmer_cli/voice_normalisation.py): `groups` "speaker" = with the statistics of all utterances of
+    (mmer/voice_normalisation.py): `groups` "speaker" = with the statistics of all utterances of
     its speaker (what `mmer analyze --speakers` does), "clip" = of the utterance alone (the default
     `--adapt clip`), both shrunk towards the prior. The prior is `normaliser`, or fitted on the raw
     frames of the training utterances `train_rows` only. Returns the normalised copy and the prior."""
@@ -298,6 +298,9 @@ FACE_PRIOR_BASIS = ("prior: no labelled face video is available; the face gets t
                     "FER2013 test accuracy is 66 % on stills, its accuracy on video frames is unknown)")
 
 
+VOICE_DOMAIN_DIMS = 25
+"""The voice's domain model describes the eGeMAPS descriptors only (the first 25 of the 409 values):
+a 409 x 409 precision matrix would make a checkpoint several MB of JSON."""
 VOICE_HEAD_C_GRID = (0.01, 0.1, 1.0, 10.0)
 """Inverse L2 strengths tried for the voice summary head (chosen by validation UA)."""
 VOICE_HEAD_SHARES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -365,9 +368,9 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
                               f"{valid_audio.name}: {len(valid_audio.labels)} EmoDB utterances of the validation "
                               "speakers, audio only, the six EmoDB labels")
     visual = StreamCalibration(1.0, min(text.reliability, audio.reliability), FACE_PRIOR_BASIS)
-    voice = StreamDomain.fit(train_frames, valid_frames,
+    voice = StreamDomain.fit(train_frames, valid_frames, dims=VOICE_DOMAIN_DIMS,
                              basis=f"{len(train_audio.audio_rows)} training-speaker utterances (mean normalised "
-                                   "voice frame); "
+                                   f"frame of the first {VOICE_DOMAIN_DIMS} voice values, eGeMAPS); "
                                    f"reference = 95th percentile over the {len(valid_audio.items)} "
                                    "validation-speaker utterances")
     fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES),

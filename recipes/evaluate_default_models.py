@@ -35,8 +35,9 @@ import torch
 
 from default_model_features import (GOEMOTIONS_SPLITS, LABEL_NAMES, default_feature_spec,
                                     extract_goemotions, load_emodb, load_faces, load_goemotions)
-from default_model_training import (EvalSet, Pools, SyntheticFaces, audio_only_set, paired_set, speech_scores,
-                                    text_only_set)
+from default_model_training import (EvalSet, Pools, SyntheticFaces, audio_only_set, normalised_emodb, paired_set,
+                                    speech_scores, text_only_set)
+from mmer.voice_normalisation import VoiceNormaliser
 from mmer.extractors.pipeline import ExtractionSettings
 from mmer.evaluation import predict_probs
 from mmer.metrics import brier_score, error_rate_by_uncertainty, expected_calibration_error, multilabel_metrics
@@ -133,7 +134,7 @@ def synthetic_face_test(name: str, pools: Pools) -> dict:
     return result
 
 
-def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path) -> dict:
+def speech_folds(name: str, test_part, raw_emodb, faces: SyntheticFaces, work: Path, adapt: str = "speaker") -> dict:
     """Pooled held-out EmoDB scores (audio-only) and synthetic-pair scores of the fold models of
     model `name` (<work>/folds/<name>_fold<k>.safetensors)."""
     folds = json.loads(FOLDS_FILE.read_text())["folds"]
@@ -147,6 +148,10 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
             continue
         model, info = load_checkpoint(path)
         fusion = LateFusion.from_dict(info.extra["fusion"])
+        emodb = raw_emodb
+        if "voice_normalisation" in info.extra:  # the test speakers' voices normalised as `mmer analyze --adapt`
+            emodb, _ = normalised_emodb(raw_emodb, np.zeros(0, np.int64), adapt,
+                                        VoiceNormaliser.from_dict(info.extra["voice_normalisation"]))
         rows = np.flatnonzero(np.isin(emodb.speakers, fold["test_speakers"]))
         pools = Pools(test_part, emodb, rows, visual_dim, faces)
         frames = [emodb.audio.get(int(i)) for i in rows]

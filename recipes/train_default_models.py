@@ -168,7 +168,7 @@ def checkpoint_extra(run: dict, data: dict, role: str) -> dict:
         "fusion": outcome.fusion.to_dict(),
         "voice_normalisation": run["voice_normalisation"].to_dict(),
         "voice_normalisation_training": "every EmoDB speaker's frames z-scored with that speaker's statistics, "
-                                        "shrunk towards the prior (mmer_cli/voice_normalisation.py)",
+                                        "shrunk towards the prior (mmer/voice_normalisation.py)",
         "role": role,
         "data": {**data, "emodb_train_speakers": run["train_speakers"],
                  "emodb_valid_speakers": run["valid_speakers"]},

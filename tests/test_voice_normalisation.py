@@ -91,3 +91,27 @@ def test_cli_refuses_a_bad_speakers_file_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["analyze", str(tmp_path / "x.mp4"), "--speakers", str(bad)])
     assert result.exit_code == 2
     assert "row 1 needs two columns" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("adapt", ["clip", "batch"])
+def test_train_adapt_records_the_prior_and_eval_reads_voices_the_same_way(adapt, tmp_path):
+    import json
+
+    from tests import synthetic_benchmarks as sb
+    from tests.conftest import TINY_TRAIN, ok
+    from tests.conftest import mmer as cli
+    from mmer.models.checkpoint import read_checkpoint_info
+
+    bench = sb.write_cache(tmp_path / "cache", (16, 8, 8))
+    run = tmp_path / "run"
+    ok(cli("train", "--model", "lddu", "--dataset", "cache", "--data", str(bench.data), *TINY_TRAIN,
+           "--epochs", "1", "--adapt", adapt, "--out", run))
+    info, _ = read_checkpoint_info(run / "best.safetensors")
+    prior = VoiceNormaliser.from_dict(info.extra["voice_normalisation"])
+    assert prior.dim == info.feature_spec.audio.dim and info.extra["voice_normalisation_training"] == adapt
+    assert json.loads((run / "config.json").read_text())["adapt"] == adapt
+    test_metrics = json.loads((run / "test_metrics.json").read_text())
+    result = cli("eval", "--dataset", "cache", "--data", str(bench.data), "--checkpoint", run / "best.safetensors",
+                 "--format", "json", "--device", "cpu", "--threads", "1")
+    ok(result)
+    assert json.loads(result.stdout)["micro_f1"] == test_metrics["micro_f1"]  # the same normalised test split

@@ -44,6 +44,9 @@ def train_command(
     compile_model: bool = typer.Option(False, "--compile", help="Compile the training forward pass with torch.compile (needs a C++ compiler on CPU)."),
     seeds: Optional[int] = typer.Option(
         None, "--seeds", help="Train N runs (seeds --seed, --seed+1, ...) into OUT/seed-<seed>/ and summarise them in OUT/seeds_summary.json."),
+    adapt: Optional[str] = typer.Option(None, "--adapt", metavar="MODE", help="Normalise the voices in their own domain before training: clip, batch (per split), "
+                                        "speaker (default with --speakers) or none (default); `mmer analyze --adapt` then reads voices the same way."),
+    speakers: Optional[Path] = typer.Option(None, "--speakers", metavar="FILE.csv", help="CSV of sample id,speaker for --adapt speaker (ids as in the cache's index.jsonl)."),
 ) -> None:
     """Train on a benchmark: select the best epoch and tune thresholds on validation, then test once."""
     from rich.console import Console
@@ -56,6 +59,7 @@ def train_command(
         epochs=epochs, batch_size=batch_size, device=device, threads=threads, seed=seed, out=out, resume=resume,
         select_metric=select_metric, tiny=tiny, workers=workers, preset=preset, threshold_mode=threshold_mode,
         threshold=threshold, seeds=1 if seeds is None else seeds, precision=precision, compile=compile_model,
+        adapt=adapt or ("speaker" if speakers is not None else "none"), speakers=speakers,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)
