@@ -374,7 +374,8 @@ def fit_fusion(model: torch.nn.Module, valid_text: EvalSet, valid_audio: EvalSet
                                    f"reference = 95th percentile over the {len(valid_audio.items)} "
                                    "validation-speaker utterances")
     fusion = LateFusion({"text": text, "audio": audio, "visual": visual}, [0.5] * len(LABEL_NAMES),
-                        domains={"audio": voice}, exclusive_label=NEUTRAL, heads={"audio": head})
+                        domains={"audio": voice}, exclusive_label=NEUTRAL, heads={"audio": head},
+                        any_stream_shows=True)
     calibrated = np.concatenate([1 / (1 + np.exp(-fusion.calibrated_logits("text", text_probs))),
                                  1 / (1 + np.exp(-fusion.calibrated_logits("audio", audio_probs)))])
     labels = np.concatenate([valid_text.labels, valid_audio.labels]).astype(np.int64)

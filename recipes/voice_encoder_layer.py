@@ -18,7 +18,9 @@ Validation (chooses `VOICE_ENCODER_LAYER`): EmoDB, the 5 folds of recipes/emodb_
 scored on its VALIDATION pair (its test pair is never looked at here), UA (mean per-class recall)
 over the 6 EmoDB labels (boredom -> neutral). Cross-corpus (reported, not selected on): train on all
 of one corpus, test on all of the other, over the six labels both have (anger, disgust, fear,
-happy, neutral, sad; EmoGator's surprise left out).
+happy, neutral, sad; EmoGator's surprise left out). Whether EmoGator helps a speech model: the same
+EmoDB validation pairs, trained on the fold's training speakers with and without every EmoGator
+burst of the six shared labels (speaker normalisation).
 
 Run:  python recipes/voice_encoder_layer.py   -> recipes/results/voice_encoder_layer.json
 Features are cached in ~/.cache/mmer/recipes/voice_encoder_layer/<corpus>.npz.
@@ -180,8 +182,23 @@ def main() -> None:
                 scores.append(ua(x[train], emodb["labels"][train], x[valid], emodb["labels"][valid]))
             validation[rep][norm] = round(float(np.mean(scores)), 4)
     chosen = max(LAYERS, key=lambda k: validation[f"layer{k}"]["speaker"])
-    cross = {}
+    # Does adding EmoGator's bursts (all contributors, the six shared labels) to the training
+    # speakers help on the EmoDB validation pairs? (the test for keeping EmoGator in training)
     shared = np.isin(emogator["labels"], LABELS)
+    with_bursts = {}
+    for rep in ("egemaps", f"layer{chosen}", f"egemaps+layer{chosen}"):
+        x = representation(emodb, rep, "speaker")
+        bursts, burst_labels = representation(emogator, rep, "speaker")[shared], emogator["labels"][shared]
+        scores = {"emodb_only": [], "emodb_plus_emogator": []}
+        for fold in folds:
+            train = ~np.isin(speakers, fold["test_speakers"] + fold["valid_speakers"])
+            valid = np.isin(speakers, fold["valid_speakers"])
+            scores["emodb_only"].append(ua(x[train], emodb["labels"][train], x[valid], emodb["labels"][valid]))
+            scores["emodb_plus_emogator"].append(ua(np.concatenate([x[train], bursts]),
+                                                    np.concatenate([emodb["labels"][train], burst_labels]),
+                                                    x[valid], emodb["labels"][valid]))
+        with_bursts[rep] = {k: round(float(np.mean(v)), 4) for k, v in scores.items()}
+    cross = {}
     for rep in reps:
         cross[rep] = {}
         for norm in NORMALISATIONS:
@@ -199,6 +216,7 @@ def main() -> None:
         "chosen_layer": chosen,
         "chosen_by": "highest mean validation-pair UA of the layer alone, speaker normalisation",
         "cross_corpus": cross,
+        "emodb_validation_with_emogator_in_training": with_bursts,
         "no_voice_files": {"emodb": emodb["no_voice"], "emogator": emogator["no_voice"]},
         "provenance": provenance(threads=1), "wall_time_s": round(time.perf_counter() - started, 1)})
 
