@@ -22,7 +22,7 @@ happy, neutral, sad; EmoGator's surprise left out). Whether EmoGator helps a spe
 EmoDB validation pairs, trained on the fold's training speakers with and without every EmoGator
 burst of the six shared labels (speaker normalisation).
 
-Run:  python recipes/voice_encoder_layer.py   -> recipes/results/voice_encoder_layer.json
+Run:  python recipes/voice_encoder_layer.py [--emogator-contributors N]  -> recipes/results/voice_encoder_layer.json
 Features are cached in ~/.cache/mmer/recipes/voice_encoder_layer/<corpus>.npz.
 """
 
@@ -50,13 +50,16 @@ LAYERS = (1, 2, 3, 4)
 NORMALISATIONS = ("none", "corpus", "speaker")
 
 
-def read_corpus(name: str) -> list[tuple[str, str, str]]:
-    """(file, speaker, label or "" when outside LABELS) rows of ../shared/data/<name>/labels.csv."""
+def read_corpus(name: str, contributors: int | None = None) -> list[tuple[str, str, str]]:
+    """(file, speaker, label or "" when outside LABELS) rows of ../shared/data/<name>/labels.csv;
+    EmoGator: the bursts of the first `contributors` contributors by id (None: all 357)."""
     with (SHARED_DATA / name / "labels.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if name == "emodb":
         return [(r["file"], r["speaker"], EMODB_TO_LABEL[r["emotion"]]) for r in rows]
-    return [(r["file"], r["contributor"], r["emotion"] if r["emotion"] in LABELS else "") for r in rows]
+    chosen = set(sorted({r["contributor"] for r in rows})[:contributors])
+    return [(r["file"], r["contributor"], r["emotion"] if r["emotion"] in LABELS else "") for r in rows
+            if r["contributor"] in chosen]
 
 
 def utterance_frames(path: Path, acoustic, encoder) -> list[np.ndarray] | None:
@@ -90,12 +93,12 @@ def utterance_frames(path: Path, acoustic, encoder) -> list[np.ndarray] | None:
     return [low[keep]] + [x[keep] for x in layers]
 
 
-def corpus_frames(name: str) -> dict:
+def corpus_frames(name: str, contributors: int | None = None) -> dict:
     """Cached per-utterance frames of every representation: {"frames": [rep][utt] (T, D),
     "speakers", "labels", "no_voice": files without voice}."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"{name}.npz"
-    rows = read_corpus(name)
+    path = CACHE / (f"{name}.npz" if contributors is None else f"{name}_{contributors}.npz")
+    rows = read_corpus(name, contributors)
     if not path.exists():
         from mmer.extractors.acoustic import AcousticExtractor
         from mmer.extractors.speech import asr_model_dir
@@ -164,9 +167,15 @@ def ua(x_train, y_train, x_test, y_test) -> float:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--emogator-contributors", type=int, default=None,
+                        help="only the bursts of the first N EmoGator contributors (default: all 357)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
-    emodb, emogator = corpus_frames("emodb"), corpus_frames("emogator")
+    emodb, emogator = corpus_frames("emodb"), corpus_frames("emogator", args.emogator_contributors)
     folds = json.loads(FOLDS_FILE.read_text())["folds"]
     reps = ["egemaps"] + [f"layer{k}" for k in LAYERS] + [f"egemaps+layer{k}" for k in LAYERS]
     validation = {}
@@ -209,7 +218,8 @@ def main() -> None:
     write_result("voice_encoder_layer", {
         "recipe": "recipes/voice_encoder_layer.py",
         "data": {"emodb": f"{len(emodb['labels'])} of {emodb['utterances']} utterances with voice, 10 speakers",
-                 "emogator": f"{int(shared.sum())} bursts with a shared label, of {emogator['utterances']}; "
+                 "emogator": f"{int(shared.sum())} bursts with a shared label, of {emogator['utterances']} "
+                             f"(contributors: {args.emogator_contributors or 'all 357'}); "
                              f"{len(emogator['no_voice'])} without voice by the pipeline's detector"},
         "metric": "unweighted accuracy over the 6 shared labels (chance 0.167)",
         "validation_emodb_speaker_folds": validation,
