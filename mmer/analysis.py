@@ -285,6 +285,7 @@ class Analyzer:
             if self.normaliser.dim != expected.audio.dim:
                 raise CheckpointError(f"{self.checkpoint}: voice normalisation has {self.normaliser.dim} dimensions, "
                                       f"the audio features {expected.audio.dim}")
+
     def _settings_for(self, info: CheckpointInfo) -> ExtractionSettings:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
         fps = self.options.fps if self.options.fps is not None else info.feature_spec.visual.frame_rate_hz

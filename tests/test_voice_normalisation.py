@@ -115,3 +115,41 @@ def test_train_adapt_records_the_prior_and_eval_reads_voices_the_same_way(adapt,
                  "--format", "json", "--device", "cpu", "--threads", "1")
     ok(result)
     assert json.loads(result.stdout)["micro_f1"] == test_metrics["micro_f1"]  # the same normalised test split
+
+
+@pytest.mark.slow
+def test_adapt_modes_end_to_end(tmp_path):
+    """Two EmoDB utterances of one speaker: "batch" and "speaker" (both clips listed as one speaker)
+    read the voices against the same statistics, "clip" against each clip's own; a checkpoint
+    without a voice normalisation reads the voices as extracted whatever the mode."""
+    from safetensors.torch import load_file
+
+    from mmer.analysis import analyze
+    from mmer.models.checkpoint import read_checkpoint_info, save_checkpoint
+    from mmer.models.registry import build_model, get_entry
+    from tests.conftest import LABELS, SHARED, tiny_checkpoint
+
+    wav = SHARED / "data" / "emodb" / "wav"
+    if not wav.is_dir():
+        pytest.skip("../shared/data/emodb not available")
+    clips = [wav / "03a01Wa.wav", wav / "03a01Nc.wav"]
+    plain = tiny_checkpoint(tmp_path / "plain.safetensors")
+    info, _ = read_checkpoint_info(plain)
+    network = build_model("lddu", get_entry("lddu").config_class.tiny(len(LABELS), info.feature_spec.dims))
+    network.load_state_dict(load_file(str(plain)), strict=False)
+    dim = info.feature_spec.audio.dim
+    prior = VoiceNormaliser([0.0] * dim, [1.0] * dim)
+    adapted = save_checkpoint(tmp_path / "adapted.safetensors", network, LABELS, info.feature_spec, [0.5] * len(LABELS),
+                              extra={"voice_normalisation": prior.to_dict()})
+    speakers = tmp_path / "speakers.csv"
+    speakers.write_text("".join(f"{c.name},s03\n" for c in clips))
+
+    def voice(model, **kw):
+        outcomes = analyze(clips, AnalyzeOptions(model=str(model), device="cpu", threads=1, use_cache=True,
+                                                 cache_dir=tmp_path / "cache", **kw))
+        return [o.by_modality["audio"] for o in outcomes]
+
+    clip, batch = voice(adapted), voice(adapted, adapt="batch")
+    assert voice(adapted, adapt="speaker", speakers=speakers) == batch
+    assert clip != batch
+    assert voice(plain) == voice(plain, adapt="batch")
