@@ -41,7 +41,8 @@ import torch
 from default_model_features import (LABEL_NAMES, default_feature_spec, load_emodb, load_faces, load_goemotions,
                                     prepare_features, stratified_subset)
 from default_model_training import (EpochMixture, MixtureSettings, Pools, SyntheticFaces, audio_only_set, fit_fusion,
-                                    normalised_emodb, paired_set, text_only_set, train_one, visual_only_set)
+                                    SELECT_TEXT_WEIGHT, normalised_emodb, paired_set, text_only_set, train_one,
+                                    visual_only_set)
 from mmer.models.checkpoint import load_checkpoint, save_checkpoint
 from mmer.models.config import config_to_dict
 from mmer.models.registry import get_entry
@@ -135,7 +136,8 @@ def train_split(name: str, parts: dict, train_speakers, valid_speakers, log, fol
         name, parts, train_speakers, valid_speakers)
     outcome = train_one(name, model_config(name, fold), EpochMixture(train_pools, mixture_settings(name, fold), SEED),
                         valid_text, valid_audio, valid_paired, valid_faces, SEED, log)
-    return {"outcome": outcome, "mixture": mixture_settings(name, fold), "valid_text_comments": len(outcome_rows(rows, parts)),
+    return {"outcome": outcome, "model": name, "mixture": mixture_settings(name, fold),
+            "valid_text_comments": len(outcome_rows(rows, parts)),
             "voice_normalisation": normaliser,
             "train_speakers": sorted(int(s) for s in train_speakers),
             "valid_speakers": sorted(int(s) for s in valid_speakers)}
@@ -176,7 +178,8 @@ def checkpoint_extra(run: dict, data: dict, role: str) -> dict:
                           "emodb": "happiness->happy, sadness->sad, boredom->neutral; no surprise"},
         "mixture": mixture.__dict__,
         "selection": {"split": "GoEmotions dev + EmoDB validation speakers",
-                      "metric": "0.5 * dev text-only macro-F1 + 0.5 * validation-speaker speech macro-F1",
+                      "metric": f"{SELECT_TEXT_WEIGHT[run['model']]} * dev text-only macro-F1 + "
+                                f"{1 - SELECT_TEXT_WEIGHT[run['model']]} * validation-speaker speech macro-F1",
                       "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run},
         "valid_text_comments": run["valid_text_comments"],
         "thresholds_tuned_on": "GoEmotions dev (text-only) + EmoDB validation speakers (audio-only and paired)",
