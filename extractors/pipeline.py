@@ -58,7 +58,7 @@ class ExtractionSettings:
 
     fps: float = 5.0  # visual frames sampled per second
     max_side_px: int = 320  # frames are downscaled so their longer side is at most this, before detection
-    acoustic: str = "egemaps"  # "egemaps" | "egemaps+whisper" | "compare" | "librosa" (see extractors.acoustic)
+    acoustic: str = "egemaps+whisper"  # "egemaps+whisper" (voice features v2) | "egemaps" | "compare" | "librosa"
     text_encoder: str | None = None  # local HF BERT directory; None = packaged all-MiniLM-L6-v2
     asr_model: str | None = None  # faster-whisper model directory; None = packaged tiny.en
     transcript: str | None = None  # .txt/.srt/.vtt file used instead of speech recognition
