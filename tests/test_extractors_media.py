@@ -136,7 +136,7 @@ def test_audio_only_file_with_speech_recognition(extractor):
     assert "no video stream: visual features absent" in fs.warnings
     assert fs.duration_s == pytest.approx(2.0) and fs.stats.seconds == pytest.approx(2.0, abs=0.01)
     assert 0.5 < fs.stats.voiced <= 2.0
-    assert fs.features["audio"].shape[1] == 25 and 48 <= fs.features["audio"].shape[0] <= 50  # 25 Hz
+    assert fs.features["audio"].shape[1] == 409 and 48 <= fs.features["audio"].shape[0] <= 50  # 25 Hz, eGeMAPS + whisper
     # ASR ran (the English-only tiny model hears German as English words, with timestamps).
     assert fs.transcript.strip()
     assert any("English-only" in w for w in fs.warnings)
