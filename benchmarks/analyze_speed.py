@@ -128,7 +128,7 @@ def child_workers(args) -> dict:
 
 def child_rss_path(args) -> dict:
     """Peak RSS of one half of the extraction on one clip: "video" = decode + face detection,
-    "audio" = decode + openSMILE + speech recognition (both decode the whole file in one pass)."""
+    "audio" = decode + openSMILE (+ the whisper encoder states of the default set) + speech recognition (both decode the whole file in one pass)."""
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
@@ -147,11 +147,12 @@ def child_rss_path(args) -> dict:
             detector.detect(batch.frames)
     else:
         from mmer.extractors.acoustic import AcousticExtractor
+        from mmer.extractors.pipeline import ExtractionSettings
         from mmer.extractors.speech import SpeechRecognizer, asr_model_dir
 
         for _ in reader.frame_batches():
             pass
-        AcousticExtractor("egemaps")(reader.audio.samples)
+        AcousticExtractor(ExtractionSettings().acoustic)(reader.audio.samples)
         SpeechRecognizer(asr_model_dir(None), args.device, torch.get_num_threads()).transcribe(reader.audio.samples)
     return {"duration_s": info.duration_s, "peak_rss_mb": peak_rss_mib()}
 

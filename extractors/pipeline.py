@@ -58,7 +58,7 @@ class ExtractionSettings:
 
     fps: float = 5.0  # visual frames sampled per second
     max_side_px: int = 320  # frames are downscaled so their longer side is at most this, before detection
-    acoustic: str = "egemaps"  # "egemaps" | "compare" | "librosa" (see extractors.acoustic)
+    acoustic: str = "egemaps+whisper"  # "egemaps+whisper" (voice features v2) | "egemaps" | "compare" | "librosa"
     text_encoder: str | None = None  # local HF BERT directory; None = packaged all-MiniLM-L6-v2
     asr_model: str | None = None  # faster-whisper model directory; None = packaged tiny.en
     transcript: str | None = None  # .txt/.srt/.vtt file used instead of speech recognition
@@ -182,7 +182,7 @@ class FeatureExtractor:
             "vad": _voice_activity_detector,
             "faces": lambda: _face_detector(device),
             "expression": lambda: _expression_reader(device),
-            "acoustic": lambda: AcousticExtractor(settings.acoustic),
+            "acoustic": lambda: AcousticExtractor(settings.acoustic, device),
             "asr": lambda: SpeechRecognizer(self._asr_dir, device, _torch_threads()),
             "text": lambda: TextEncoder(self._encoder_info, device),
         })
@@ -406,7 +406,7 @@ def speech_features(acoustic: AcousticExtractor, samples: np.ndarray,
     voiced = spoken_seconds(spans)
     if voiced < MIN_VOICED_S:
         return np.zeros((0, acoustic.spec.dim), np.float32), np.zeros(0), voiced
-    features, times = acoustic(samples)
+    features, times = acoustic(samples, spans)
     keep = inside(times, spans)
     return features[keep], times[keep], voiced
 

@@ -14,7 +14,7 @@ import importlib.resources
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +35,7 @@ from mmer.results import (  # noqa: F401  (the result types are part of this mod
     ProgressCallback, Segment,
 )
 from mmer.windows import MIN_WINDOW_FRAMES, auto_window_s, consistent_with_windows, smallest_window_s, span_windows, tile
+from mmer.voice_normalisation import ADAPT_MODES, FrameStatistics, VoiceNormaliser, read_speakers, speaker_of
 from mmer.models.batch import MultimodalBatch
 from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_info
 from mmer.core.feature_spec import MODALITIES
@@ -69,6 +70,11 @@ class AnalyzeOptions:
     workers: files analysed in this many processes, each with its own models and `threads`.
     features: a `mmer extract` cache folder; an input whose content (SHA-256) it holds, extracted
         with this checkpoint's feature settings and streams, is read from there instead of extracted.
+    adapt: how the voice is normalised in the target domain (mmer/voice_normalisation.py):
+        "clip" over each clip's own speech (default), "batch" over all clips of the run, "speaker"
+        over each speaker's clips (needs `speakers`), "none" the training voices' statistics only.
+        Applies to checkpoints that record a voice normalisation (the shipped defaults).
+    speakers: a file,speaker CSV naming the speaker of each clip (for adapt="speaker").
     """
 
     model: str = DEFAULT_MODEL
@@ -83,6 +89,8 @@ class AnalyzeOptions:
     precision: str = "fp32"
     workers: int = 1
     features: Path | None = None
+    adapt: str = "clip"
+    speakers: Path | None = None
 
 
 
@@ -166,6 +174,19 @@ class Analyzer:
             raise UserError(f"fps must be > 0 (a finite number), got {options.fps:g}", parameter="fps")
         if options.transcript is not None and not Path(options.transcript).is_file():
             raise UserError(f"transcript {options.transcript}: file not found", parameter="transcript")
+        if options.adapt not in ADAPT_MODES:
+            raise UserError(f"adapt must be one of {', '.join(ADAPT_MODES)}, got {options.adapt!r}", parameter="adapt")
+        if options.adapt == "speaker" and options.speakers is None:
+            raise UserError("speakers: adapt='speaker' needs a file,speaker CSV", parameter="speakers")
+        if options.speakers is not None and options.adapt != "speaker":
+            raise UserError(f"adapt must be 'speaker' when a speakers file is given, got {options.adapt!r}",
+                            parameter="adapt")
+        self.speakers: dict[str, str] = {}
+        if options.speakers is not None:
+            try:
+                self.speakers = read_speakers(options.speakers)
+            except ValueError as err:
+                raise UserError(str(err), parameter="speakers") from None
         set_threads(options.threads)
         keep_heap_flat()  # peak memory independent of clip length (mmer.runtime)
         self.options = options
@@ -221,6 +242,16 @@ class Analyzer:
                                                           self.info.feature_spec.visual.dim)
             except ValueError as err:
                 raise CheckpointError(f"{self.checkpoint}: {err}") from None
+        # Voice features are normalised in the target domain when the checkpoint was trained so.
+        self.normaliser: VoiceNormaliser | None = None
+        if "voice_normalisation" in self.info.extra:
+            try:
+                self.normaliser = VoiceNormaliser.from_dict(self.info.extra["voice_normalisation"])
+            except ValueError as err:
+                raise CheckpointError(f"{self.checkpoint}: {err}") from None
+            if self.normaliser.dim != expected.audio.dim:
+                raise CheckpointError(f"{self.checkpoint}: voice normalisation has {self.normaliser.dim} dimensions, "
+                                      f"the audio features {expected.audio.dim}")
 
     def _settings_for(self, info: CheckpointInfo) -> ExtractionSettings:
         """Extraction settings: the user's options, frame rate defaulting to the checkpoint's."""
@@ -236,12 +267,29 @@ class Analyzer:
     def label_names(self) -> list[str]:
         return list(self.info.label_names)
 
-    def analyze_file(self, path: Path) -> ClipResult:
-        """Extract and predict one file; ExtractionError (one line) when the file cannot be read."""
+    def extract(self, path: Path) -> FeatureSet:
+        """The features of one file; ExtractionError (one line) when the file cannot be read."""
         if not os.access(path, os.R_OK):
             raise ExtractionError(f"{path}: permission denied (file is not readable)")
-        features = self._extracted_before(path) or self.extractor.extract(path)
+        return self._extracted_before(path) or self.extractor.extract(path)
+
+    def group_of(self, path: Path) -> str | None:
+        """The normalisation group of a file under `options.adapt`: "batch" one group for all,
+        "speaker" the file's speaker (None when the speakers file does not list it), else None."""
+        if self.options.adapt == "batch":
+            return ""
+        if self.options.adapt == "speaker":
+            return speaker_of(path, self.speakers)
+        return None
+
+    def analyze_file(self, path: Path, features: FeatureSet | None = None,
+                     group: FrameStatistics | None = None) -> ClipResult:
+        """Extract (unless `features` are given) and predict one file; ExtractionError (one line)
+        when the file cannot be read. group: the voice statistics of the file's normalisation
+        group ("batch"/"speaker" modes, `analyze`); "clip" mode uses the clip's own."""
+        features = self.extract(path) if features is None else features
         started = time.perf_counter()
+        features = self._normalised(path, features, group)
         duration = max(float(features.duration_s), 0.0)
         # The whole clip on its own (padding, MC-dropout masks as for any clip) ...
         clip_span = [(0.0, duration)]
@@ -268,6 +316,9 @@ class Analyzer:
         if self.fusion is None and 0.0 < features.stats.words_trust < 1.0 and features.present("text"):
             warnings.append("this model reads all streams in one pass and cannot weigh the words by trust: "
                             "they are used in full")
+        if (self.normaliser is not None and self.options.adapt == "speaker" and features.present("audio")
+                and speaker_of(path, self.speakers) is None):
+            warnings.append("not in the speakers file: the voice is normalised over this clip alone")
         if all(v is None for v in clip_evidence[0].values()):
             warnings.append(NO_SIGNAL)
         model_s = time.perf_counter() - started
@@ -315,6 +366,22 @@ class Analyzer:
                           timings_s={"features_cache": time.perf_counter() - started},
                           warnings=[f"features read from the extract cache {self.options.features} "
                                     "(it stores no transcript)"])
+
+    def _normalised(self, path: Path, features: FeatureSet, group: FrameStatistics | None) -> FeatureSet:
+        """`features` with the audio frames normalised (`VoiceNormaliser`) by `options.adapt`:
+        with the group's statistics when given, the clip's own in "clip" mode (and for a clip
+        without a group), the prior alone in "none" mode."""
+        audio = features.features["audio"]
+        if self.normaliser is None or not len(audio):
+            return features
+        if self.options.adapt == "none":
+            stats = None
+        elif group is not None:
+            stats = group
+        else:
+            stats = FrameStatistics.empty(audio.shape[1])
+            stats.add(audio)
+        return replace(features, features={**features.features, "audio": self.normaliser.normalise(audio, stats)})
 
     def _scores(self, features: FeatureSet, spans: list[tuple[float, float]], evidence: list[ModalityEvidence],
                 windows: list[FeatureSet]) -> list[list[EmotionScore]]:
@@ -464,6 +531,11 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
         raise UserError(f"transcript applies to a single clip, but {len(files)} media files were given", parameter="transcript")
     analyzer = Analyzer(options)  # checks options, checkpoint and features once, before any file
     workers = min(options.workers, len(files))
+    if options.adapt in ("batch", "speaker") and analyzer.normaliser is not None:
+        if workers > 1:
+            raise UserError(f"workers must be 1 with adapt={options.adapt!r} (every clip is read before any is "
+                            "analysed)", parameter="workers")
+        return _analyze_grouped(analyzer, inputs, len(files), progress)
     if workers > 1:
         del analyzer  # each worker builds its own
         from mmer.analysis_workers import analyze_in_workers
@@ -489,16 +561,62 @@ def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCa
     return outcomes
 
 
-def analyze_one(analyzer: Analyzer, item: Path) -> AnalyzeOutcome:
-    """One file -> ClipResult, or ClipFailure with a one-line reason (never raises for the file)."""
-    try:
-        return analyzer.analyze_file(item)
-    except ExtractionError as err:
+def _analyze_grouped(analyzer: Analyzer, inputs: list[Path | ClipFailure], total: int,
+                     progress: ProgressCallback | None) -> list[AnalyzeOutcome]:
+    """"batch"/"speaker" normalisation: every file's features first (kept in memory), the voice
+    statistics of each group over them, then every file analysed with its group's statistics."""
+    features: dict[int, FeatureSet | ClipFailure] = {}
+    groups: dict[str, FrameStatistics] = {}
+    for i, item in enumerate(inputs):
+        if isinstance(item, ClipFailure):
+            continue
+        if progress is not None:
+            progress(0, total, f"reading {item}")
+        try:
+            features[i] = analyzer.extract(item)
+        except Exception as err:  # noqa: BLE001 - reported per file by `analyze_one` below
+            features[i] = _failure(item, err)
+            continue
+        audio = features[i].features["audio"]
+        name = analyzer.group_of(item)
+        if name is not None and len(audio):
+            groups.setdefault(name, FrameStatistics.empty(audio.shape[1])).add(audio)
+    outcomes: list[AnalyzeOutcome] = []
+    done = 0
+    for i, item in enumerate(inputs):
+        if isinstance(item, ClipFailure):
+            outcomes.append(item)
+            continue
+        if progress is not None:
+            progress(done, total, str(item))
+        found = features[i]
+        if isinstance(found, ClipFailure):
+            outcomes.append(found)
+        else:
+            name = analyzer.group_of(item)
+            outcomes.append(analyze_one(analyzer, item, found, None if name is None else groups.get(name)))
+        done += 1
+    if progress is not None:
+        progress(done, total, "")
+    return outcomes
+
+
+def _failure(item: Path, err: Exception) -> ClipFailure:
+    """The one-line ClipFailure of an exception raised while analysing `item`."""
+    if isinstance(err, ExtractionError):
         message = str(err)
         prefix = f"{item}: "
         return ClipFailure(str(item), message[len(prefix):] if message.startswith(prefix) else message)
+    first_line = (str(err).splitlines() or [""])[0]
+    return ClipFailure(str(item), f"unexpected {type(err).__name__} while analysing: {first_line}")
+
+
+def analyze_one(analyzer: Analyzer, item: Path, features: FeatureSet | None = None,
+                group: FrameStatistics | None = None) -> AnalyzeOutcome:
+    """One file -> ClipResult, or ClipFailure with a one-line reason (never raises for the file)."""
+    try:
+        return analyzer.analyze_file(item, features, group)
     except Exception as err:  # noqa: BLE001 - one broken file must not stop the others
-        first_line = (str(err).splitlines() or [""])[0]
-        return ClipFailure(str(item), f"unexpected {type(err).__name__} while analysing: {first_line}")
+        return _failure(item, err)
 
 

@@ -217,6 +217,12 @@ def evaluate(
     model, info = load_checkpoint(checkpoint, device=dev)
     bench = load_dataset(dataset, Path(data), None if labels is None else Path(labels))
     require_matching_dataset(info, bench, checkpoint)
+    if "voice_normalisation" in info.extra:  # voices read as the checkpoint was trained to (`mmer train --adapt`)
+        from mmer.voice_normalisation import VoiceNormaliser, adapt_splits
+
+        mode = info.extra.get("voice_normalisation_training", "clip")
+        mode = "clip" if mode == "speaker" else mode  # speakers are not known here: each clip over itself
+        bench, _ = adapt_splits(bench, mode, None, VoiceNormaliser.from_dict(info.extra["voice_normalisation"]))
     if threshold is None:
         saved_mode = getattr(info.config, "threshold_mode", "tuned")
         thresholds = list(info.thresholds)

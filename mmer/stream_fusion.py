@@ -29,6 +29,14 @@ readings (each stream alone, `by_modality`):
    high to lead; a stream that shows nothing (low z) changes nothing, so it can neither dilute
    nor remove what a clear stream shows;
 4. decision: present when sigmoid(z) >= the fusion's per-label threshold (tuned on validation);
+   with `any_stream_shows` (the shipped defaults since voice features v2), "no emotion" needs
+   every stream's agreement: when no emotion reaches its threshold after the weighting but some
+   usable stream (weight > 0) on its own shows one (its calibrated probability >= that label's
+   threshold), the emotion it shows most clearly (largest logit margin) is present at exactly its
+   threshold's probability (so a high uncertainty), and neutral is not. Trust and domain discount
+   how sure the answer is, but no longer let neutral words, or a less trusted stream, silence a
+   stream that clearly shows an emotion (issue: 40 % of emotional English voices with neutral
+   words came out "no emotion");
 5. uncertainty: the binary entropy of the fused probability in bits (0 = certain, 1 = a coin
    flip); with no usable stream every label is absent with probability 0 and uncertainty 1.
 """
@@ -41,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 _EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking logits
+_MARGIN = 1e-6  # logits set "at" a threshold land this far on the intended side of it
 
 
 @dataclass
@@ -57,10 +66,12 @@ class StreamCalibration:
 class StreamDomain:
     """Where a stream's training data lies, for its domain factor.
 
-    An input (T, D) frames is summarised by its mean frame u (D,); its distance to the training
-    domain is the Mahalanobis distance d = sqrt((u - mean)^T precision (u - mean)), precision the
-    inverse of the (shrunk) covariance of training summaries. `reference` is the 95th percentile
-    of d over held-out in-domain inputs. factor = 1 for d <= reference, else (reference / d)^exponent.
+    An input (T, D) frames is summarised by its mean frame u (the first len(mean) of its D values:
+    the domain may describe only the leading dimensions, e.g. the 25 eGeMAPS descriptors of the
+    voice's 409); its distance to the training domain is the Mahalanobis distance
+    d = sqrt((u - mean)^T precision (u - mean)), precision the inverse of the (shrunk) covariance of
+    training summaries. `reference` is the 95th percentile of d over held-out in-domain inputs.
+    factor = 1 for d <= reference, else (reference / d)^exponent.
     """
 
     mean: list[float]
@@ -70,7 +81,8 @@ class StreamDomain:
     basis: str = ""
 
     def distance(self, frames: np.ndarray) -> float:
-        diff = np.asarray(frames, dtype=np.float64).mean(axis=0) - np.asarray(self.mean)
+        x = np.asarray(frames, dtype=np.float64)[:, :len(self.mean)]
+        diff = x.mean(axis=0) - np.asarray(self.mean)
         return float(np.sqrt(max(diff @ np.asarray(self.precision) @ diff, 0.0)))
 
     def factor(self, frames: np.ndarray) -> float:
@@ -80,9 +92,10 @@ class StreamDomain:
 
     @classmethod
     def fit(cls, train: list[np.ndarray], held_out: list[np.ndarray], shrinkage: float = 0.2,
-            basis: str = "") -> "StreamDomain":
-        """From training inputs and held-out in-domain inputs, each (T_i, D) frames."""
-        u = np.stack([x.mean(axis=0) for x in train]).astype(np.float64)  # (N, D)
+            basis: str = "", dims: int | None = None) -> "StreamDomain":
+        """From training inputs and held-out in-domain inputs, each (T_i, D) frames; `dims`: describe
+        only the first `dims` dimensions (None: all)."""
+        u = np.stack([x[:, :dims].mean(axis=0) for x in train]).astype(np.float64)  # (N, dims)
         cov = np.cov(u.T)
         cov = (1 - shrinkage) * cov + shrinkage * np.diag(np.diag(cov))
         domain = cls(u.mean(axis=0).tolist(), np.linalg.pinv(cov).tolist(), 0.0, basis=basis)
@@ -158,11 +171,13 @@ class LateFusion:
     exclusive_label: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
     heads: dict[str, SummaryHead] = field(default_factory=dict)
+    any_stream_shows: bool = False  # step 4 of the module docstring; False for checkpoints before it
 
     def to_dict(self) -> dict:
         return {"streams": {m: asdict(c) for m, c in self.streams.items()}, "thresholds": list(self.thresholds),
                 "domains": {m: asdict(d) for m, d in self.domains.items()},
                 "exclusive_label": self.exclusive_label, "notes": dict(self.notes),
+                "any_stream_shows": self.any_stream_shows,
                 "heads": {m: asdict(h) for m, h in self.heads.items()}}
 
     @classmethod
@@ -195,7 +210,8 @@ class LateFusion:
                 raise ValueError(f"fusion: stream {m!r} needs a finite temperature > 0 and reliability >= 0")
         if not all(math.isfinite(t) and 0 <= t <= 1 for t in thresholds):
             raise ValueError("fusion: thresholds must be finite and in [0, 1]")
-        return cls(streams, thresholds, domains, exclusive, dict(data.get("notes", {})), heads)
+        return cls(streams, thresholds, domains, exclusive, dict(data.get("notes", {})), heads,
+                   bool(data.get("any_stream_shows", False)))
 
     def stream_probs(self, stream: str, network_probs: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
         """What `stream` says about one input: the network's single-stream probabilities (q,),
@@ -234,8 +250,26 @@ class LateFusion:
         if self.exclusive_label is not None:
             k = self.exclusive_label
             fused[k] = (z[:, k] - log_a[:, 0]).min()  # weighted minimum: neutral only when all streams are
+            if self.any_stream_shows:
+                self._unless_a_stream_shows(fused, z[w > 0])
         probs = 1.0 / (1.0 + np.exp(-fused))
         return probs, binary_entropy_bits(probs)
+
+    def _unless_a_stream_shows(self, fused: np.ndarray, z: np.ndarray) -> None:
+        """Step 4 (`any_stream_shows`), in place on the fused logits (q,): z (M', q) the calibrated
+        logits of the usable streams."""
+        k = self.exclusive_label
+        t = np.clip(np.asarray(self.thresholds, dtype=np.float64), _EPS, 1 - _EPS)
+        cut = np.log(t / (1 - t))  # (q,) thresholds as logits
+        emotions = [j for j in range(len(cut)) if j != k]
+        if not len(z) or (fused[emotions] >= cut[emotions]).any():
+            return
+        margins = z[:, emotions] - cut[emotions]  # (M', q - 1)
+        if margins.max() < 0:
+            return  # no stream shows an emotion: "no emotion" stands
+        e = emotions[int(np.unravel_index(np.argmax(margins), margins.shape)[1])]
+        fused[e] = max(fused[e], cut[e] + _MARGIN)
+        fused[k] = min(fused[k], cut[k] - _MARGIN)
 
 
 def binary_entropy_bits(p: np.ndarray) -> np.ndarray:

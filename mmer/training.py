@@ -105,6 +105,10 @@ class TrainOptions:
     select_on: the split that picks the best epoch and tunes thresholds: "valid" (None = "valid")
     or "test" (the LDDU authors' protocol; optimistic, labelled SELECTED_ON_TEST everywhere); a
     resumed run keeps its own.
+    adapt: normalise the audio frames in their own domain before training ("clip" | "batch" |
+    "speaker" | "none", mmer/voice_normalisation.py `adapt_splits`); the checkpoint then records the
+    prior, and `mmer analyze --adapt` normalises the voices it reads the same way.
+    speakers: file,speaker CSV keyed by sample id (the cache's ids) for adapt="speaker".
     """
 
     model: str | None = None
@@ -133,6 +137,8 @@ class TrainOptions:
     folds: int = 0
     fold: int | None = None
     select_on: str | None = None
+    adapt: str = "none"
+    speakers: Path | None = None
 
 
 @dataclass
@@ -266,6 +272,9 @@ class _Plan:
     fold: int | None = None
     fold_groups: dict | None = None  # FoldPlan.to_json() of this fold
     warnings: list[str] = field(default_factory=list)
+    adapt: str = "none"
+    speakers: Path | None = None
+    normaliser: object = None  # VoiceNormaliser fitted on the train split (adapt != "none")
 
     def to_json(self, ctx: DistContext, bench: BenchmarkData) -> dict:
         return {
@@ -274,6 +283,7 @@ class _Plan:
             "select_metric": self.select_metric, "select_on": self.select_on, "tiny": self.tiny, "preset": self.preset,
             "modalities": self.modalities, "trained_modalities": list(self.trained_modalities),
             "folds": self.folds, "fold": self.fold, "fold_groups": self.fold_groups, "warnings": list(self.warnings),
+            "adapt": self.adapt, "speakers": None if self.speakers is None else str(self.speakers),
             "world_size": ctx.world_size,
             "device": ctx.device.type, "mmer_version": __version__, "torch_version": torch.__version__,
             "label_names": list(bench.label_names), "feature_spec": bench.feature_spec.to_dict(),
@@ -302,7 +312,27 @@ def _plan_new(options: TrainOptions) -> tuple[_Plan, BenchmarkData]:
     plan = _Plan(options.model, options.dataset, Path(options.data).resolve(),
                  None if options.labels is None else Path(options.labels).resolve(),
                  options.seed, options.select_metric, options.tiny, preset, config, select_on, modalities, trained,
-                 options.folds, options.fold, fold_groups)
+                 options.folds, options.fold, fold_groups, adapt=options.adapt,
+                 speakers=None if options.speakers is None else Path(options.speakers).resolve())
+    return _adapted(plan, bench)
+
+
+def _adapted(plan: _Plan, bench: BenchmarkData) -> tuple[_Plan, BenchmarkData]:
+    """The dataset with its voices normalised as `plan.adapt` says (`adapt_splits`; the prior is
+    fitted on the train split, so a resumed run gets the same one)."""
+    from mmer.voice_normalisation import ADAPT_MODES, adapt_splits, read_speakers
+
+    if plan.adapt not in ADAPT_MODES:
+        raise UserError(f"adapt must be one of {', '.join(ADAPT_MODES)}, got {plan.adapt!r}", parameter="adapt")
+    if (plan.adapt == "speaker") != (plan.speakers is not None):
+        raise UserError("speakers: a file,speaker CSV is needed with adapt='speaker', and only then", parameter="speakers")
+    speakers = None
+    if plan.speakers is not None:
+        try:
+            speakers = read_speakers(plan.speakers)
+        except ValueError as err:
+            raise UserError(str(err), parameter="speakers") from None
+    bench, plan.normaliser = adapt_splits(bench, plan.adapt, speakers)
     return plan, bench
 
 
@@ -389,12 +419,16 @@ def _plan_resume(options: TrainOptions, run: RunDir, ctx: DistContext) -> tuple[
     plan = _Plan(saved["model"], saved["dataset"], data.resolve(), None if labels is None else labels.resolve(),
                  int(saved["seed"]), saved["select_metric"], bool(saved.get("tiny", False)),
                  saved.get("preset", "paper"), config, saved.get("select_on", "valid"), saved.get("modalities"), trained,
-                 folds, fold, fold_groups)
-    return plan, bench
+                 folds, fold, fold_groups, adapt=saved.get("adapt", "none"),
+                 speakers=None if saved.get("speakers") is None else Path(saved["speakers"]))
+    return _adapted(plan, bench)
 
 
 def _checkpoint_extra(plan: _Plan, epoch: int, best_epoch: int, global_threshold: float, val: dict) -> dict:
+    adapted = {} if plan.normaliser is None else {"voice_normalisation": plan.normaliser.to_dict(),
+                                                  "voice_normalisation_training": plan.adapt}
     return {
+        **adapted,
         "global_threshold": global_threshold,
         "dataset": plan.dataset,
         "selection": {"metric": plan.select_metric, "split": plan.select_on, "best_epoch": best_epoch},

@@ -8,8 +8,9 @@ settings `mmer analyze` uses (`ExtractionSettings()`), cached as compact arrays 
   the same vectors as `TextEncoder.encode` on one comment (checked: max difference 0.0 on the
   comments tried; `check_text_equivalence` re-checks a few on every run).
 - EmoDB utterances go through the pipeline's decoding (`mmer.extractors.media`: PyAV, resampled to
-  16 kHz mono float32) and acoustic path (`mmer.extractors.acoustic.AcousticExtractor("egemaps")`):
-  (T, 25) eGeMAPS low-level descriptors at 25 Hz.
+  16 kHz mono float32) and acoustic path (`mmer.extractors.acoustic.AcousticExtractor("egemaps+whisper")`):
+  (T, 409) frames at 25 Hz inside speech: 25 eGeMAPS low-level descriptors + 384 whisper tiny.en
+  encoder layer-2 states.
 
 - Face geometry pool: the real faces of the shared media clips (`../shared/media`, unlabelled)
   through the pipeline's visual path: (T, 22) geometry rows per clip, the raw material of the
@@ -17,7 +18,7 @@ settings `mmer analyze` uses (`ExtractionSettings()`), cached as compact arrays 
 
 On disk (`<work>/features/`), one .npz per part, read with allow_pickle=False:
     goemotions_<split>.npz  tokens (N_tok, 384) float16, offsets (N+1,) int64, labels (N, 7) uint8, ids (N,) str
-    emodb.npz               frames (N_frames, 25) float32, offsets (N+1,) int64, files, speakers, emotions
+    emodb.npz               frames (N_frames, 409) float32, offsets (N+1,) int64, files, speakers, emotions
     faces.npz               frames (N_frames, 29) float32, offsets (N_clips+1,) int64, clips (N_clips,) str
 Text vectors are stored as float16 (halves the disk size; the models see float32 again).
 """
@@ -219,7 +220,7 @@ def extract_emodb(data: Path, out: Path, settings: ExtractionSettings) -> Path:
     with (data / "labels.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     acoustic = AcousticExtractor(settings.acoustic)
-    packed = _pack([emodb_audio(data / r["file"], acoustic) for r in rows], 25, np.float32)
+    packed = _pack([emodb_audio(data / r["file"], acoustic) for r in rows], acoustic.spec.dim, np.float32)
     path = out / "emodb.npz"
     with replacing(path, suffix=".tmp.npz") as tmp:
         np.savez(tmp, frames=packed.rows, offsets=packed.offsets, files=np.array([r["file"] for r in rows]),

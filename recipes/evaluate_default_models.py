@@ -35,8 +35,9 @@ import torch
 
 from default_model_features import (GOEMOTIONS_SPLITS, LABEL_NAMES, default_feature_spec,
                                     extract_goemotions, load_emodb, load_faces, load_goemotions)
-from default_model_training import (EvalSet, Pools, SyntheticFaces, audio_only_set, paired_set, speech_scores,
-                                    text_only_set)
+from default_model_training import (EvalSet, Pools, SyntheticFaces, audio_only_set, normalised_emodb, paired_set,
+                                    speech_scores, text_only_set)
+from mmer.voice_normalisation import VoiceNormaliser
 from mmer.extractors.pipeline import ExtractionSettings
 from mmer.evaluation import predict_probs
 from mmer.metrics import brier_score, error_rate_by_uncertainty, expected_calibration_error, multilabel_metrics
@@ -134,7 +135,7 @@ def synthetic_face_test(name: str, pools: Pools) -> dict:
     return result
 
 
-def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path) -> dict:
+def speech_folds(name: str, test_part, raw_emodb, faces: SyntheticFaces, work: Path, adapt: str = "speaker") -> dict:
     """Pooled held-out EmoDB scores (audio-only) and synthetic-pair scores of the fold models of
     model `name` (<work>/folds/<name>_fold<k>.safetensors)."""
     folds = json.loads(FOLDS_FILE.read_text())["folds"]
@@ -148,6 +149,10 @@ def speech_folds(name: str, test_part, emodb, faces: SyntheticFaces, work: Path)
             continue
         model, info = load_checkpoint(path)
         fusion = LateFusion.from_dict(info.extra["fusion"])
+        emodb = raw_emodb
+        if "voice_normalisation" in info.extra:  # the test speakers' voices normalised as `mmer analyze --adapt`
+            emodb, _ = normalised_emodb(raw_emodb, np.zeros(0, np.int64), adapt,
+                                        VoiceNormaliser.from_dict(info.extra["voice_normalisation"]))
         rows = np.flatnonzero(np.isin(emodb.speakers, fold["test_speakers"]))
         pools = Pools(test_part, emodb, rows, visual_dim, faces)
         frames = [emodb.audio.get(int(i)) for i in rows]
@@ -219,7 +224,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--models", default="lddu,lamb",
+                        help="models to evaluate; the entries of the others are kept from the existing result file")
     args = parser.parse_args()
+    names = tuple(m for m in args.models.split(",") if m)
     started = time.perf_counter()
     torch.set_num_threads(THREADS)
     feats = args.work / "features"
@@ -234,9 +242,14 @@ def main() -> None:
 
     baseline_text = json.loads((RESULTS_DIR / "baseline_goemotions.json").read_text())
     baseline_speech = json.loads((RESULTS_DIR / "baseline_emodb.json").read_text())
-    text = {name: text_test(name, pools) for name in ("lddu", "lamb")}
-    speech = {f"{name}_folds": speech_folds(name, test_part, emodb, faces, args.work) for name in ("lddu", "lamb")}
-    synthetic_faces = {name: synthetic_face_test(name, pools) for name in ("lddu", "lamb")}
+    previous = RESULTS_DIR / "default_models.json"
+    old = json.loads(previous.read_text()) if previous.exists() else {}
+    text = {**old.get("text_goemotions_test", {}).get("models", {}),
+            **{name: text_test(name, pools) for name in names}}
+    speech = {**{k: v for k, v in old.get("speech_emodb_speaker_independent", {}).items() if k.endswith("_folds")},
+              **{f"{name}_folds": speech_folds(name, test_part, emodb, faces, args.work) for name in names}}
+    synthetic_faces = {**old.get("visual_synthetic_expression_sequences", {}).get("models", {}),
+                       **{name: synthetic_face_test(name, pools) for name in names}}
     result = {
         "recipe": "recipes/evaluate_default_models.py",
         "checkpoints": {n: f"models/weights/{n}_default.safetensors" for n in ("lddu", "lamb")},
@@ -266,17 +279,18 @@ def main() -> None:
         "feature_extraction_s": (json.loads((feats / "extraction_seconds.json").read_text())
                                  if (feats / "extraction_seconds.json").exists() else None),
         "training": "recipes/results/default_training.json",
+        "evaluated_now": list(names),
         **provenance(THREADS),
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     path = write_result("default_models", result)
-    for name, r in text.items():
+    for name, r in {n: text[n] for n in names}.items():
         for view in ("application", "network"):
             m = r[view]["tuned_thresholds"]
             print(f"{name} GoEmotions test ({view}): macro-F1 {m['macro_f1']:.3f} micro-F1 {m['micro_f1']:.3f} "
                   f"ECE {r[view]['calibration']['ece_15_bins']:.3f} error by uncertainty bin "
                   f"{[round(b['error_rate'], 3) for b in r[view]['error_rate_by_uncertainty']]}")
-    for name in ("lddu", "lamb"):
+    for name in names:
         folds = speech[f"{name}_folds"]
         for v, s in folds.get("pooled", {}).items():
             print(f"{name} EmoDB {v}: UA {s['unweighted_accuracy']:.3f} macro-F1 {s['macro_f1']:.3f} "

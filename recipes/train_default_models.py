@@ -41,7 +41,8 @@ import torch
 from default_model_features import (LABEL_NAMES, default_feature_spec, load_emodb, load_faces, load_goemotions,
                                     prepare_features, stratified_subset)
 from default_model_training import (EpochMixture, MixtureSettings, Pools, SyntheticFaces, audio_only_set, fit_fusion,
-                                    paired_set, text_only_set, train_one, visual_only_set)
+                                    SELECT_TEXT_WEIGHT, normalised_emodb, paired_set, text_only_set, train_one,
+                                    visual_only_set)
 from mmer.models.checkpoint import load_checkpoint, save_checkpoint
 from mmer.models.config import config_to_dict
 from mmer.models.registry import get_entry
@@ -114,8 +115,10 @@ def speakers_rows(speakers: np.ndarray, wanted) -> np.ndarray:
 
 def split_sets(name: str, parts: dict, train_speakers, valid_speakers):
     """Training pools and the validation sets of one split: (train_pools, valid_text, valid_audio,
-    valid_paired, valid_faces, valid-text rows or None)."""
-    emodb = parts["emodb"]
+    valid_paired, valid_faces, valid-text rows or None, voice normaliser). The voice frames of every
+    speaker are normalised with that speaker's statistics, shrunk towards the training speakers'
+    (`normalised_emodb`)."""
+    emodb, normaliser = normalised_emodb(parts["emodb"], speakers_rows(parts["emodb"].speakers, train_speakers))
     visual_dim = default_feature_spec().visual.dim
     faces = SyntheticFaces(parts["faces"])
     train_pools = Pools(parts["train"], emodb, speakers_rows(emodb.speakers, train_speakers), visual_dim, faces)
@@ -124,16 +127,18 @@ def split_sets(name: str, parts: dict, train_speakers, valid_speakers):
     rows = None if limit is None else stratified_subset(parts["valid"].labels, limit, SEED)
     return (train_pools, text_only_set(valid_pools, "valid_text", rows), audio_only_set(valid_pools, "valid_audio"),
             paired_set(valid_pools, "valid_paired", PAIRS_PER_VALID_UTTERANCE, SEED),
-            visual_only_set(valid_pools, "valid_synthetic_faces", VALID_FACES_PER_LABEL, SEED + 1), rows)
+            visual_only_set(valid_pools, "valid_synthetic_faces", VALID_FACES_PER_LABEL, SEED + 1), rows, normaliser)
 
 
 def train_split(name: str, parts: dict, train_speakers, valid_speakers, log, fold: bool = False) -> dict:
     """Train `name` on GoEmotions train + `train_speakers`; select on dev + `valid_speakers`."""
-    train_pools, valid_text, valid_audio, valid_paired, valid_faces, rows = split_sets(
+    train_pools, valid_text, valid_audio, valid_paired, valid_faces, rows, normaliser = split_sets(
         name, parts, train_speakers, valid_speakers)
     outcome = train_one(name, model_config(name, fold), EpochMixture(train_pools, mixture_settings(name, fold), SEED),
                         valid_text, valid_audio, valid_paired, valid_faces, SEED, log)
-    return {"outcome": outcome, "mixture": mixture_settings(name, fold), "valid_text_comments": len(outcome_rows(rows, parts)),
+    return {"outcome": outcome, "model": name, "mixture": mixture_settings(name, fold),
+            "valid_text_comments": len(outcome_rows(rows, parts)),
+            "voice_normalisation": normaliser,
             "train_speakers": sorted(int(s) for s in train_speakers),
             "valid_speakers": sorted(int(s) for s in valid_speakers)}
 
@@ -142,7 +147,8 @@ def recalibrate(path: Path, parts: dict, train_speakers, valid_speakers) -> None
     """Fit the late fusion of an existing checkpoint again (`fit_fusion`, deterministic given the
     weights and the validation data) and rewrite the checkpoint with it; weights unchanged."""
     model, info = load_checkpoint(path)
-    train_pools, valid_text, valid_audio, _, _, _ = split_sets(info.model_name, parts, train_speakers, valid_speakers)
+    train_pools, valid_text, valid_audio, _, _, _, _ = split_sets(info.model_name, parts, train_speakers,
+                                                                  valid_speakers)
     extra = dict(info.extra)
     extra["fusion"] = fit_fusion(model, valid_text, valid_audio, train_pools).to_dict()
     extra["fusion_fitted"] = {"by": "recipes/train_default_models.py --calibrate-only",
@@ -162,6 +168,9 @@ def checkpoint_extra(run: dict, data: dict, role: str) -> dict:
         "visual_training": "synthetic expression sequences only (default_model_training.SyntheticFaces); "
                            "no labelled face video",
         "fusion": outcome.fusion.to_dict(),
+        "voice_normalisation": run["voice_normalisation"].to_dict(),
+        "voice_normalisation_training": "every EmoDB speaker's frames z-scored with that speaker's statistics, "
+                                        "shrunk towards the prior (mmer/voice_normalisation.py)",
         "role": role,
         "data": {**data, "emodb_train_speakers": run["train_speakers"],
                  "emodb_valid_speakers": run["valid_speakers"]},
@@ -169,7 +178,8 @@ def checkpoint_extra(run: dict, data: dict, role: str) -> dict:
                           "emodb": "happiness->happy, sadness->sad, boredom->neutral; no surprise"},
         "mixture": mixture.__dict__,
         "selection": {"split": "GoEmotions dev + EmoDB validation speakers",
-                      "metric": "0.5 * dev text-only macro-F1 + 0.5 * validation-speaker speech macro-F1",
+                      "metric": f"{SELECT_TEXT_WEIGHT[run['model']]} * dev text-only macro-F1 + "
+                                f"{1 - SELECT_TEXT_WEIGHT[run['model']]} * validation-speaker speech macro-F1",
                       "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run},
         "valid_text_comments": run["valid_text_comments"],
         "thresholds_tuned_on": "GoEmotions dev (text-only) + EmoDB validation speakers (audio-only and paired)",

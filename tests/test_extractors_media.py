@@ -156,7 +156,7 @@ def test_audio_only_file_with_speech_recognition(extractor):
     assert "no video stream: visual features absent" in fs.warnings
     assert fs.duration_s == pytest.approx(2.0) and fs.stats.seconds == pytest.approx(2.0, abs=0.01)
     assert 0.5 < fs.stats.voiced <= 2.0
-    assert fs.features["audio"].shape[1] == 25 and 48 <= fs.features["audio"].shape[0] <= 50  # 25 Hz
+    assert fs.features["audio"].shape[1] == 409 and 48 <= fs.features["audio"].shape[0] <= 50  # 25 Hz, eGeMAPS + whisper
     # ASR ran: the English-only tiny model hears German as invented English words, and its own scores
     # say so (average log-probability below whisper's failure threshold): the words stay the
     # transcript, flagged, and give no text features.

