@@ -223,7 +223,7 @@ def test_a_checkpoint_of_the_old_face_crop_is_refused_with_a_hint(tmp_path, monk
     path = tiny_checkpoint(tmp_path / "old_face.safetensors", spec=type(spec)(text=spec.text, audio=spec.audio,
                                                                                visual=old_visual))
     monkeypatch.setattr(FeatureExtractor, "extract", lambda self, p: pytest.fail("extraction must not start"))
-    with pytest.raises(UserError, match=r"visual version: model expects .*/2'.*upright crop.*fit_face_reading"):
+    with pytest.raises(FeatureSpecMismatch, match=r"upright crop.*fit_face_reading.*visual version: model expects .*/2'"):
         analyze([SAMPLE], AnalyzeOptions(model=str(path), device="cpu"))
 
 

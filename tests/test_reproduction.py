@@ -305,7 +305,7 @@ def test_models_json_lists_presets_and_sources():
     result = cli("models", "--format", "json")
     ok(result)
     document = json.loads(result.stdout)
-    assert document["preset_names"] == ["paper", "authors"]
+    assert document["preset_names"] == ["paper", "authors", "small"]
     models = {m["name"]: m for m in document["models"]}
     lddu = models["lddu"]
     authors = get_entry("lddu").presets["authors"]
