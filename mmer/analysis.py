@@ -41,6 +41,10 @@ from mmer.models.checkpoint import CheckpointError, CheckpointInfo, load_checkpo
 from mmer.core.feature_spec import MODALITIES
 from mmer.models.registry import model_names
 
+StreamReadings = dict[str, "np.ndarray | None"]
+"""What each stream alone says about one span, inside the Analyzer: stream -> probabilities (q,) in
+the model's label order, None when the stream is absent (reported as `ModalityEvidence`)."""
+
 WEIGHTS_DIR = Path(str(importlib.resources.files("mmer.models") / "weights"))
 """Where the shipped default checkpoints live: <name>_default.safetensors."""
 MAX_SPAN_S = 45.0
@@ -306,7 +310,7 @@ class Analyzer:
         segments = []
         for (a, b), scores, evidence in zip(spans, w_scores, w_evidence):
             signal = any(v is not None for v in evidence.values())
-            segments.append(Segment(start_s=a, end_s=b, emotions=scores, by_modality=evidence, signal=signal,
+            segments.append(Segment(start_s=a, end_s=b, emotions=scores, by_modality=self._evidence(evidence), signal=signal,
                                     warnings=[] if signal else [NO_SIGNAL_WINDOW]))
         clip_scores = consistent_with_windows(clip_scores, segments, duration)
         if self.options.window_s is None and not self.options.auto_window:
@@ -332,7 +336,7 @@ class Analyzer:
             timings_s={**features.timings_s, "model": model_s},
             warnings=warnings,
             segments=segments,
-            by_modality=clip_evidence[0],
+            by_modality=self._evidence(clip_evidence[0]),
             words=list(features.words),
         )
 
@@ -383,26 +387,21 @@ class Analyzer:
             stats.add(audio)
         return replace(features, features={**features.features, "audio": self.normaliser.normalise(audio, stats)})
 
-    def _scores(self, features: FeatureSet, spans: list[tuple[float, float]], evidence: list[ModalityEvidence],
+    def _scores(self, features: FeatureSet, spans: list[tuple[float, float]], evidence: list[StreamReadings],
                 windows: list[FeatureSet]) -> list[list[EmotionScore]]:
-        """Per span, one EmotionScore per label: from the late fusion of the single-stream readings
-        `evidence` when the checkpoint has one, else from one joint pass of the network over every
+        """Per span, one EmotionScore per label: from the late fusion (`LateFusion.fuse_input`) of the
+        single-stream readings `evidence` (`_by_modality`) when the checkpoint has one, else from one joint pass of the network over every
         present stream. A span without any usable stream has nothing present, probability 0 and
         uncertainty 1 (no signal is not an answer). windows: `span_windows(features, spans)`."""
         names, q = self.info.label_names, len(self.info.label_names)
         usable = [any(v is not None for v in e.values()) for e in evidence]
         if self.fusion is not None:
             fused = []
-            for window, e in zip(windows, evidence):
-                frames = window.features
-                readings = {m: None if v is None else np.array([v[n] for n in names]) for m, v in e.items()}
-                if readings.get("text") is not None:  # words only as far as they were heard
-                    readings["text"] = doubted_reading(readings["text"], features.stats.words_trust,
-                                                       self.fusion.exclusive_label)
-                weights = {m: self.fusion.weight(m, frames[m]) for m in e if m in self.fusion.streams}
-                if "visual" in weights:  # a small, blurred or turned face counts less
-                    weights["visual"] *= quality_factor(window.face_quality)
-                fused.append(self.fusion.fuse(readings, weights))
+            for window, readings in zip(windows, evidence):
+                # a small, blurred or turned face counts less; the words only as far as they were heard
+                fused.append(self.fusion.fuse_input(readings, window.features,
+                                                    weight_factors={"visual": quality_factor(window.face_quality)},
+                                                    trust={"text": features.stats.words_trust}))
             probs = np.stack([p for p, _ in fused])
             uncertainty = np.stack([u for _, u in fused])
             thresholds = self.fusion.thresholds
@@ -417,14 +416,14 @@ class Analyzer:
                 for i in range(len(spans))]
 
     def _by_modality(self, features: FeatureSet, spans: list[tuple[float, float]],
-                     windows: list[FeatureSet]) -> list[ModalityEvidence]:
+                     windows: list[FeatureSet]) -> list[StreamReadings]:
         """For each span, what each stream alone says: the network run with only that stream
         present (both registered networks accept any subset of streams), with a late-fusion
         checkpoint's summary head of that stream mixed in (`LateFusion.stream_probs`), and for the
         face the checkpoint's `FaceReading` (pooled, calibrated expression probabilities). A stream
         absent from the span (`windows`: `span_windows(features, spans)`), or one the checkpoint
         was not trained on, gets None."""
-        evidence: list[ModalityEvidence] = [{} for _ in spans]
+        evidence: list[StreamReadings] = [{} for _ in spans]
         for m in MODALITIES:
             present = [w.present(m) for w in windows]
             if m in self.ignored_modalities or not any(present):
@@ -439,8 +438,12 @@ class Analyzer:
                 p = probs[i] if self.fusion is None else self.fusion.stream_probs(m, probs[i], windows[i].features[m])
                 if m == "visual" and self.face_reading is not None:
                     p = self.face_reading.mix(p, windows[i].features[m], windows[i].face_quality)
-                e[m] = dict(zip(self.info.label_names, map(float, p)))
+                e[m] = np.asarray(p, dtype=np.float64)
         return evidence
+
+    def _evidence(self, readings: StreamReadings) -> ModalityEvidence:
+        """A span's stream readings (q,) as the results report them: {stream: {label: probability}}."""
+        return {m: None if p is None else dict(zip(self.info.label_names, map(float, p))) for m, p in readings.items()}
 
     def _predict_spans(self, features: FeatureSet, spans: list[tuple[float, float]],
                        only: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -497,17 +500,6 @@ class Analyzer:
         if prediction.uncertainty is None:
             return probs, np.zeros_like(probs)
         return probs, prediction.uncertainty.float().cpu().numpy()
-
-
-def doubted_reading(probs: np.ndarray, trust: float, exclusive_label: int | None) -> np.ndarray:
-    """A stream's reading probs (q,) as far as it can be trusted (trust in [0, 1], e.g. the words'
-    `FeatureSet.stats.words_trust`): trust * probs + (1 - trust) * the reading of a stream that shows
-    nothing (every emotion absent, the exclusive "none of them" label, if any, present), which the
-    late fusion's union leaves without effect. Trust 1 gives probs unchanged."""
-    nothing = np.zeros_like(probs, dtype=np.float64)
-    if exclusive_label is not None:
-        nothing[exclusive_label] = 1.0
-    return trust * np.asarray(probs, dtype=np.float64) + (1.0 - trust) * nothing
 
 
 def analyze(paths: Sequence[Path], options: AnalyzeOptions, progress: ProgressCallback | None = None) -> list[AnalyzeOutcome]:

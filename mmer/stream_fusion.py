@@ -234,6 +234,21 @@ class LateFusion:
             w *= self.domains[stream].factor(frames)
         return w
 
+    def fuse_input(self, readings: dict[str, np.ndarray | None], frames: dict[str, np.ndarray],
+                   weight_factors: dict[str, float] | None = None,
+                   trust: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One input's (a clip's or a window's) fused probabilities (q,) and uncertainties (q,).
+
+        readings: stream -> its single-stream probabilities (q,), None when absent; frames: stream ->
+        its frames (T, D), for the domain factor of `weight`; weight_factors: stream -> a factor in
+        [0, 1] on its weight for this input (the face's quality); trust: stream -> how far its
+        reading itself can be trusted (the words' recognition trust, `doubted_reading`)."""
+        readings = {m: p if p is None or m not in (trust or {}) else doubted_reading(p, trust[m], self.exclusive_label)
+                    for m, p in readings.items()}
+        weights = {m: self.weight(m, frames[m]) * (weight_factors or {}).get(m, 1.0)
+                   for m in readings if m in self.streams}
+        return self.fuse(readings, weights)
+
     def fuse(self, evidence: dict[str, np.ndarray | None],
              weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """evidence: stream -> its single-stream probabilities (q,) or None when absent;
@@ -270,6 +285,17 @@ class LateFusion:
         e = emotions[int(np.unravel_index(np.argmax(margins), margins.shape)[1])]
         fused[e] = max(fused[e], cut[e] + _MARGIN)
         fused[k] = min(fused[k], cut[k] - _MARGIN)
+
+
+def doubted_reading(probs: np.ndarray, trust: float, exclusive_label: int | None) -> np.ndarray:
+    """A stream's reading probs (q,) as far as it can be trusted (trust in [0, 1], e.g. the words'
+    `FeatureSet.stats.words_trust`): trust * probs + (1 - trust) * the reading of a stream that shows
+    nothing (every emotion absent, the exclusive "none of them" label, if any, present), which the
+    late fusion's union leaves without effect. Trust 1 gives probs unchanged."""
+    nothing = np.zeros_like(probs, dtype=np.float64)
+    if exclusive_label is not None:
+        nothing[exclusive_label] = 1.0
+    return trust * np.asarray(probs, dtype=np.float64) + (1.0 - trust) * nothing
 
 
 def binary_entropy_bits(p: np.ndarray) -> np.ndarray:

@@ -122,7 +122,7 @@ def test_silence_around_speech_does_not_change_the_answer(name, utterance, tmp_p
 
 def test_words_the_recogniser_doubts_weigh_less_in_the_fusion():
     """The words' reading enters the fusion only as far as they were heard (FeatureSet.stats.words_trust,
-    `doubted_reading`): with the voice saying anger and the words joy, doubted words give less joy,
+    `mmer.stream_fusion.doubted_reading`): with the voice saying anger and the words joy, doubted words give less joy,
     alone or next to the voice, and never more of any emotion."""
     from mmer.analysis import AnalyzeOptions, Analyzer, span_windows
     from mmer.extractors.featureset import FeatureSet, ModalityStats
@@ -131,8 +131,8 @@ def test_words_the_recogniser_doubts_weigh_less_in_the_fusion():
     spec, names = analyzer.info.feature_spec, analyzer.label_names
     rng = np.random.default_rng(0)
     text, audio = rng.standard_normal((6, spec.text.dim)), rng.standard_normal((40, spec.audio.dim))
-    reading = {"text": {n: 0.9 if n == "happy" else 0.05 for n in names},
-               "audio": {n: 0.9 if n == "anger" else 0.05 for n in names}, "visual": None}
+    reading = {"text": np.array([0.9 if n == "happy" else 0.05 for n in names]),
+               "audio": np.array([0.9 if n == "anger" else 0.05 for n in names]), "visual": None}
 
     def scores(trust: float) -> dict[str, float]:
         features = FeatureSet(features={"text": text.astype(np.float32), "audio": audio.astype(np.float32),

@@ -120,5 +120,5 @@ def test_the_analysis_weighs_the_face_by_its_quality(monkeypatch):
         evidence = analyzer._by_modality(fs, spans, windows)
         analyzer._scores(fs, spans, evidence, windows)
         assert seen["visual"] == pytest.approx(quality * analyzer.fusion.streams["visual"].reliability)
-        face = evidence[0]["visual"]
+        face = dict(zip(analyzer.label_names, evidence[0]["visual"]))
         assert max(face, key=face.get) == "happy"
