@@ -110,10 +110,7 @@ class EvalReport:
         single_label {... per_class_recall, support, confusion, confusion_columns}."""
         out = self.metrics.as_dict()
         if self.single_label is not None:
-            out.update(top1_accuracy=self.single_label.top1_accuracy,
-                       weighted_accuracy=self.single_label.weighted_accuracy,
-                       unweighted_accuracy=self.single_label.unweighted_accuracy,
-                       single_label=self.single_label.as_dict())
+            out.update(self.single_label.report_fields())
         out.update(
             ece=self.ece,
             brier=self.brier,

@@ -84,15 +84,19 @@ def train_seeds(options: TrainOptions, reporter: TrainReporter | None = None) ->
     return in_process_group(options, reporter, _train_seeds)
 
 
-def _train_seeds(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> SeedsResult:
+def _runs_folder(options: TrainOptions, ctx: DistContext, what: str) -> Path:
+    """OUT of a repeated run (`what`: "multi-seed", "K-fold"): options.out, or a new default folder."""
     if options.resume and options.out is None:
-        raise UserError("--resume needs --out OUT (the multi-seed run to continue)")
+        raise UserError(f"--resume needs --out OUT (the {what} run to continue)")
     if options.out is not None:
-        out = Path(options.out)
-    else:
-        if options.model is None or options.dataset is None:
-            raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
-        out = broadcast_from_main(ctx, default_run_dir(options.model, options.dataset))
+        return Path(options.out)
+    if options.model is None or options.dataset is None:
+        raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
+    return broadcast_from_main(ctx, default_run_dir(options.model, options.dataset))
+
+
+def _train_seeds(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> SeedsResult:
+    out = _runs_folder(options, ctx, "multi-seed")
     seeds = [options.seed + k for k in range(options.seeds)]
     for seed in seeds:
         run = RunDir(seed_run_dir(out, seed))
@@ -193,14 +197,7 @@ def train_folds(options: TrainOptions, reporter: TrainReporter | None = None) ->
 
 
 def _train_folds(options: TrainOptions, reporter: TrainReporter, ctx: DistContext) -> FoldsResult:
-    if options.resume and options.out is None:
-        raise UserError("--resume needs --out OUT (the K-fold run to continue)")
-    if options.out is not None:
-        out = Path(options.out)
-    else:
-        if options.model is None or options.dataset is None:
-            raise UserError("--model, --dataset and --data are required (unless --resume continues a run)")
-        out = broadcast_from_main(ctx, default_run_dir(options.model, options.dataset))
+    out = _runs_folder(options, ctx, "K-fold")
     for fold in range(options.folds):
         run = RunDir(fold_run_dir(out, fold))
         state = broadcast_from_main(ctx, _seed_state(run) if ctx.is_main else None)

@@ -69,10 +69,7 @@ class ScoreReport:
         and `ece`, `brier`, `reliability` when probabilities were scored."""
         out = self.metrics.as_dict()
         if self.single_label is not None:
-            out.update(top1_accuracy=self.single_label.top1_accuracy,
-                       weighted_accuracy=self.single_label.weighted_accuracy,
-                       unweighted_accuracy=self.single_label.unweighted_accuracy,
-                       single_label=self.single_label.as_dict())
+            out.update(self.single_label.report_fields())
         out.update({
             "label_names": list(self.label_names),
             "threshold": self.threshold,

@@ -52,6 +52,12 @@ class SingleLabelMetrics:
         out["confusion_columns"] = list(self.label_names) + [AMBIGUOUS]
         return out
 
+    def report_fields(self) -> dict:
+        """The keys a metrics report (`mmer eval`, `mmer score` JSON) adds: top1_accuracy,
+        weighted_accuracy, unweighted_accuracy and the whole record under single_label."""
+        return {"top1_accuracy": self.top1_accuracy, "weighted_accuracy": self.weighted_accuracy,
+                "unweighted_accuracy": self.unweighted_accuracy, "single_label": self.as_dict()}
+
 
 def top_predictions(scores: np.ndarray) -> np.ndarray:
     """(N, q) scores -> (N,) index of each row's unique maximum, or -1 when the maximum is shared."""
