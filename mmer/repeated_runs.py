@@ -130,13 +130,8 @@ def _seed_state(run: RunDir) -> str:
     return "new"
 
 
-def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSummary]:
-    """Summarise the finished runs `run_dirs` into OUT/seeds_summary.json:
-
-        {"runs": ["seed-0", ...], "seeds": [0, ...], "model", "dataset", "data", "preset",
-         "select_metric", "select_on", "threshold_mode", "threshold", "std": "sample (n-1)",
-         "metrics": {metric: {"mean", "std", "values"}}}   (metrics: SUMMARY_METRICS)
-    """
+def _finished_runs(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
+    """The test metrics and the config of each finished run in `run_dirs` (UserError when unreadable)."""
     tests, configs = [], []
     for run_dir in run_dirs:
         run = RunDir(run_dir)
@@ -145,6 +140,17 @@ def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSumm
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f"{run.test_metrics_path}: unreadable test metrics ({err})") from None
         configs.append(run.read_config())
+    return tests, configs
+
+
+def write_seeds_summary(out: Path, run_dirs: list[Path]) -> dict[str, MetricSummary]:
+    """Summarise the finished runs `run_dirs` into OUT/seeds_summary.json:
+
+        {"runs": ["seed-0", ...], "seeds": [0, ...], "model", "dataset", "data", "preset",
+         "select_metric", "select_on", "threshold_mode", "threshold", "std": "sample (n-1)",
+         "metrics": {metric: {"mean", "std", "values"}}}   (metrics: SUMMARY_METRICS)
+    """
+    tests, configs = _finished_runs(run_dirs)
     summary = summarize_seeds(tests)
     first = configs[0]
     document = {
@@ -229,14 +235,7 @@ def write_folds_summary(out: Path, run_dirs: list[Path]) -> tuple[dict[str, Metr
          "pooled_single_label": {top1_accuracy, weighted_accuracy, unweighted_accuracy,
                                  per_class_recall, support, confusion, confusion_columns, ...}}
     """
-    tests, configs = [], []
-    for run_dir in run_dirs:
-        run = RunDir(run_dir)
-        try:
-            tests.append(json.loads(run.test_metrics_path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as err:
-            raise UserError(f"{run.test_metrics_path}: unreadable test metrics ({err})") from None
-        configs.append(run.read_config())
+    tests, configs = _finished_runs(run_dirs)
     summary = summarize_seeds(tests)
     pooled = pooled_single_label([t["single_label"] for t in tests]).as_dict()
     first = configs[0]
