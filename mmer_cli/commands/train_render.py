@@ -129,18 +129,24 @@ def render_result(result: TrainResult, console: Console) -> None:
     console.print(f"run directory: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
 
 
-def render_seeds(result: SeedsResult, console: Console) -> None:
-    """Test metrics over the seeds: mean ± std (sample) and each seed's value."""
-    table = Table(title=f"test split over {len(result.seeds)} seeds ({', '.join(map(str, result.seeds))}): "
-                        f"mean ± std (sample std, n - 1)"
-                        + (f"; {SELECTED_ON_TEST}" if result.select_on == "test" else ""))
+def _summary_table(title: str, per: str, summary: dict) -> Table:
+    """One row per SUMMARY_METRICS key: mean ± std and each run's value (`per`: "per seed", "per fold")."""
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
-    table.add_column("per seed", justify="right")
+    table.add_column(per, justify="right")
     for key in SUMMARY_METRICS:
-        summary = result.summary[key]
-        table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
-    console.print(table)
+        row = summary[key]
+        table.add_row(key, f"{row.mean:.4f} ± {row.std:.4f}", " ".join(f"{v:.4f}" for v in row.values))
+    return table
+
+
+def render_seeds(result: SeedsResult, console: Console) -> None:
+    """Test metrics over the seeds: mean ± std (sample) and each seed's value."""
+    console.print(_summary_table(f"test split over {len(result.seeds)} seeds ({', '.join(map(str, result.seeds))}): "
+                                 f"mean ± std (sample std, n - 1)"
+                                 + (f"; {SELECTED_ON_TEST}" if result.select_on == "test" else ""),
+                                 "per seed", result.summary))
     console.print(f"summary: {result.summary_path}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -149,14 +155,8 @@ def render_folds(result: FoldsResult, console: Console) -> None:
     from mmer.cli.commands.metric_tables import single_label_tables
     from mmer.single_label import SingleLabelMetrics
 
-    table = Table(title=f"test split over {result.folds} speaker-independent folds: mean ± std (sample std, n - 1)")
-    table.add_column("metric")
-    table.add_column("mean ± std", justify="right")
-    table.add_column("per fold", justify="right")
-    for key in SUMMARY_METRICS:
-        summary = result.summary[key]
-        table.add_row(key, f"{summary.mean:.4f} ± {summary.std:.4f}", " ".join(f"{v:.4f}" for v in summary.values))
-    console.print(table)
+    console.print(_summary_table(f"test split over {result.folds} speaker-independent folds: mean ± std "
+                                 "(sample std, n - 1)", "per fold", result.summary))
     pooled = {k: v for k, v in result.pooled.items() if k != "confusion_columns"}
     overall, confusion = single_label_tables(SingleLabelMetrics(**pooled))
     overall.title = f"all folds' test samples pooled: {overall.title}"
